@@ -1,0 +1,1 @@
+"""Dataset formats, label tables, incremental splits and synthetic data."""

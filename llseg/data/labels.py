@@ -1,0 +1,132 @@
+"""Dataset metadata as data: class names, palettes and id -> train-id tables.
+
+Label conventions used everywhere in llseg:
+
+* label maps hold *train ids* ``0 .. num_classes-1``; ``255`` (:data:`IGNORE_INDEX`) means "ignore";
+* ``DatasetInfo.background_id`` names the background class, or is ``None`` when the dataset has
+  none. Cityscapes has none: train id 0 is *road*. Pascal VOC uses 0 = background.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+
+class CityscapesLabel(NamedTuple):
+    """One row of the official Cityscapes label table."""
+
+    name: str
+    id: int
+    train_id: int  # 255 = not evaluated
+    color: tuple[int, int, int]
+
+
+# The 34 label ids of gtFine_labelIds PNGs (cityscapesScripts' table, restated as data).
+CITYSCAPES_LABELS: tuple[CityscapesLabel, ...] = (
+    CityscapesLabel("unlabeled", 0, 255, (0, 0, 0)),
+    CityscapesLabel("ego vehicle", 1, 255, (0, 0, 0)),
+    CityscapesLabel("rectification border", 2, 255, (0, 0, 0)),
+    CityscapesLabel("out of roi", 3, 255, (0, 0, 0)),
+    CityscapesLabel("static", 4, 255, (0, 0, 0)),
+    CityscapesLabel("dynamic", 5, 255, (111, 74, 0)),
+    CityscapesLabel("ground", 6, 255, (81, 0, 81)),
+    CityscapesLabel("road", 7, 0, (128, 64, 128)),
+    CityscapesLabel("sidewalk", 8, 1, (244, 35, 232)),
+    CityscapesLabel("parking", 9, 255, (250, 170, 160)),
+    CityscapesLabel("rail track", 10, 255, (230, 150, 140)),
+    CityscapesLabel("building", 11, 2, (70, 70, 70)),
+    CityscapesLabel("wall", 12, 3, (102, 102, 156)),
+    CityscapesLabel("fence", 13, 4, (190, 153, 153)),
+    CityscapesLabel("guard rail", 14, 255, (180, 165, 180)),
+    CityscapesLabel("bridge", 15, 255, (150, 100, 100)),
+    CityscapesLabel("tunnel", 16, 255, (150, 120, 90)),
+    CityscapesLabel("pole", 17, 5, (153, 153, 153)),
+    CityscapesLabel("polegroup", 18, 255, (153, 153, 153)),
+    CityscapesLabel("traffic light", 19, 6, (250, 170, 30)),
+    CityscapesLabel("traffic sign", 20, 7, (220, 220, 0)),
+    CityscapesLabel("vegetation", 21, 8, (107, 142, 35)),
+    CityscapesLabel("terrain", 22, 9, (152, 251, 152)),
+    CityscapesLabel("sky", 23, 10, (70, 130, 180)),
+    CityscapesLabel("person", 24, 11, (220, 20, 60)),
+    CityscapesLabel("rider", 25, 12, (255, 0, 0)),
+    CityscapesLabel("car", 26, 13, (0, 0, 142)),
+    CityscapesLabel("truck", 27, 14, (0, 0, 70)),
+    CityscapesLabel("bus", 28, 15, (0, 60, 100)),
+    CityscapesLabel("caravan", 29, 255, (0, 0, 90)),
+    CityscapesLabel("trailer", 30, 255, (0, 0, 110)),
+    CityscapesLabel("train", 31, 16, (0, 80, 100)),
+    CityscapesLabel("motorcycle", 32, 17, (0, 0, 230)),
+    CityscapesLabel("bicycle", 33, 18, (119, 11, 32)),
+)
+
+# Cities of the Cityscapes fine annotations (train and val splits).
+CITYSCAPES_TRAIN_CITIES: tuple[str, ...] = (
+    "aachen", "bochum", "bremen", "cologne", "darmstadt", "dusseldorf", "erfurt", "hamburg",
+    "hanover", "jena", "krefeld", "monchengladbach", "strasbourg", "stuttgart", "tubingen",
+    "ulm", "weimar", "zurich",
+)
+CITYSCAPES_VAL_CITIES: tuple[str, ...] = ("frankfurt", "lindau", "munster")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Metadata of a segmentation dataset (mmseg's METAINFO idea).
+
+    Attributes:
+        name: dataset name, e.g. ``"cityscapes"``.
+        class_names: name of each train id, in train-id order.
+        palette: RGB colour of each train id.
+        background_id: train id of the background class, or ``None`` if there is none.
+        id_to_train_id: ``uint8[256]`` lookup table from raw label ids to train ids
+            (unknown ids map to 255), or ``None`` when label files already hold train ids.
+        valid_ids: raw ids that may legally appear in label files (``None``: any id < 256).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    background_id: Optional[int]
+    id_to_train_id: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+    valid_ids: Optional[frozenset[int]] = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, name: str) -> int:
+        """Train id of a class name; raises ``KeyError`` listing the valid names."""
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown {self.name} class {name!r}; valid: {', '.join(self.class_names)}") from None
+
+    def palette_lut(self) -> np.ndarray:
+        """``uint8[256, 3]`` colour table for train-id maps; ignore (255) is black."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[: self.num_classes] = np.asarray(self.palette, dtype=np.uint8)
+        return lut
+
+
+def _cityscapes_lut() -> np.ndarray:
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    for label in CITYSCAPES_LABELS:
+        lut[label.id] = label.train_id
+    return lut
+
+
+def _cityscapes_train_classes() -> list[CityscapesLabel]:
+    return sorted((lab for lab in CITYSCAPES_LABELS if lab.train_id != IGNORE_INDEX), key=lambda lab: lab.train_id)
+
+
+CITYSCAPES = DatasetInfo(
+    name="cityscapes",
+    class_names=tuple(lab.name for lab in _cityscapes_train_classes()),
+    palette=tuple(lab.color for lab in _cityscapes_train_classes()),
+    background_id=None,
+    id_to_train_id=_cityscapes_lut(),
+    valid_ids=frozenset(lab.id for lab in CITYSCAPES_LABELS),
+)

@@ -1,0 +1,1 @@
+"""Continual-learning recipes (joint, finetune, cil, ...) and their losses."""

@@ -1,0 +1,1 @@
+"""Segmentation and continual-learning metrics (pure numpy/torch functions)."""

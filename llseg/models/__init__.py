@@ -1,0 +1,1 @@
+"""Segmentation models behind one registry: ``create_model(name, num_classes=...)``."""

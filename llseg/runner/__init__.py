@@ -1,0 +1,1 @@
+"""The built-in benchmark runner: executes an Ianvs benchmarkingjob.yaml without Ianvs."""

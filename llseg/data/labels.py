@@ -130,3 +130,13 @@ CITYSCAPES = DatasetInfo(
     id_to_train_id=_cityscapes_lut(),
     valid_ids=frozenset(lab.id for lab in CITYSCAPES_LABELS),
 )
+
+DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES}
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """Metadata of a dataset by name; ``KeyError`` lists the known names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None

@@ -1,0 +1,108 @@
+"""Torch datasets over (image, train-id label) file pairs, as listed by index files.
+
+Labels on disk are train-id maps (0..C-1, 255 = ignore). A dataset maps them to *channel*
+indices of the model being trained through a ``uint8[256]`` lookup table, so class order in the
+model (order of arrival) is independent of dataset train ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from llseg.data.imageio import read_label_png, read_rgb
+from llseg.data.labels import IGNORE_INDEX
+from llseg.data.transforms import TrainAugment, normalize, resize_pair
+from llseg.errors import DataError
+
+
+class DecodedCache:
+    """In-memory cache of decoded images/labels, bounded by ``max_bytes`` (first come, first kept)."""
+
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._items: dict[tuple[str, str], np.ndarray] = {}
+        self._bytes = 0
+
+    def get(self, kind: str, path: Path) -> np.ndarray:
+        key = (kind, str(path))
+        hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        array = read_rgb(path) if kind == "rgb" else read_label_png(path)
+        if not array.flags.writeable:  # torch.from_numpy needs writable memory
+            array = array.copy()
+        if self._bytes + array.nbytes <= self.max_bytes:
+            self._items[key] = array
+            self._bytes += array.nbytes
+        return array
+
+
+def label_counts(label: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
+    """Pixel count per train id (length ``num_classes``); ``DataError`` for ids outside 0..C-1 and 255."""
+    counts = np.bincount(label.ravel(), minlength=256)
+    bad = np.flatnonzero(counts[num_classes:IGNORE_INDEX])
+    if bad.size:
+        raise DataError(
+            f"label map {path} contains ids {(bad + num_classes).tolist()} outside the {num_classes} train ids "
+            f"and {IGNORE_INDEX} (ignore); regenerate it with 'llseg prepare' or map it to train ids"
+        )
+    return counts[:num_classes]
+
+
+def channel_lut(classes: Sequence[int]) -> np.ndarray:
+    """``uint8[256]`` table: train id -> channel index of ``classes``; every other id -> 255."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[np.asarray(classes, dtype=np.int64)] = np.arange(len(classes), dtype=np.uint8)
+    return lut
+
+
+class SegmentationPairs(Dataset):
+    """(image, label) pairs -> (normalised float 3×H×W, int64 H×W channel labels).
+
+    Args:
+        images, labels: equally long lists of file paths (RGB images; train-id label PNGs).
+        lut: train id -> channel lookup (see :func:`channel_lut`).
+        augment: training augmentation, or ``None`` for none.
+        size: (H, W) to resize to when ``augment`` is ``None`` (evaluation input size).
+        seed: base seed; sample ``i`` of epoch ``e`` uses seed ``(seed, e, i)`` so runs repeat exactly.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[Path],
+        labels: Sequence[Path],
+        *,
+        lut: np.ndarray,
+        augment: Optional[TrainAugment] = None,
+        size: Optional[tuple[int, int]] = None,
+        seed: int = 0,
+        cache: Optional[DecodedCache] = None,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = list(images), list(labels)
+        self.lut = torch.from_numpy(lut.astype(np.int64))
+        self.augment, self.size, self.seed = augment, size, seed
+        self.cache = cache or DecodedCache()
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = self.cache.get("rgb", self.images[index])
+        raw = self.cache.get("label", self.labels[index])
+        if rgb.shape[:2] != raw.shape:
+            raise DataError(f"image {self.images[index]} is {rgb.shape[:2]} but label {self.labels[index]} is {raw.shape}")
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+        label = self.lut[torch.from_numpy(raw).long()]
+        if self.augment is not None:
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            image, label = self.augment(image, label, gen)
+        elif self.size is not None:
+            image, label = resize_pair(image, label, self.size)
+        return normalize(image), label

@@ -1,0 +1,104 @@
+"""Prediction records: what estimators write per image and what metrics read back.
+
+One compressed ``.npz`` per image, so results survive Sedna's integration step (a list of paths,
+never ragged arrays) and task-restricted scores can be computed later without logits.
+
+Keys (all maps H×W at the label resolution, values are dataset train ids, never 255):
+
+* ``pred``: argmax over every learned class (class-incremental prediction);
+* ``group_pred``: G×H×W, argmax restricted to the classes of group g (Klingner's "Task g");
+* ``prefix_pred``: G×H×W, argmax restricted to groups 0..g (Klingner's "Task 1∪..∪g");
+* ``classes``: learned train ids in channel order; ``group_sizes``: classes per group, in order;
+* ``num_classes``: number of classes of the dataset (so metrics can size confusion matrices).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llseg.errors import DataError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    pred: np.ndarray
+    group_pred: np.ndarray
+    prefix_pred: np.ndarray
+    classes: np.ndarray
+    group_sizes: np.ndarray
+    num_classes: int
+
+    @property
+    def groups(self) -> list[list[int]]:
+        """Learned classes (train ids) per group, in learning order."""
+        bounds = np.cumsum(self.group_sizes)[:-1]
+        return [part.tolist() for part in np.split(self.classes, bounds)]
+
+
+def predictions_from_logits(logits: torch.Tensor, classes: list[int], group_sizes: list[int]) -> tuple[torch.Tensor, ...]:
+    """Class-incremental and restricted argmax maps from logits.
+
+    Args:
+        logits: N×K×H×W, channel k scores class ``classes[k]``.
+        classes: train id of each channel (K entries).
+        group_sizes: sizes of the channel blocks, summing to K.
+
+    Returns:
+        ``(pred N×H×W, group_pred N×G×H×W, prefix_pred N×G×H×W)`` as uint8 train ids.
+    """
+    if sum(group_sizes) != logits.shape[1] or len(classes) != logits.shape[1]:
+        raise ValueError(f"{logits.shape[1]} channels but classes={len(classes)}, group sizes sum to {sum(group_sizes)}")
+    lut = torch.as_tensor(classes, dtype=torch.uint8, device=logits.device)
+    group_maps, prefix_maps, start = [], [], 0
+    for size in group_sizes:
+        block = logits[:, start : start + size]
+        group_maps.append(lut[start + block.argmax(1)])
+        prefix_maps.append(lut[logits[:, : start + size].argmax(1)])
+        start += size
+    return prefix_maps[-1], torch.stack(group_maps, 1), torch.stack(prefix_maps, 1)
+
+
+def save_prediction(
+    path: Path,
+    *,
+    pred: np.ndarray,
+    group_pred: np.ndarray,
+    prefix_pred: np.ndarray,
+    classes: list[int],
+    group_sizes: list[int],
+    num_classes: int,
+) -> None:
+    """Write one prediction record (see the module docstring) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        np.savez_compressed(
+            handle,
+            pred=pred.astype(np.uint8),
+            group_pred=group_pred.astype(np.uint8),
+            prefix_pred=prefix_pred.astype(np.uint8),
+            classes=np.asarray(classes, dtype=np.int64),
+            group_sizes=np.asarray(group_sizes, dtype=np.int64),
+            num_classes=np.int64(num_classes),
+        )
+
+
+def load_prediction(path: str | Path) -> Prediction:
+    """Read a prediction record; ``DataError`` names the file if it is missing or not a record."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            return Prediction(
+                pred=data["pred"],
+                group_pred=data["group_pred"],
+                prefix_pred=data["prefix_pred"],
+                classes=data["classes"],
+                group_sizes=data["group_sizes"],
+                num_classes=int(data["num_classes"]),
+            )
+    except FileNotFoundError:
+        raise DataError(f"prediction record {path} does not exist; rerun the prediction step") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{path} is not an llseg prediction record ({exc}); rerun the prediction step") from None

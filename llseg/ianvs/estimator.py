@@ -1,0 +1,146 @@
+"""Estimators with KubeEdge Sedna's contract (ianvs-sedna.md §4.5), usable with or without Sedna.
+
+Sedna keeps ONE estimator instance for every round of a test case and swaps models in through
+:meth:`load`; every :meth:`train` call is one continual-learning stage on top of whatever model
+the instance holds (the freshly loaded one, or the one it trained last), so Ianvs rounds become
+class-incremental stages without extra configuration.
+
+Data rows are llseg index tokens: ``x[i] = [image, full_label]`` and ``y[i] = train_label``
+(see ``llseg.data.indexfile``). Predictions are paths of prediction records (``.npz``, see
+``llseg.data.predictions``) written under the output folder Ianvs sets (``INFERENCE_RESULT_DIR``
+or ``OUTPUT_URL``) or the ``output_dir`` hyperparameter, never elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from llseg.data.imageio import read_label_png
+from llseg.data.predictions import save_prediction
+from llseg.ianvs.registry import GENERAL, register
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+from llseg.metrics.incremental import IncrementalScorer
+
+# Sedna picks its backend from BACKEND_TYPE: unset means TensorFlow and "TORCH" makes train() a
+# no-op (ianvs-sedna.md §4.1, P6); any other value uses the estimator as it is.
+os.environ.setdefault("BACKEND_TYPE", "PYTORCH")
+
+
+def _rows(data: Any) -> np.ndarray:
+    """x rows (n, k) of str from a Sedna data source, an ndarray or a list of rows."""
+    x = getattr(data, "x", data)
+    rows = np.asarray(x, dtype=object)
+    if rows.ndim == 1:
+        rows = rows.reshape(-1, 1)
+    if rows.ndim != 2 or rows.shape[1] < 1:
+        raise ValueError(f"expected rows of index tokens [image, full_label], got an array of shape {rows.shape}")
+    return rows
+
+
+class SegmentationEstimator:
+    """Sedna estimator over a :class:`ContinualLearner`; subclasses fix the architecture."""
+
+    architecture: str = ""
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        hps = dict(hyperparameters)
+        self.output_dir: Optional[str] = hps.pop("output_dir", None)
+        hps.setdefault("model", self.architecture)
+        self.config = TrainConfig.from_hyperparameters(hps, source=f"{type(self).__name__} hyperparameters")
+        if self.config.model != self.architecture:
+            raise ValueError(f"{type(self).__name__} builds {self.architecture!r}; remove model: {self.config.model}")
+        self.learner = ContinualLearner(self.config)
+
+    # ---------------------------------------------------------------- Sedna API
+    def train(self, train_data: Any, valid_data: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """One stage on ``train_data`` (x rows [image, full_label], y = train label paths)."""
+        rows = _rows(train_data)
+        if rows.shape[1] < 2 or getattr(train_data, "y", None) is None:
+            raise ValueError("training data needs x rows [image, full_label] and y = train labels; "
+                             "write index files with 'llseg prepare'")
+        images, full = [str(v) for v in rows[:, 0]], [str(v) for v in rows[:, 1]]
+        return self.learner.learn(images, full, [str(v) for v in np.asarray(train_data.y).reshape(-1)])
+
+    def predict(self, data: Any, **kwargs: Any) -> list[str]:
+        """Write one prediction record per row and return their paths, in row order."""
+        images = [str(v) for v in _rows(data)[:, 0]]
+        out = self._prediction_dir()
+        paths = []
+        for image, prediction in zip(images, self.learner.predict(images)):
+            digest = hashlib.sha1(image.encode()).hexdigest()[:10]
+            path = out / f"{Path(image).stem}-{digest}.npz"
+            save_prediction(
+                path,
+                pred=prediction.pred,
+                group_pred=prediction.group_pred,
+                prefix_pred=prediction.prefix_pred,
+                classes=prediction.classes.tolist(),
+                group_sizes=prediction.group_sizes.tolist(),
+                num_classes=prediction.num_classes,
+            )
+            paths.append(str(path))
+        return paths
+
+    def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
+        """Scores on rows with labels (y = label paths), computed in memory: nothing is written."""
+        images = [str(v) for v in _rows(data)[:, 0]]
+        if getattr(data, "y", None) is None:
+            raise ValueError("evaluate needs labelled data (y = label paths)")
+        labels = [str(v) for v in np.asarray(data.y).reshape(-1)]
+        scorer = IncrementalScorer(self.learner.info.num_classes)
+        for label, prediction in zip(labels, self.learner.predict(images)):
+            scorer.update(prediction, read_label_png(Path(label)))
+        return scorer.table()
+
+    def save(self, model_path: str) -> str:
+        """Write the self-describing checkpoint exactly at ``model_path``."""
+        path = Path(model_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.learner.state_dict(), path)
+        return str(path)
+
+    def load(self, model_url: str) -> None:
+        """Restore model, classes and state from a checkpoint (any device, ``map_location``)."""
+        path = Path(model_url)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types for corrupt files
+            raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
+        self.learner.load_state_dict(checkpoint, source=str(path))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Model parameters and buffers as numpy arrays."""
+        if self.learner.model is None:
+            raise RuntimeError("no model yet: train or load first")
+        return {k: v.detach().cpu().numpy() for k, v in self.learner.model.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load parameters given by :meth:`get_weights` (same architecture and classes)."""
+        if self.learner.model is None:
+            raise RuntimeError("no model yet: train or load first, so the classes are known")
+        self.learner.model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+
+    # ----------------------------------------------------------------- helpers
+    def _prediction_dir(self) -> Path:
+        base = os.environ.get("INFERENCE_RESULT_DIR") or os.environ.get("OUTPUT_URL") or self.output_dir
+        if not base:
+            raise RuntimeError(
+                "no output folder for predictions: set the output_dir hyperparameter "
+                "(Ianvs and 'llseg bench' set OUTPUT_URL themselves)"
+            )
+        return Path(base) / "predictions"
+
+
+@register(GENERAL, "llseg_erfnet")
+class ERFNetEstimator(SegmentationEstimator):
+    """ERFNet (Romera et al. 2018) trained with a continual recipe: ``recipe: cil | finetune | joint``."""
+
+    architecture = "erfnet"

@@ -1,0 +1,91 @@
+"""Scores of an incrementally trained model on a labelled set, from prediction records.
+
+One :class:`IncrementalScorer` accumulates, over a whole dataset, the confusion matrices behind:
+
+* ``accuracy``: class-incremental mIoU over the classes that occur in the ground truth (classes
+  not learned yet score 0). This is the model-eval metric of the Ianvs benchmarks, so
+  R[i][j] = mIoU on task j's classes after stage i when the labels are task j's labels;
+* ``mIoU_task{k}``: Klingner's task-restricted mIoU: argmax inside group k's channels, ground
+  truth of other classes ignored (methods.md §1.5);
+* ``mIoU_task1+2+..+k``: the same restricted to the union of groups 1..k (the last one is the
+  plain mIoU over all learned classes);
+* ``mIoU_old`` / ``mIoU_new`` / ``mIoU_all`` / ``hIoU``: one confusion matrix over the learned
+  classes (ground truth of classes not learned yet ignored), old = the first group.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from llseg.data.predictions import Prediction
+from llseg.metrics.confusion import confusion_matrix, hiou, mean_iou, restrict_target
+
+
+def union_name(k: int) -> str:
+    """Metric name of the union of groups 1..k, e.g. ``mIoU_task1+2+3``."""
+    return "mIoU_task" + "+".join(str(i) for i in range(1, k + 1))
+
+
+class IncrementalScorer:
+    """Accumulate prediction records against train-id ground truth (H×W uint8, 255 = ignore)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.groups: Optional[list[list[int]]] = None
+        self.full = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.learned = np.zeros_like(self.full)
+        self.per_group: list[np.ndarray] = []
+        self.per_prefix: list[np.ndarray] = []
+
+    def update(self, prediction: Prediction, target: np.ndarray) -> None:
+        if prediction.pred.shape != target.shape:
+            raise ValueError(f"prediction is {prediction.pred.shape} but the label is {target.shape}")
+        groups = prediction.groups
+        if self.groups is None:
+            self.groups = groups
+            self.per_group = [np.zeros_like(self.full) for _ in groups]
+            self.per_prefix = [np.zeros_like(self.full) for _ in groups]
+        elif groups != self.groups:
+            raise ValueError(f"prediction records mix models: class groups {groups} vs {self.groups}")
+        c = self.num_classes
+        self.full += confusion_matrix(prediction.pred, target, c)
+        union: list[int] = []
+        for k, classes in enumerate(groups):
+            union = union + classes
+            self.per_group[k] += confusion_matrix(prediction.group_pred[k], restrict_target(target, classes), c)
+            self.per_prefix[k] += confusion_matrix(prediction.prefix_pred[k], restrict_target(target, union), c)
+        self.learned += confusion_matrix(prediction.pred, restrict_target(target, union), c)
+
+    def accuracy(self) -> float:
+        present = np.flatnonzero(self.full.sum(1)).tolist()
+        if not present:
+            raise ValueError("no labelled pixel in the evaluated data: every ground-truth pixel is 255 (ignore)")
+        return mean_iou(self.full, classes=present)
+
+    def table(self) -> dict[str, Optional[float]]:
+        """All scores; a score with no labelled or predicted pixel of its classes is ``None``."""
+        if self.groups is None:
+            raise ValueError("nothing scored yet")
+
+        def safe(conf: np.ndarray, classes: list[int]) -> Optional[float]:
+            try:
+                return mean_iou(conf, classes=classes)
+            except ValueError:
+                return None
+
+        scores: dict[str, Optional[float]] = {"accuracy": self.accuracy()}
+        union: list[int] = []
+        for k, classes in enumerate(self.groups, start=1):
+            union = union + classes
+            scores[f"mIoU_task{k}"] = safe(self.per_group[k - 1], classes)
+            if k > 1:
+                scores[union_name(k)] = safe(self.per_prefix[k - 1], union)
+        old = self.groups[0]
+        new = [c for g in self.groups[1:] for c in g]
+        old_score = safe(self.learned, old)
+        new_score = safe(self.learned, new) if new else None
+        scores["mIoU_old"], scores["mIoU_new"] = old_score, new_score
+        scores["mIoU_all"] = safe(self.learned, old + new)
+        scores["hIoU"] = hiou(old_score, new_score) if old_score is not None and new_score is not None else None
+        return scores

@@ -1,0 +1,114 @@
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from llseg.data.predictions import load_prediction
+from llseg.errors import ConfigError, DataError
+from llseg.ianvs.estimator import ERFNetEstimator
+from llseg.ianvs.registry import GENERAL, lookup
+
+FAST = dict(epochs=2, batch_size=2, seed=5, jitter=0.0)
+
+
+def test_registered_under_a_stable_alias():
+    assert lookup(GENERAL, "llseg_erfnet") is ERFNetEstimator
+
+
+def test_method_signatures_match_what_sedna_calls():
+    sig = inspect.signature
+    assert list(sig(ERFNetEstimator.train).parameters)[1:3] == ["train_data", "valid_data"]
+    assert "model_url" in sig(ERFNetEstimator.load).parameters
+    for name in ("train", "predict", "evaluate"):
+        assert any(p.kind is p.VAR_KEYWORD for p in sig(getattr(ERFNetEstimator, name)).parameters.values())
+
+
+def test_rounds_are_stages_and_outputs_stay_in_the_given_folder(make_rows, tmp_path, monkeypatch):
+    out = tmp_path / "case" / "output"
+    monkeypatch.setenv("OUTPUT_URL", str(out / "eval"))
+    monkeypatch.delenv("INFERENCE_RESULT_DIR", raising=False)
+    est = ERFNetEstimator(recipe="cil", **FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    model_path = out / "train" / "0" / "seen_task" / "global.model"
+    est.save(str(model_path))
+    assert model_path.is_file()
+
+    # Sedna's update path: the same instance loads the last model, then trains the next stage.
+    est.load(model_url=str(model_path))
+    est.train(train_data=make_rows("b", 2, [0, 4], keep={4}))
+    test = make_rows("t", 3, [0, 1, 4], keep={0, 1, 4})
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    paths = est.predict(test.x, task_index="index.pkl")
+    after = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert len(paths) == 3 and all(isinstance(p, str) for p in paths)
+    assert after - before == {Path(p) for p in paths}
+    assert all(Path(p).parent == out / "eval" / "predictions" for p in paths)
+    record = load_prediction(paths[0])
+    assert record.groups == [[0, 1], [4]] and record.pred.shape == (32, 64)
+
+
+def test_evaluate_writes_nothing_and_reports_the_klingner_table(make_rows, tmp_path):
+    est = ERFNetEstimator(recipe="finetune", **FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    est.train(train_data=make_rows("b", 2, [2, 3], keep={2, 3}))
+    test = make_rows("t", 2, [0, 1, 2, 3], keep={0, 1, 2, 3})
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    table = est.evaluate(test)
+    assert {p for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert set(table) >= {"accuracy", "mIoU_task1", "mIoU_task2", "mIoU_task1+2", "mIoU_old", "mIoU_new", "hIoU"}
+    assert all(0.0 <= v <= 1.0 for v in table.values() if v is not None)
+
+
+def test_weights_round_trip(make_rows):
+    est = ERFNetEstimator(recipe="finetune", **FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    weights = est.get_weights()
+    twin = ERFNetEstimator(recipe="finetune", **FAST)
+    twin.train(train_data=make_rows("b", 2, [0, 1], keep={0, 1}))
+    twin.set_weights(weights)
+    assert all(np.array_equal(v, twin.get_weights()[k]) for k, v in weights.items())
+
+
+def test_predict_without_an_output_folder_says_how_to_fix(make_rows, monkeypatch):
+    monkeypatch.delenv("OUTPUT_URL", raising=False)
+    monkeypatch.delenv("INFERENCE_RESULT_DIR", raising=False)
+    est = ERFNetEstimator(recipe="finetune", **FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    with pytest.raises(RuntimeError, match="output_dir"):
+        est.predict(make_rows("t", 1, [0, 1], keep={0, 1}).x)
+
+
+def test_missing_image_is_named(make_rows):
+    rows = make_rows("a", 2, [0, 1], keep={0, 1})
+    Path(rows.x[1, 0]).unlink()
+    with pytest.raises((DataError, FileNotFoundError), match=Path(rows.x[1, 0]).name):
+        ERFNetEstimator(**FAST).train(train_data=rows)
+
+
+def test_label_with_unknown_ids_is_named(make_rows):
+    rows = make_rows("a", 2, [0, 1], keep={0, 1})
+    Image.fromarray(np.full((32, 64), 40, np.uint8)).save(rows.y[0])
+    with pytest.raises(DataError, match=r"a0_train\.png.*\[40\]"):
+        ERFNetEstimator(**FAST).train(train_data=rows)
+
+
+def test_checkpoint_from_another_architecture_is_refused(make_rows, tmp_path):
+    est = ERFNetEstimator(**FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    path = tmp_path / "other.model"
+    ckpt = est.learner.state_dict()
+    ckpt["architecture"] = "deeplabv3_resnet101"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"other\.model.*deeplabv3_resnet101.*erfnet"):
+        ERFNetEstimator(**FAST).load(model_url=str(path))
+    (tmp_path / "junk.model").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"junk\.model"):
+        ERFNetEstimator(**FAST).load(model_url=str(tmp_path / "junk.model"))
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(ConfigError, match="ERFNetEstimator hyperparameters.*'learning_rate'"):
+        ERFNetEstimator(learning_rate=0.1)

@@ -1,0 +1,36 @@
+import pytest
+
+from llseg.errors import ConfigError
+from llseg.methods.config import TrainConfig
+
+
+def test_parses_yaml_style_values():
+    cfg = TrainConfig.from_hyperparameters(
+        {"recipe": "finetune", "epochs": "3", "lr": "1e-3", "crop_size": "64x128", "input_size": [96, 192],
+         "flip": "false", "scale": [1, 1.25]}
+    )
+    assert (cfg.recipe, cfg.epochs, cfg.lr) == ("finetune", 3, 1e-3)
+    assert cfg.crop_size == (64, 128) and cfg.input_size == (96, 192)
+    assert cfg.flip is False and cfg.scale == (1.0, 1.25)
+
+
+@pytest.mark.parametrize(
+    "hps, message",
+    [
+        ({"epoch": 3}, "did you mean 'epochs'"),
+        ({"recipe": "lwf"}, "recipe must be one of joint, finetune, cil"),
+        ({"epochs": 2.5}, "expected an integer"),
+        ({"crop_size": "64by128"}, "expected HxW"),
+        ({"flip": "maybe"}, "expected true/false"),
+        ({"epochs": 0}, "must be >= 1"),
+        ({"scale": [2, 1]}, "0 < low <= high"),
+    ],
+)
+def test_bad_hyperparameters_name_the_key(hps, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_hyperparameters(hps, source="algo.yaml")
+
+
+def test_to_dict_is_plain_data():
+    d = TrainConfig(crop_size=(8, 16)).to_dict()
+    assert d["crop_size"] == [8, 16] and d["recipe"] == "cil"

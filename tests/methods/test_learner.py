@@ -1,0 +1,65 @@
+import torch
+
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+
+FAST = dict(epochs=2, batch_size=2, seed=3, jitter=0.0)
+
+
+def _learn(learner, rows):
+    return learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
+
+
+def test_groups_grow_in_order_of_arrival(make_rows):
+    learner = ContinualLearner(TrainConfig(recipe="finetune", **FAST))
+    _learn(learner, make_rows("a", 2, [10, 0], keep={10, 0}))
+    _learn(learner, make_rows("b", 2, [2, 5, 0], keep={2, 5}))
+    assert learner.groups == [[0, 10], [2, 5]]
+    assert learner.classes == [0, 10, 2, 5] and learner.model.num_classes == 4
+    summary = _learn(learner, make_rows("c", 2, [2, 0], keep={2}))  # nothing new: no group
+    assert summary["new_classes"] == [] and learner.groups == [[0, 10], [2, 5]]
+
+
+def test_cil_uses_a_teacher_only_when_classes_are_new(make_rows, monkeypatch):
+    learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    teachers = []
+    original = learner._fit
+    monkeypatch.setattr(learner, "_fit", lambda student, teacher, pairs: teachers.append(teacher) or original(student, teacher, pairs))
+    _learn(learner, make_rows("a", 2, [0, 1], keep={0, 1}))
+    first = learner.model
+    _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # same classes: retrain, no distillation
+    _learn(learner, make_rows("b", 2, [0, 3], keep={3}))
+    assert teachers[0] is None and teachers[1] is None and teachers[2] is not None
+    assert learner.model is not first and learner.model.num_classes == 3
+    assert not any(p.requires_grad for p in teachers[2].parameters())
+
+
+def test_joint_predicts_pending_classes_and_groups_them_on_arrival(make_rows):
+    learner = ContinualLearner(TrainConfig(recipe="joint", **FAST))
+    _learn(learner, make_rows("a", 2, [0, 3], keep={0}))  # full labels also show class 3
+    assert learner.groups == [[0]] and learner.pending == [3] and learner.model.num_classes == 2
+    _learn(learner, make_rows("b", 2, [3, 0], keep={3}))
+    assert learner.groups == [[0], [3]] and learner.pending == []
+    assert len(learner.seen) == 4
+
+
+def test_checkpoint_round_trip_predicts_identically(make_rows):
+    rows = make_rows("a", 2, [0, 1], keep={0, 1})
+    learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    _learn(learner, rows)
+    twin = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    twin.load_state_dict(learner.state_dict())
+    a = next(learner.predict(list(rows.x[:, 0])))
+    b = next(twin.predict(list(rows.x[:, 0])))
+    assert twin.groups == learner.groups
+    assert (a.pred == b.pred).all() and (a.prefix_pred == b.prefix_pred).all()
+
+
+def test_same_seed_same_weights(make_rows):
+    rows = make_rows("a", 3, [0, 1], keep={0, 1})
+    weights = []
+    for _ in range(2):
+        learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+        _learn(learner, rows)
+        weights.append(learner.model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

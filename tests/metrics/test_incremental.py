@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from llseg.data.predictions import Prediction, predictions_from_logits
+from llseg.metrics.incremental import IncrementalScorer, union_name
+
+# 4 dataset classes, the model learned groups [[0, 1], [2]]; class 3 is never learned.
+GT = np.array([[0, 0, 1, 2, 2, 255]], np.uint8)
+PRED = np.array([[0, 1, 1, 2, 0, 2]], np.uint8)
+GROUP = np.array([[[0, 1, 1, 0, 0, 1]], [[2, 2, 2, 2, 2, 2]]], np.uint8)
+RECORD = Prediction(
+    pred=PRED, group_pred=GROUP, prefix_pred=np.stack([GROUP[0], PRED]),
+    classes=np.array([0, 1, 2]), group_sizes=np.array([2, 1]), num_classes=4,
+)
+
+
+def test_hand_computed_table():
+    scorer = IncrementalScorer(4)
+    scorer.update(RECORD, GT)
+    table = scorer.table()
+    # IoU: class0 1/3, class1 1/2, class2 1/2 (see the pixel pairs above)
+    assert table["accuracy"] == pytest.approx(4 / 9)
+    assert table["mIoU_task1"] == pytest.approx(0.5)  # argmax inside {0,1}, GT of class 2 ignored
+    assert table["mIoU_task2"] == pytest.approx(1.0)
+    assert table["mIoU_task1+2"] == pytest.approx(4 / 9)
+    assert table["mIoU_old"] == pytest.approx(5 / 12)
+    assert table["mIoU_new"] == pytest.approx(0.5)
+    assert table["mIoU_all"] == pytest.approx(4 / 9)
+    assert table["hIoU"] == pytest.approx(5 / 11)
+
+
+def test_unlearned_classes_count_in_accuracy_but_not_in_old_new_all():
+    gt = GT.copy()
+    gt[0, 5] = 3  # a pixel of a class the model does not know
+    scorer = IncrementalScorer(4)
+    scorer.update(RECORD, gt)
+    table = scorer.table()
+    # class 2 now has an extra false positive (pred 2 on the class-3 pixel): IoU 1/3; class 3 IoU 0
+    assert table["accuracy"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 3 + 0) / 4)
+    assert table["mIoU_all"] == pytest.approx(4 / 9)  # the class-3 pixel is ignored there
+
+
+def test_records_of_different_models_are_not_mixed():
+    scorer = IncrementalScorer(4)
+    scorer.update(RECORD, GT)
+    other = Prediction(PRED, GROUP[:1], PRED[None], np.array([0, 1, 2]), np.array([3]), 4)
+    with pytest.raises(ValueError, match="mix models"):
+        scorer.update(other, GT)
+
+
+def test_logits_to_restricted_maps():
+    # channels score classes [7, 2, 5] in groups [2, 1]; one pixel
+    logits = torch.tensor([1.0, 0.5, 3.0]).view(1, 3, 1, 1)
+    pred, group_pred, prefix_pred = predictions_from_logits(logits, [7, 2, 5], [2, 1])
+    assert pred.item() == 5
+    assert group_pred[0, :, 0, 0].tolist() == [7, 5]
+    assert prefix_pred[0, :, 0, 0].tolist() == [7, 5]
+
+
+def test_union_names():
+    assert union_name(3) == "mIoU_task1+2+3"

@@ -37,6 +37,41 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assignment(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. epochs=20; got {text!r}")
+    import yaml
+
+    return key.strip(), yaml.safe_load(value)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from llseg.methods.stages import train_stages
+    from llseg.metrics.incremental import format_table
+
+    hyperparameters = {"recipe": args.recipe, "model": args.model, **dict(args.set)}
+    results = train_stages(args.prepared, args.out, hyperparameters)
+    print(format_table(results))
+    print(f"checkpoints and results in {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from llseg.methods.stages import evaluate_checkpoint
+    from llseg.metrics.incremental import format_table
+
+    table = evaluate_checkpoint(args.checkpoint, args.index, csv_path=args.csv, device=args.device)
+    print(format_table({args.checkpoint.name: table}))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from llseg.runner.job import run_job
+
+    return 1 if run_job(str(args.file)).failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +90,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="train the stages of a prepared split; one checkpoint per stage")
+    p.add_argument("--prepared", type=Path, required=True, help="output folder of 'llseg prepare'")
+    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil"])
+    p.add_argument("--model", default="erfnet", help="model registry name")
+    p.add_argument("--out", type=Path, required=True, help="folder for stage<k>.pt and results")
+    p.add_argument("--set", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
+                   help="hyperparameter, e.g. --set epochs=20 --set crop_size=64x128 (repeatable)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="score a checkpoint on an index file: Klingner table and class-incremental mIoU")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--index", type=Path, required=True, help="index file; the 2nd token of each line is the label")
+    p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV here")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "bench",
+        help="run an Ianvs benchmarkingjob.yaml without Ianvs (lifelong no-inference mode); exit 1 if a test case failed",
+    )
+    p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

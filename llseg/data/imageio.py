@@ -27,8 +27,8 @@ def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the dataset root or {_FIX}")
     try:
-        img = Image.open(path)
-        img.load()
+        with Image.open(path) as img:
+            img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: unreadable or truncated image ({exc}); {_FIX}") from None
     return img

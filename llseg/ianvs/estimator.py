@@ -20,12 +20,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from llseg.data.imageio import read_label_png
 from llseg.data.predictions import save_prediction
 from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.config import TrainConfig
-from llseg.methods.learner import ContinualLearner
-from llseg.metrics.incremental import IncrementalScorer
+from llseg.methods.learner import ContinualLearner, read_checkpoint
 
 # Sedna picks its backend from BACKEND_TYPE: unset means TensorFlow and "TORCH" makes train() a
 # no-op (ianvs-sedna.md §4.1, P6); any other value uses the estimator as it is.
@@ -89,32 +87,19 @@ class SegmentationEstimator:
 
     def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
         """Scores on rows with labels (y = label paths), computed in memory: nothing is written."""
-        images = [str(v) for v in _rows(data)[:, 0]]
         if getattr(data, "y", None) is None:
             raise ValueError("evaluate needs labelled data (y = label paths)")
-        labels = [str(v) for v in np.asarray(data.y).reshape(-1)]
-        scorer = IncrementalScorer(self.learner.info.num_classes)
-        for label, prediction in zip(labels, self.learner.predict(images)):
-            scorer.update(prediction, read_label_png(Path(label)))
-        return scorer.table()
+        images = [str(v) for v in _rows(data)[:, 0]]
+        return self.learner.evaluate(images, [str(v) for v in np.asarray(data.y).reshape(-1)])
 
     def save(self, model_path: str) -> str:
         """Write the self-describing checkpoint exactly at ``model_path``."""
-        path = Path(model_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.learner.state_dict(), path)
-        return str(path)
+        self.learner.save(model_path)
+        return str(model_path)
 
     def load(self, model_url: str) -> None:
         """Restore model, classes and state from a checkpoint (any device, ``map_location``)."""
-        path = Path(model_url)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # torch raises many types for corrupt files
-            raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
-        self.learner.load_state_dict(checkpoint, source=str(path))
+        self.learner.load_state_dict(read_checkpoint(model_url), source=str(model_url))
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Model parameters and buffers as numpy arrays."""

@@ -29,17 +29,33 @@ from tqdm.auto import tqdm
 
 from llseg import __version__
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
+from llseg.data.imageio import read_label_png
 from llseg.data.labels import DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.transforms import TrainAugment, normalize, resize_pair
 from llseg.methods.config import TrainConfig
 from llseg.methods.losses import entropy_weighted_distillation, labelled_cross_entropy
+from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
 from llseg.runtime import autocast, pick_device, resolve_precision, seed_everything
 
 log = logging.getLogger("llseg.learner")
 
 CHECKPOINT_FORMAT = "llseg-checkpoint/1"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many exception types for corrupt files
+        raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an llseg checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return checkpoint
 
 
 class ContinualLearner:
@@ -96,10 +112,25 @@ class ContinualLearner:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` to ``path`` (parent folders are created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: Optional[str] = None) -> "ContinualLearner":
+        """A learner rebuilt from a checkpoint's own hyperparameters (optionally on another device)."""
+        checkpoint = read_checkpoint(path)
+        hps = dict(checkpoint["hyperparameters"])
+        if device is not None:
+            hps["device"] = device
+        learner = cls(TrainConfig.from_hyperparameters(hps, source=str(path)))
+        learner.load_state_dict(checkpoint, source=str(path))
+        return learner
+
     def load_state_dict(self, checkpoint: dict[str, Any], *, source: str = "checkpoint") -> None:
         """Restore a :meth:`state_dict`; the architecture must match this learner's model."""
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{source} is not an llseg checkpoint (expected format {CHECKPOINT_FORMAT})")
         if checkpoint["architecture"] != self.config.model:
             raise ValueError(
                 f"{source} holds a {checkpoint['architecture']!r} model but this estimator builds "
@@ -235,6 +266,13 @@ class ContinualLearner:
         return epoch_losses
 
     # -------------------------------------------------------------- inference
+    def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, Optional[float]]:
+        """Klingner table, accuracy and old/new/all on labelled images (see IncrementalScorer)."""
+        scorer = IncrementalScorer(self.info.num_classes)
+        for label, prediction in zip(labels, self.predict(images)):
+            scorer.update(prediction, read_label_png(Path(label)))
+        return scorer.table()
+
     @torch.no_grad()
     def predict(self, images: Sequence[str]) -> Iterator[Prediction]:
         """Yield one :class:`Prediction` per image, at the image's own resolution."""

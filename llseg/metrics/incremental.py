@@ -89,3 +89,26 @@ class IncrementalScorer:
         scores["mIoU_all"] = safe(self.learned, old + new)
         scores["hIoU"] = hiou(old_score, new_score) if old_score is not None and new_score is not None else None
         return scores
+
+
+def table_columns(table: dict[str, Optional[float]]) -> list[str]:
+    """Report columns in Klingner's order (Task 1, Task 2, Task 1∪2, Task 3, ...), then the rest."""
+    columns: list[str] = []
+    k = 1
+    while f"mIoU_task{k}" in table:
+        columns.append(f"mIoU_task{k}")
+        if k > 1:
+            columns.append(union_name(k))
+        k += 1
+    return columns + [c for c in ("accuracy", "mIoU_old", "mIoU_new", "mIoU_all", "hIoU") if c in table]
+
+
+def format_table(rows: dict[str, dict[str, Optional[float]]]) -> str:
+    """Markdown table of score dicts (one row per name), values in percent with one decimal."""
+    columns = table_columns(next(iter(rows.values())))
+    header = "| | " + " | ".join(c.replace("mIoU_", "") for c in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
+    for name, table in rows.items():
+        cells = ["–" if table.get(c) is None else f"{100 * table[c]:.1f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,373 @@
+"""Incremental split definitions as pure functions (no file IO, no Ianvs or Sedna imports).
+
+Conventions: class ids are train ids ``0..num_classes-1``; ``ignore_index`` (255) is never a
+class; ``background_id`` is the id of a background class (VOC: 0) or ``None`` when the dataset
+has none (Cityscapes, where train id 0 is *road*). Steps are numbered from 0 here; index files
+and folders name them ``task1``, ``task2``, ... Image membership is a ``bool (n_images,
+n_steps)`` matrix, because one image can belong to several steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence, Union
+
+import numpy as np
+
+from llseg.data.labels import CITYSCAPES, IGNORE_INDEX
+from llseg.errors import ConfigError, DataError
+
+Mode = Literal["overlap", "disjoint", "sequential"]
+MODES: tuple[Mode, ...] = ("overlap", "disjoint", "sequential")
+ImageClasses = Union[Sequence[set[int]], np.ndarray]
+
+
+def parse_increments(spec: Union[str, Sequence[int]], num_classes: int) -> tuple[int, ...]:
+    """Classes per step from the field's grammar, checked against ``num_classes`` learnable classes.
+
+    ``"a-b"`` means ``a`` classes first, then steps of ``b`` until the classes run out
+    (``"15-1"`` with 20 classes -> ``(15, 1, 1, 1, 1, 1)``). Three or more numbers
+    (``"2-2-1"``), a single number or a list of ints are explicit per-step counts.
+
+    Raises:
+        ConfigError: unparsable text, a step with no class, or counts that do not add up.
+    """
+    if isinstance(spec, str):
+        try:
+            parts = [int(p) for p in spec.strip().split("-")]
+        except ValueError:
+            raise ConfigError(
+                f"increments {spec!r}: expected integers joined by '-', e.g. '15-5', '15-1' or '2-2-1'"
+            ) from None
+    else:
+        parts = list(spec)
+        if not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts):
+            raise ConfigError(f"increments {spec!r}: expected a list of ints such as [15, 1, 1, 1, 1, 1]")
+    if not parts or any(p <= 0 for p in parts):
+        raise ConfigError(f"increments {spec!r}: every step needs at least one class, got {parts}")
+    if isinstance(spec, str) and len(parts) == 2:
+        first, step = parts
+        rest = num_classes - first
+        if rest <= 0 or rest % step:
+            raise ConfigError(
+                f"increments {spec!r}: {num_classes} classes minus the first {first} leave {rest}, "
+                f"which is not a positive multiple of {step}"
+            )
+        parts = [first] + [step] * (rest // step)
+    if sum(parts) != num_classes:
+        raise ConfigError(f"increments {spec!r} = {parts} sum to {sum(parts)}, but there are {num_classes} classes to learn")
+    return tuple(int(p) for p in parts)
+
+
+@dataclass(frozen=True)
+class ClassIncrementalSpec:
+    """Class-incremental split: which classes each step learns and how labels are masked.
+
+    Attributes:
+        num_classes: label ids ``0..num_classes-1``, background included (VOC 21, Cityscapes 19).
+        increments: classes learned per step, background excluded: ``"15-1"``-style text or a
+            list of ints (see :func:`parse_increments`); stored as a tuple.
+        class_order: arrival order of the learnable classes; default: ids ascending without
+            the background. Stored as a tuple.
+        mode: image filter and label masking, see :func:`membership` and :func:`train_label_lut`.
+        background_id: background class (learned from step 0 and kept by every step), or None.
+        ignore_index: label of ignored pixels; never a class.
+    """
+
+    num_classes: int
+    increments: Union[str, Sequence[int]]
+    class_order: Optional[Sequence[int]] = None
+    mode: Mode = "overlap"
+    background_id: Optional[int] = None
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        c, bg, ign = self.num_classes, self.background_id, self.ignore_index
+        if not 1 <= c <= 255:
+            raise ConfigError(f"num_classes must be in 1..255, got {c}")
+        if not c <= ign <= 255:
+            raise ConfigError(f"ignore_index must be in {c}..255 (not a class id), got {ign}")
+        if bg is not None and not 0 <= bg < c:
+            raise ConfigError(f"background_id must be None or in 0..{c - 1}, got {bg}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        learnable = [k for k in range(c) if k != bg]
+        order = learnable if self.class_order is None else [int(k) for k in self.class_order]
+        if ign in order or (bg is not None and bg in order):
+            raise ConfigError(
+                f"class_order {order} must not contain the ignore index {ign} or the background id {bg}"
+            )
+        outside = sorted({k for k in order if not 0 <= k < c})
+        if outside:
+            raise ConfigError(f"class_order contains {outside}, outside the class ids 0..{c - 1}")
+        repeated = sorted({k for k in order if order.count(k) > 1})
+        if repeated:
+            raise ConfigError(f"class_order repeats classes {repeated}")
+        missing = sorted(set(learnable) - set(order))
+        if missing:
+            raise ConfigError(f"class_order lacks classes {missing}; it must list all {len(learnable)} learnable classes")
+        object.__setattr__(self, "class_order", tuple(order))
+        object.__setattr__(self, "increments", parse_increments(self.increments, len(learnable)))
+
+    @property
+    def tasks(self) -> list[list[int]]:
+        """Classes learned at each step, in arrival order (background not included)."""
+        order = list(self.class_order or ())
+        bounds = np.cumsum([0, *self.increments])
+        return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.increments)
+
+    def seen_classes(self, step: int) -> list[int]:
+        """Classes learned in steps ``0..step`` (background not included)."""
+        self._check_step(step)
+        return [k for task in self.tasks[: step + 1] for k in task]
+
+    def _check_step(self, step: int) -> None:
+        if not 0 <= step < self.num_steps:
+            raise ConfigError(f"step {step} is out of range 0..{self.num_steps - 1}")
+
+
+def class_presence(image_classes: ImageClasses, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """``bool (n_images, num_classes)``: which classes each image contains.
+
+    ``image_classes`` is either an ``ndarray (n_images, num_classes)`` of pixel counts (> 0 means
+    present) or a sequence of per-image class-id sets (``ignore_index`` entries are skipped).
+    """
+    if isinstance(image_classes, np.ndarray):
+        if image_classes.ndim != 2 or image_classes.shape[1] != num_classes:
+            raise DataError(f"class-count matrix must have shape (n_images, {num_classes}), got {image_classes.shape}")
+        return image_classes > 0
+    present = np.zeros((len(image_classes), num_classes), dtype=bool)
+    for i, classes in enumerate(image_classes):
+        for k in classes:
+            if k == ignore_index:
+                continue
+            if not 0 <= k < num_classes:
+                raise DataError(f"image {i} lists class {k}, outside 0..{num_classes - 1} (ignore = {ignore_index})")
+            present[i, k] = True
+    return present
+
+
+def membership(spec: ClassIncrementalSpec, image_classes: ImageClasses) -> np.ndarray:
+    """``bool (n_images, n_steps)``: which images enter each step (Continuum/MiB semantics).
+
+    * overlap: the image has >= 1 pixel of the step's classes; old and future classes may appear.
+    * disjoint: overlap, and every class in the image is old, current, background or ignore
+      (no future class).
+    * sequential: the same filter as disjoint; only the labelling differs (old classes keep
+      their labels, see :func:`train_label_lut`).
+
+    The background never makes an image eligible; it is allowed in every mode.
+    """
+    present = class_presence(image_classes, spec.num_classes, spec.ignore_index)
+    tasks = spec.tasks
+    out = np.zeros((present.shape[0], len(tasks)), dtype=bool)
+    for t, current in enumerate(tasks):
+        out[:, t] = present[:, current].any(axis=1)
+        future = [k for task in tasks[t + 1 :] for k in task]
+        if spec.mode != "overlap" and future:
+            out[:, t] &= ~present[:, future].any(axis=1)
+    return out
+
+
+def train_label_lut(spec: ClassIncrementalSpec, step: int) -> np.ndarray:
+    """``uint8[256]`` map from full train ids to the training labels of ``step``.
+
+    overlap/disjoint: the step's classes keep their id; sequential: old and current classes
+    keep their id. Every other class becomes ``background_id``, or ``ignore_index`` when the
+    dataset has no background (Klingner's Cityscapes protocol). Background and ignore are
+    kept; ids that are not classes become ignore.
+    """
+    spec._check_step(step)
+    lut = np.full(256, spec.ignore_index, dtype=np.uint8)
+    lut[list(spec.class_order or ())] = spec.ignore_index if spec.background_id is None else spec.background_id
+    keep = spec.seen_classes(step) if spec.mode == "sequential" else spec.tasks[step]
+    lut[keep] = keep
+    if spec.background_id is not None:
+        lut[spec.background_id] = spec.background_id
+    return lut
+
+
+def test_label_lut(
+    spec: ClassIncrementalSpec, step: int, unseen: Literal["ignore", "background"] = "ignore"
+) -> np.ndarray:
+    """``uint8[256]`` map from full train ids to the test labels after ``step``.
+
+    Classes seen in steps ``0..step`` (and the background) keep their id. Classes not yet
+    learned become ``ignore_index`` (``unseen="ignore"``, the VOC protocol of SSUL/MiB) or the
+    background (``unseen="background"``, Continuum's ``test_background=True``), which scores
+    them as background and so penalises predicting them early.
+    """
+    if unseen not in ("ignore", "background"):
+        raise ConfigError(f"unseen must be 'ignore' or 'background', got {unseen!r}")
+    if unseen == "background" and spec.background_id is None:
+        raise ConfigError("unseen='background' needs a background class; this spec has background_id=None")
+    spec._check_step(step)
+    lut = np.full(256, spec.ignore_index, dtype=np.uint8)
+    if unseen == "background":
+        lut[list(spec.class_order or ())] = spec.background_id
+    seen = spec.seen_classes(step)
+    lut[seen] = seen
+    if spec.background_id is not None:
+        lut[spec.background_id] = spec.background_id
+    return lut
+
+
+test_label_lut.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
+
+
+@dataclass(frozen=True)
+class DomainIncrementalSpec:
+    """Domain-incremental split: step ``t`` trains on the images of the domains in ``groups[t]``
+    (cities, sensors, ...); every class is labelled in every step. Stored as a tuple of tuples."""
+
+    groups: Sequence[Sequence[str]]
+
+    def __post_init__(self) -> None:
+        groups = tuple(tuple(g) for g in self.groups)
+        if not groups or any(not g for g in groups):
+            raise ConfigError(f"domain groups must be non-empty lists of names, got {[list(g) for g in groups]}")
+        names = [d for g in groups for d in g]
+        bad = [d for d in names if not isinstance(d, str) or not d or any(ch.isspace() for ch in d)]
+        if bad:
+            raise ConfigError(f"domain names must be non-empty strings without spaces, got {bad}")
+        repeated = sorted({d for d in names if names.count(d) > 1})
+        if repeated:
+            raise ConfigError(f"domains {repeated} appear in more than one group")
+        object.__setattr__(self, "groups", groups)
+
+    @property
+    def tasks(self) -> list[list[str]]:
+        return [list(g) for g in self.groups]
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.groups)
+
+    def task_of(self, domain: str) -> Optional[int]:
+        """Step whose group holds ``domain``, or None."""
+        return next((t for t, g in enumerate(self.groups) if domain in g), None)
+
+
+def domain_membership(spec: DomainIncrementalSpec, image_domains: Sequence[str]) -> np.ndarray:
+    """``bool (n_images, n_steps)``: image ``i`` enters the step whose group holds its domain."""
+    out = np.zeros((len(image_domains), spec.num_steps), dtype=bool)
+    for i, domain in enumerate(image_domains):
+        t = spec.task_of(domain)
+        if t is not None:
+            out[i, t] = True
+    return out
+
+
+@dataclass(frozen=True)
+class CityClassIncrementalSpec:
+    """Class groups x domain groups (Klingner et al.'s CIL): step ``t`` learns
+    ``classes.tasks[t]`` from the images of ``domains.groups[t]`` only; ``held_out`` domains are
+    kept for validation. Training labels follow :func:`train_label_lut` of ``classes``."""
+
+    classes: ClassIncrementalSpec
+    domains: DomainIncrementalSpec
+    held_out: tuple[str, ...] = ()
+    dataset: str = "cityscapes"
+
+    def __post_init__(self) -> None:
+        if self.classes.num_steps != self.domains.num_steps:
+            raise ConfigError(
+                f"{self.classes.num_steps} class groups but {self.domains.num_steps} domain groups; "
+                "give one domain group per step"
+            )
+        clash = sorted(d for d in self.held_out if self.domains.task_of(d) is not None)
+        if clash:
+            raise ConfigError(f"held-out domains {clash} are also training domains")
+
+    @property
+    def num_steps(self) -> int:
+        return self.classes.num_steps
+
+    def membership(self, image_classes: ImageClasses, image_domains: Sequence[str]) -> np.ndarray:
+        """``bool (n_images, n_steps)``: the image's domain is the step's and it passes the class filter."""
+        if len(image_domains) != len(image_classes):
+            raise DataError(f"{len(image_classes)} class rows but {len(image_domains)} domains")
+        return membership(self.classes, image_classes) & domain_membership(self.domains, image_domains)
+
+
+def eval_covering_order(present: np.ndarray, n_train: int) -> np.ndarray:
+    """Reorder a chunk so that its tail (the eval part) covers the classes the head also has.
+
+    Ianvs cuts each chunk of ``n`` lines into ``n_train`` train lines and ``n - n_train`` eval
+    lines by position. ``present`` is ``bool (n, k)`` (image x class, rows in their shuffled
+    order). Images are moved to the tail greedily, each time the one adding most classes not yet
+    in the tail while every such class stays in the head; the tail is then filled with images
+    whose move costs the head no class. Returns a permutation of ``0..n-1``: head, then tail.
+    """
+    n = present.shape[0]
+    if not 0 <= n_train <= n:
+        raise ValueError(f"n_train={n_train} must be in 0..{n}")
+    head_count = present.sum(axis=0)
+    covered = np.zeros(present.shape[1], dtype=bool)
+    head = list(range(n))
+    tail: list[int] = []
+    while len(tail) < n - n_train:
+        rows = present[head]
+        safe = ~(rows & (head_count <= 1)).any(axis=1)  # moving it leaves the head all its classes
+        gain = np.where(safe, (rows & ~covered).sum(axis=1), 0)
+        if gain.max() > 0:
+            pick = int(np.argmax(gain))
+        else:  # fill from the end, preferring images the head can spare
+            candidates = np.flatnonzero(safe)
+            pick = int(candidates[-1]) if candidates.size else len(head) - 1
+        i = head.pop(pick)
+        tail.append(i)
+        covered |= present[i]
+        head_count = head_count - present[i]
+    return np.asarray(head + tail, dtype=np.int64)
+
+
+def _class_ids(*names: str) -> list[int]:
+    return [CITYSCAPES.class_index(n) for n in names]
+
+
+_CIL3_CLASS_GROUPS = (
+    _class_ids("road", "sidewalk", "vegetation", "terrain", "sky"),
+    _class_ids("building", "wall", "fence", "pole", "traffic light", "traffic sign"),
+    _class_ids("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"),
+)
+
+Preset = Union[ClassIncrementalSpec, DomainIncrementalSpec, CityClassIncrementalSpec]
+
+PRESETS: dict[str, Preset] = {
+    # Klingner et al. (ITSC 2020), methods.md §1.1: three class groups learned on three disjoint
+    # city groups; non-task pixels are 255 (no background); erfurt is held out for validation.
+    "cil-3": CityClassIncrementalSpec(
+        classes=ClassIncrementalSpec(
+            num_classes=CITYSCAPES.num_classes,
+            increments=[len(g) for g in _CIL3_CLASS_GROUPS],
+            class_order=[k for g in _CIL3_CLASS_GROUPS for k in g],
+            mode="overlap",
+            background_id=CITYSCAPES.background_id,
+        ),
+        domains=DomainIncrementalSpec(
+            [
+                ["hanover", "aachen", "strasbourg", "dusseldorf"],
+                ["jena", "monchengladbach", "ulm", "tubingen", "bochum", "hamburg", "weimar"],
+                ["zurich", "darmstadt", "bremen", "cologne", "stuttgart", "krefeld"],
+            ]
+        ),
+        held_out=("erfurt",),
+    ),
+    # Pascal VOC 2012 (21 ids, 0 = background), overlapped setting, methods.md §8.1.
+    **{
+        f"voc-{name}": ClassIncrementalSpec(num_classes=21, increments=name, mode="overlap", background_id=0)
+        for name in ("15-5", "15-1", "10-1", "5-3", "19-1")
+    },
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The split registered as ``name``; raises ``KeyError`` listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown split preset {name!r}; valid: {', '.join(PRESETS)}") from None

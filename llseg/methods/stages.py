@@ -1,0 +1,65 @@
+"""Run the stages of a prepared split outside Ianvs (``llseg train``) and score checkpoints (``llseg eval``).
+
+These are the counterparts of Klingner et al.'s train_erfnet_static / train_erfnet_incremental /
+evaluate_erfnet scripts: one checkpoint per stage, each scored on the test index.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from llseg.data.indexfile import read_index
+from llseg.data.prepare import Manifest
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+from llseg.metrics.incremental import format_table, table_columns
+
+log = logging.getLogger("llseg.stages")
+
+
+def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
+    """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order.
+
+    Writes ``<out>/stage<k>.pt`` after each stage and ``<out>/results.json`` / ``results.md`` with
+    the test-index scores after each stage. ``joint`` trains once on all tasks' data instead.
+    Returns the score table per stage name.
+    """
+    manifest = Manifest.load(prepared)
+    config = TrainConfig.from_hyperparameters(hyperparameters, source="llseg train")
+    rows = read_index(prepared / "train_index.txt", columns=3, check_exists=True)
+    test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
+    n = manifest.chunk_size
+    chunks = [rows[k * n : (k + 1) * n] for k in range(len(manifest.tasks))]
+    if config.recipe == "joint":
+        chunks = [[row for chunk in chunks for row in chunk]]
+    out.mkdir(parents=True, exist_ok=True)
+    learner = ContinualLearner(config)
+    results: dict[str, dict[str, Optional[float]]] = {}
+    for k, chunk in enumerate(chunks, start=1):
+        learner.learn([str(r[0]) for r in chunk], [str(r[1]) for r in chunk], [str(r[2]) for r in chunk])
+        learner.save(out / f"stage{k}.pt")
+        results[f"stage {k}"] = learner.evaluate([str(r[0]) for r in test], [str(r[1]) for r in test])
+        log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt", format_table({f"stage {k}": results[f"stage {k}"]}))
+    (out / "results.json").write_text(json.dumps({"hyperparameters": config.to_dict(), "scores": results}, indent=2) + "\n")
+    (out / "results.md").write_text(format_table(results) + "\n")
+    return results
+
+
+def evaluate_checkpoint(checkpoint: Path, index: Path, *, csv_path: Optional[Path] = None, device: Optional[str] = None) -> dict[str, Optional[float]]:
+    """Scores of a checkpoint on an index file's images against their full labels (2nd token)."""
+    learner = ContinualLearner.from_checkpoint(checkpoint, device=device)
+    rows = read_index(index, check_exists=True)
+    if rows and len(rows[0]) < 2:
+        raise ValueError(f"{index}: lines need at least '<image> <label>'")
+    table = learner.evaluate([str(r[0]) for r in rows], [str(r[1]) for r in rows])
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            columns = table_columns(table)
+            writer.writerow(["checkpoint", *columns])
+            writer.writerow([str(checkpoint), *("" if table[c] is None else f"{table[c]:.6f}" for c in columns)])
+    return table

@@ -108,6 +108,7 @@ class Manifest:
     test: SplitSummary
     files: dict[str, int]
     llseg_version: str
+    first_line_missing: tuple[str, ...] = ()
 
     def save(self, path: PathLike) -> None:
         path = Path(path)
@@ -154,6 +155,11 @@ class Manifest:
             for part, missing in (("train", t.train_part_missing), ("eval", t.eval_part_missing)):
                 if missing:
                     lines.append(f"  warning: task {t.task}'s {part} part has no {', '.join(missing)}")
+        if self.first_line_missing:
+            lines.append(
+                f"  warning: the first line of train_index.txt (Ianvs' fwt_splitting round 0 trains on it alone) "
+                f"has no {', '.join(self.first_line_missing)}; the estimator will learn these as a separate group"
+            )
         if n_train < SEDNA_MIN_TRAIN_SAMPLE:
             lines.append(
                 f"  warning: {n_train} train lines per task < {SEDNA_MIN_TRAIN_SAMPLE}; Sedna merges such tasks into one model"
@@ -303,6 +309,10 @@ def prepare(
         rng = np.random.default_rng([seed, t])
         chosen = rng.permutation(usable[t])[:n]
         chosen = chosen[eval_covering_order(counts[chosen][:, cls] > 0, n_train)]
+        if t == 0:  # fwt_splitting's round 0 trains on this line alone: let it show every class it can
+            best = int(np.argmax((counts[chosen[:n_train]][:, cls] > 0).sum(axis=1)))
+            chosen[[0, best]] = chosen[[best, 0]]
+            first_missing = tuple(CITYSCAPES.class_names[k] for k in cls if counts[chosen[0], k] == 0)
         lut = train_label_lut(classes, t)
         for i in chosen:
             s = task_samples[i]
@@ -360,6 +370,7 @@ def prepare(
         test=SplitSummary("test_index.txt", TEST_SPLIT, tuple(sorted({s.city for s in test_samples})), len(test_samples)),
         files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
         llseg_version=__version__,
+        first_line_missing=first_missing,
     )
     manifest.save(out / MANIFEST_NAME)
     log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written, out / MANIFEST_NAME)

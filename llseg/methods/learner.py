@@ -194,7 +194,8 @@ class ContinualLearner:
                 student = copy.deepcopy(self.model)
                 for p in student.parameters():
                     p.requires_grad_(True)
-                student.add_classes(len(self.classes) - student.num_classes)
+                if student.num_classes < len(self.classes):
+                    student.add_classes(len(self.classes) - student.num_classes)
             else:
                 student = self._new_model(len(self.classes))
 

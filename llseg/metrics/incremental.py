@@ -105,7 +105,7 @@ def table_columns(table: dict[str, Optional[float]]) -> list[str]:
 
 def format_table(rows: dict[str, dict[str, Optional[float]]]) -> str:
     """Markdown table of score dicts (one row per name), values in percent with one decimal."""
-    columns = table_columns(next(iter(rows.values())))
+    columns = table_columns(max(rows.values(), key=len))  # the row with the most groups
     header = "| | " + " | ".join(c.replace("mIoU_", "") for c in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for name, table in rows.items():

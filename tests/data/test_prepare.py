@@ -169,3 +169,17 @@ def test_prepare_on_synthetic_dataset(tmp_path: Path) -> None:
     assert manifest.validation.images == 3 and manifest.test.images == 9
     for k, rows in enumerate(np.array_split(_lines(tmp_path / "out" / "train_index.txt"), 3)):
         assert {_city(r[0]) for r in rows} <= set(GROUPS[k])
+
+
+def test_first_train_line_shows_every_task1_class(tmp_path: Path) -> None:
+    """Ianvs' fwt_splitting trains round 0 on the first line alone; its classes become the first group."""
+    from llseg.data.imageio import read_label_png
+    from llseg.data.synthetic import generate_city_dataset
+
+    generate_city_dataset(tmp_path / "syn", seed=1, size=(32, 64), images_per_city=4)
+    manifest = prepare("cityscapes", root=tmp_path / "syn", split="cil-3", out=tmp_path / "out")
+    first = _lines(tmp_path / "out" / "train_index.txt")[0]
+    present = set(np.unique(read_label_png(tmp_path / "out" / first[2]))) - {255}
+    assert present == set(manifest.tasks[0].classes)
+    assert manifest.first_line_missing == ()
+    assert "first line" not in manifest.summary()

@@ -63,3 +63,11 @@ def test_same_seed_same_weights(make_rows):
         _learn(learner, rows)
         weights.append(learner.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_cil_from_teacher_handles_stages_with_and_without_new_classes(make_rows):
+    learner = ContinualLearner(TrainConfig(recipe="cil", init_from_teacher=True, **FAST))
+    _learn(learner, make_rows("a", 1, [0, 1], keep={0, 1}))
+    _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # nothing new: copy, no growth
+    _learn(learner, make_rows("b", 2, [0, 3], keep={3}))
+    assert learner.groups == [[0, 1], [3]] and learner.model.num_classes == 3

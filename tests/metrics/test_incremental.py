@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from llseg.data.predictions import Prediction, predictions_from_logits
-from llseg.metrics.incremental import IncrementalScorer, union_name
+from llseg.metrics.incremental import IncrementalScorer, format_table, union_name
 
 # 4 dataset classes, the model learned groups [[0, 1], [2]]; class 3 is never learned.
 GT = np.array([[0, 0, 1, 2, 2, 255]], np.uint8)
@@ -60,3 +60,12 @@ def test_logits_to_restricted_maps():
 
 def test_union_names():
     assert union_name(3) == "mIoU_task1+2+3"
+
+
+def test_format_table_shows_every_stage_s_columns():
+    text = format_table({"stage 1": {"mIoU_task1": 0.5, "accuracy": 0.5},
+                         "stage 2": {"mIoU_task1": 0.25, "mIoU_task2": 0.75, "mIoU_task1+2": 0.5, "accuracy": 0.5}})
+    header, _, first, second = text.splitlines()
+    assert header == "| | task1 | task2 | task1+2 | accuracy |"
+    assert first == "| stage 1 | 50.0 | – | – | 50.0 |"
+    assert second == "| stage 2 | 25.0 | 75.0 | 50.0 | 50.0 |"

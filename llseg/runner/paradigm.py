@@ -1,0 +1,123 @@
+"""The lifelong paradigm's ``no-inference`` round loop, as Ianvs + Sedna run it (ianvs-sedna.md §2.3, §4).
+
+The llseg task definition puts every sample into one task with entry ``"global"``, so Sedna's
+flow reduces to: round 0 trains a fresh estimator, later rounds ``load`` the previous round's
+model and ``train`` on the round's data (Sedna's update path); every model is saved as
+``<case>/output/train/<r>/seen_task/global.model``. After each round the model is evaluated on
+the eval files 1..R; the scores fill Ianvs' MATRIX dict under ``"all"``, ``"global"`` and
+``"task_avg"``. The runner writes no Sedna knowledge base (``index.pkl``), so ``CLOUD_KB_INDEX``
+and ``MODEL_URLS`` are not set; model files are kept for every round.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from llseg.runner.dataset import DataSource, load_data
+
+log = logging.getLogger("llseg.runner")
+
+ENTRY = "global"
+Scores = dict[str, float]
+
+
+@dataclass(frozen=True)
+class LifelongResult:
+    """What the paradigm hands to metric computation (Ianvs' ``system_metric_info`` + ``test_res``)."""
+
+    matrix: dict[str, list[list[Scores]]]
+    task_avg_acc: Scores
+    test_res: np.ndarray
+
+
+def model_path(case_dir: str, r: int) -> str:
+    """Where round ``r``'s model is saved."""
+    return os.path.join(case_dir, "output", "train", str(r), "seen_task", f"{ENTRY}.model")
+
+
+def _score(metric: Callable[..., Any], value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"model-eval metric '{metric.__name__}' returned {value!r}; Sedna needs a float-convertible score"
+        ) from None
+
+
+def _evaluate(estimator: Any, model_url: str, data: DataSource, metric: Callable[..., Any], source: str) -> tuple[Scores, Scores]:
+    """Sedna's evaluate for one task: ``(overall res, task scores)``, both ``{metric.__name__: score}``."""
+    estimator.load(model_url=model_url)
+    pred = estimator.predict(data.x)
+    if len(pred) != len(data):
+        raise ValueError(f"estimator.predict returned {len(pred)} predictions for the {len(data)} samples of {source}")
+    task = {metric.__name__: _score(metric, metric(y_true=data.y, y_pred=pred))}
+    overall = {metric.__name__: _score(metric, metric(data.y, np.array(pred)))}
+    return overall, task
+
+
+def run_no_inference(
+    estimator: Any,
+    pairs: list[tuple[str, str]],
+    test_index: str,
+    metric: Callable[..., Any],
+    case_dir: str,
+    threshold: float,
+    operator: str,
+) -> LifelongResult:
+    """Run rounds 0..R on the ``fwt_splitting`` pairs, then evaluate and predict the test index.
+
+    Sets the environment variables Ianvs sets (``OUTPUT_URL``, ``HAS_COMPLETED_INITIAL_TRAINING``,
+    ``LOCAL_TEST``, ``model_threshold``, ``operator``); the caller restores ``os.environ``.
+    """
+    rounds = len(pairs) - 1
+    case_dir = os.path.abspath(case_dir)
+    matrix: dict[str, list[list[Scores]]] = {"all": [], ENTRY: [], "task_avg": []}
+    os.environ["LOCAL_TEST"] = "TRUE"
+    model_url = ""
+    for r in range(rounds + 1):
+        start = time.perf_counter()
+        os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "train", str(r))
+        os.environ["HAS_COMPLETED_INITIAL_TRAINING"] = "False" if r < 1 else "True"
+        train = load_data(pairs[r][0], "train")
+        if r >= 1:
+            estimator.load(model_url=model_url)
+        estimator.train(train_data=train)
+        model_url = model_path(case_dir, r)
+        os.makedirs(os.path.dirname(model_url), exist_ok=True)
+        estimator.save(model_url)
+        if not os.path.isfile(model_url):
+            raise RuntimeError(f"estimator.save({model_url!r}) wrote no file; Sedna's knowledge base copies exactly that path")
+        trained = time.perf_counter() - start
+
+        os.environ.update(
+            OUTPUT_URL=os.path.join(case_dir, "output", "eval", str(r)),
+            model_threshold=str(threshold),
+            operator=operator,
+        )
+        rows: dict[str, list[Scores]] = {key: [] for key in matrix}
+        for j in range(1, rounds + 1):
+            overall, task = _evaluate(estimator, model_url, load_data(pairs[j][1], "eval"), metric, pairs[j][1])
+            rows["all"].append(overall)
+            rows[ENTRY].append(task)
+            rows["task_avg"].append({"accuracy": task["accuracy"]})  # mean over the one task
+        for key, row in rows.items():
+            matrix[key].append(row)
+        scores = ", ".join(f"{s['accuracy']:.4f}" for s in rows["all"])
+        log.info(
+            "  round %d/%d: trained on %d samples in %.1fs; accuracy on eval sets 1..%d: %s (%.1fs)",
+            r, rounds, len(train), trained, rounds, scores, time.perf_counter() - start,
+        )
+
+    test = load_data(test_index, "eval")
+    _, task = _evaluate(estimator, model_url, test, metric, test_index)
+    estimator.load(model_url=model_url)
+    test_res = np.array(estimator.predict(test.x))
+    if len(test_res) != len(test):
+        raise ValueError(f"estimator.predict returned {len(test_res)} predictions for the {len(test)} samples of {test_index}")
+    return LifelongResult(matrix, {"accuracy": task["accuracy"]}, test_res)

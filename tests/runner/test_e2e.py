@@ -1,0 +1,98 @@
+"""The shipped benchmark YAML files, run by the built-in runner with the real ERFNet estimator on tiny data."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import torch
+import yaml
+
+from llseg.data.imageio import read_label_png
+from llseg.data.predictions import load_prediction
+from llseg.data.prepare import prepare
+from llseg.data.synthetic import generate_city_dataset
+from llseg.metrics.incremental import IncrementalScorer
+from llseg.runner.dataset import final_metric_y
+from llseg.runner.job import run_job
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = "benchmarkingjob.yaml"
+FAST = {"epochs": 1, "batch_size": 4, "crop_size": [32, 64], "device": "cpu"}
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_repo(root: Path) -> None:
+    """The repository's YAML and plugin files, tiny synthetic CIL-3 data, 1-epoch CPU hyperparameters."""
+    shutil.copytree(ROOT / "testenv", root / "testenv")
+    shutil.copytree(ROOT / "testalgorithms", root / "testalgorithms")
+    shutil.copy(ROOT / JOB, root / JOB)
+    generate_city_dataset("data/synthetic-city", seed=0, size=(32, 64), images_per_city=2)
+    prepare("cityscapes", root="data/synthetic-city", split="cil-3", out="data/synthetic-city-cil3")
+    for path in (root / "testalgorithms").glob("*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        for item in data["algorithm"]["modules"][0]["hyperparameters"]:
+            ((name, spec),) = item.items()
+            if name in FAST:
+                spec["values"] = [FAST[name]]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _recompute(predictions: list[str], test_index: str) -> dict[str, Optional[float]]:
+    labels = final_metric_y(test_index)
+    scorer: Optional[IncrementalScorer] = None
+    for label, pred in zip(labels, predictions):
+        record = load_prediction(pred)
+        scorer = scorer or IncrementalScorer(record.num_classes)
+        scorer.update(record, read_label_png(Path(label)))
+    assert scorer is not None
+    return scorer.table()
+
+
+def _rows(name: str) -> list[dict[str, Any]]:
+    with open(f"workspace/erfnet_cil-3_synthetic-city/rank/{name}", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_default_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    _tiny_repo(tmp_path)
+    result = run_job(JOB)
+    assert not result.failed
+    assert [c.algorithm for c in result.cases] == ["erfnet_cil", "erfnet_finetune", "erfnet_joint"]
+
+    for case in result.cases:
+        report = json.loads((Path(case.case_dir) / "results.json").read_text())
+        assert report["seed"] == 1234 and report["hyperparameters"]["basemodel"]["recipe"] == case.algorithm[len("erfnet_"):]
+        assert len(report["matrix"]["values"]) == 3 and all(len(row) == 3 for row in report["matrix"]["values"])
+        table = _recompute(report["test_predictions"], "data/synthetic-city-cil3/test_index.txt")
+        for name, value in report["metrics"].items():
+            if name.startswith("mIoU_"):
+                assert value == (None if table[name] is None else pytest.approx(table[name], abs=1e-12)), name
+        assert report["metrics"]["MATRIX"]["all"] == report["matrix"]["values"]
+
+    rows = _rows("all_rank.csv")
+    assert sorted(r["algorithm"] for r in rows) == ["erfnet_cil", "erfnet_finetune", "erfnet_joint"]
+    scores = [float(r["mIoU_task1+2+3"]) for r in rows]
+    assert scores == sorted(scores, reverse=True) and not any(math.isnan(s) for s in scores)
+    assert [r["algorithm"] for r in _rows("selected_rank.csv")] == [r["algorithm"] for r in rows]
+
+    # Same seed, same numbers; the rerun replaces the rows instead of adding new ones.
+    assert not run_job(JOB).failed
+    again = _rows("all_rank.csv")
+    assert len(again) == 3
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("time", "url")}  # noqa: E731
+    assert sorted(map(str, map(strip, again))) == sorted(map(str, map(strip, rows)))

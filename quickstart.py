@@ -27,6 +27,7 @@ BENCH = [
     ["synth", "--out", "data/synthetic-city", "--seed", "0"],
     ["prepare", "--dataset", "cityscapes", "--root", "data/synthetic-city", "--split", "cil-3",
      "--out", "data/synthetic-city-cil3"],
+    ["bench", "-f", "benchmarkingjob.yaml"],
 ]
 
 

@@ -66,6 +66,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from llseg.methods.predict import predict_images
+
+    written = predict_images(args.checkpoint, args.image, args.out, alpha=args.alpha, device=args.device)
+    print(f"{len(written)} image(s): <stem>_mask.png and <stem>_overlay.png in {args.out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from llseg.report.build import write_workspace_report
+
+    for path in write_workspace_report(args.workspace):
+        print(path)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from llseg.runner.job import run_job
 
@@ -107,12 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser("predict", help="colourised mask and overlay of a checkpoint's prediction, per image")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--image", type=Path, required=True, help="an image file, or a folder: every image directly in it")
+    p.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)")
+    p.add_argument("--alpha", type=float, default=0.5, help="mask weight in the overlay, 0..1 (default 0.5)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: CUDA when present)")
+    p.set_defaults(func=_cmd_predict)
+
     p = sub.add_parser(
         "bench",
         help="run an Ianvs benchmarkingjob.yaml without Ianvs (lifelong no-inference mode); exit 1 if a test case failed",
     )
     p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("report", help="(re)build report.html and report.md of a benchmark from its workspace files")
+    p.add_argument("workspace", type=Path, help="<workspace>/<job name> folder written by 'llseg bench' or 'ianvs'")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

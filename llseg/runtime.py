@@ -36,15 +36,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``"auto"`` into a concrete precision for ``device``.
 
-    auto: fp16 autocast on CUDA, fp32 on CPU. bf16 on CPU must be asked for explicitly.
+    auto: fp16 autocast on CUDA; bf16 autocast on CPUs with native bf16 support; fp32 otherwise.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 needs CUDA; on CPU use bf16 or fp32")
     return precision

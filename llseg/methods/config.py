@@ -46,7 +46,8 @@ class TrainConfig:
         temperature, lambda_gs: distillation temperature T and entropy weight λ_GS (cil only).
         init_from_teacher: cil only; start the student from the teacher instead of a fresh model
             (the paper re-initialises the student every stage).
-        precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto`` (fp16 autocast on CUDA, bf16 autocast on CPUs with native bf16, else
+            fp32), ``fp32``, ``bf16`` or ``fp16``.
     """
 
     recipe: str = "cil"

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from llseg.data.predictions import Prediction
-from llseg.metrics.confusion import confusion_matrix, hiou, mean_iou, restrict_target
+from llseg.metrics.confusion import confusion_matrix, hiou, iou_per_class, mean_iou, restrict_target
 
 
 def union_name(k: int) -> str:
@@ -62,6 +62,13 @@ class IncrementalScorer:
         if not present:
             raise ValueError("no labelled pixel in the evaluated data: every ground-truth pixel is 255 (ignore)")
         return mean_iou(self.full, classes=present)
+
+    def class_iou(self) -> np.ndarray:
+        """IoU per train id (``num_classes`` entries) of the class-incremental prediction.
+
+        Labelled classes the model has not learned score 0; NaN: never labelled nor predicted.
+        """
+        return iou_per_class(self.full)
 
     def table(self) -> dict[str, Optional[float]]:
         """All scores; a score with no labelled or predicted pixel of its classes is ``None``."""

@@ -22,6 +22,8 @@ import numpy as np
 from llseg.errors import ConfigError
 from llseg.ianvs import registry
 from llseg.metrics.continual import ianvs_bwt, ianvs_fwt, ianvs_matrix
+from llseg.report.build import write_workspace_report
+from llseg.report.capture import capture_case, pick_samples, versions
 from llseg.runner.config import BASEMODEL, PARADIGM, SEDNA_MODULES, SYSTEM_METRICS, Algorithm, Job, load_job
 from llseg.runner.dataset import final_metric_y, process_index
 from llseg.runner.grid import combine
@@ -67,11 +69,12 @@ class CaseOutcome:
 
 @dataclass(frozen=True)
 class JobResult:
-    """All test cases of a job and the rank files written."""
+    """All test cases of a job, the rank files and the report files (html, md) written."""
 
     job: Job
     cases: tuple[CaseOutcome, ...]
     rank_files: tuple[str, ...]
+    report_files: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[CaseOutcome]:
@@ -170,10 +173,14 @@ def run_case(job: Job, resolved: Resolved, case: Case, train_lines: list[str], t
             env = job.testenv
             pairs = fwt_splitting(train_lines, alg.train_ratio, env.incremental_rounds, os.path.join(case_dir, "dataset"))
             estimator = resolved.estimators[alg.name](**copy.deepcopy(base_hps))
+            samples = pick_samples(env.test_index)
             result = run_no_inference(
-                estimator, pairs, env.test_index, resolved.model_metric, case_dir, env.threshold, env.operator
+                estimator, pairs, env.test_index, resolved.model_metric, case_dir, env.threshold, env.operator, samples
             )
             metrics = compute_metrics(job, resolved, result, test_y)
+            extras = capture_case(
+                case_dir, estimator, samples, result.sample_res, [str(y) for y in test_y], [str(p) for p in result.test_res]
+            )
         wall = time.perf_counter() - start
         finished = time.strftime(TIME_FORMAT)
         modules = {m.type: m.name for m in alg.modules}
@@ -184,10 +191,13 @@ def run_case(job: Job, resolved: Resolved, case: Case, train_lines: list[str], t
             modules=modules,
             hyperparameters={m.type: hps for m, hps in zip(alg.modules, case.hyperparameters) if hps},
             seed=_seed(base_hps, estimator),
+            dataset=extras.dataset,
             result=result,
             metrics=metrics,
+            class_iou=extras.class_iou,
             wall_time_s=wall,
             finished=finished,
+            versions=versions(),
         )
         write_report(case_dir, report)
     except Exception as exc:
@@ -208,6 +218,17 @@ def run_case(job: Job, resolved: Resolved, case: Case, train_lines: list[str], t
         url=case_dir,
     )
     return CaseOutcome(alg.name, case_dir, metrics, None, wall), row
+
+
+def _report(job_dir: str) -> tuple[str, ...]:
+    """Write the job's report; a failure is logged, since the rank and case results already stand."""
+    try:
+        paths = write_workspace_report(job_dir)
+    except Exception as exc:  # the report is rebuildable: never lose a finished benchmark over it
+        log.error("report not written (%s: %s); rebuild it with 'llseg report %s'", type(exc).__name__, exc, job_dir)
+        return ()
+    log.info("report written: %s", ", ".join(map(str, paths)))
+    return tuple(map(str, paths))
 
 
 def run_job(path: str) -> JobResult:
@@ -233,7 +254,7 @@ def run_job(path: str) -> JobResult:
         files = tuple(written)
         print(format_table(header, selected))
         log.info("rank written: %s", ", ".join(files))
-    result = JobResult(job, tuple(outcomes), files)
+    result = JobResult(job, tuple(outcomes), files, _report(job.output_dir) if rows else ())
     for failed in result.failed:
         log.error("FAILED %s (%s): %s", failed.algorithm, failed.case_dir, failed.error)
     log.info("%d of %d test case(s) finished", len(outcomes) - len(result.failed), len(outcomes))

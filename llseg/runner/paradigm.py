@@ -5,8 +5,10 @@ flow reduces to: round 0 trains a fresh estimator, later rounds ``load`` the pre
 model and ``train`` on the round's data (Sedna's update path); every model is saved as
 ``<case>/output/train/<r>/seen_task/global.model``. After each round the model is evaluated on
 the eval files 1..R; the scores fill Ianvs' MATRIX dict under ``"all"``, ``"global"`` and
-``"task_avg"``. The runner writes no Sedna knowledge base (``index.pkl``), so ``CLOUD_KB_INDEX``
-and ``MODEL_URLS`` are not set; model files are kept for every round.
+``"task_avg"``. Given ``samples`` (a few test rows for the report), the model of each round 1..R
+also predicts them with ``OUTPUT_URL`` = :func:`report_url`, an llseg addition Ianvs does not
+make. The runner writes no Sedna knowledge base (``index.pkl``), so ``CLOUD_KB_INDEX`` and
+``MODEL_URLS`` are not set; model files are kept for every round.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -29,16 +31,25 @@ Scores = dict[str, float]
 
 @dataclass(frozen=True)
 class LifelongResult:
-    """What the paradigm hands to metric computation (Ianvs' ``system_metric_info`` + ``test_res``)."""
+    """What the paradigm hands to metric computation (Ianvs' ``system_metric_info`` + ``test_res``).
+
+    ``sample_res`` holds the predictions of the report samples after rounds 1..R (empty without samples).
+    """
 
     matrix: dict[str, list[list[Scores]]]
     task_avg_acc: Scores
     test_res: np.ndarray
+    sample_res: tuple[list[str], ...] = ()
 
 
 def model_path(case_dir: str, r: int) -> str:
     """Where round ``r``'s model is saved."""
     return os.path.join(case_dir, "output", "train", str(r), "seen_task", f"{ENTRY}.model")
+
+
+def report_url(case_dir: str, r: int) -> str:
+    """``OUTPUT_URL`` while round ``r``'s model predicts the report samples."""
+    return os.path.join(case_dir, "output", "report", str(r))
 
 
 def _score(metric: Callable[..., Any], value: Any) -> float:
@@ -69,6 +80,7 @@ def run_no_inference(
     case_dir: str,
     threshold: float,
     operator: str,
+    samples: Optional[DataSource] = None,
 ) -> LifelongResult:
     """Run rounds 0..R on the ``fwt_splitting`` pairs, then evaluate and predict the test index.
 
@@ -80,6 +92,7 @@ def run_no_inference(
     matrix: dict[str, list[list[Scores]]] = {"all": [], ENTRY: [], "task_avg": []}
     os.environ["LOCAL_TEST"] = "TRUE"
     model_url = ""
+    sample_res: list[list[str]] = []
     for r in range(rounds + 1):
         start = time.perf_counter()
         os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "train", str(r))
@@ -108,6 +121,13 @@ def run_no_inference(
             rows["task_avg"].append({"accuracy": task["accuracy"]})  # mean over the one task
         for key, row in rows.items():
             matrix[key].append(row)
+        if samples is not None and r >= 1:  # the estimator holds this round's model (loaded by _evaluate)
+            os.environ["OUTPUT_URL"] = report_url(case_dir, r)
+            preds = [str(p) for p in estimator.predict(samples.x)]
+            if len(preds) != len(samples):
+                raise ValueError(f"estimator.predict returned {len(preds)} predictions for the {len(samples)} report samples")
+            sample_res.append(preds)
+            os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "eval", str(r))
         scores = ", ".join(f"{s['accuracy']:.4f}" for s in rows["all"])
         log.info(
             "  round %d/%d: trained on %d samples in %.1fs; accuracy on eval sets 1..%d: %s (%.1fs)",
@@ -120,4 +140,4 @@ def run_no_inference(
     test_res = np.array(estimator.predict(test.x))
     if len(test_res) != len(test):
         raise ValueError(f"estimator.predict returned {len(test_res)} predictions for the {len(test)} samples of {test_index}")
-    return LifelongResult(matrix, {"accuracy": task["accuracy"]}, test_res)
+    return LifelongResult(matrix, {"accuracy": task["accuracy"]}, test_res, tuple(sample_res))

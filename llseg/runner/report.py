@@ -2,7 +2,8 @@
 
 The results matrix ``R`` has rows = after training rounds 1..R and columns = eval sets 1..R,
 from the ``"all"`` accuracy of the MATRIX; GEM metrics come from :mod:`llseg.metrics.continual`
-(FWT only when defined), next to Ianvs' own BWT/FWT, which also use round 0.
+(FWT only when defined), next to Ianvs' own BWT/FWT, which also use round 0. ``class_iou`` is the
+IoU per class of the final test predictions (``None`` when they are not llseg prediction records).
 """
 from __future__ import annotations
 
@@ -50,10 +51,13 @@ def build_report(
     modules: dict[str, str],
     hyperparameters: dict[str, dict[str, Any]],
     seed: Optional[int],
+    dataset: Optional[str],
     result: LifelongResult,
     metrics: dict[str, Any],
+    class_iou: Optional[dict[str, Optional[float]]],
     wall_time_s: float,
     finished: str,
+    versions: dict[str, str],
 ) -> dict[str, Any]:
     """The content of ``results.json`` (fixed key order); ``test_predictions`` is ``test_res``, as str."""
     rows = result.matrix["all"]
@@ -67,6 +71,7 @@ def build_report(
         "modules": modules,
         "hyperparameters": hyperparameters,
         "seed": seed,
+        "dataset": dataset,
         "incremental_rounds": len(matrix),
         "matrix": {
             "metric": "accuracy",
@@ -79,9 +84,11 @@ def build_report(
         "ianvs": {"BWT": ianvs_bwt(rows), "FWT": ianvs_fwt(rows)},
         "task_avg_acc": result.task_avg_acc["accuracy"],
         "metrics": metrics,
+        "class_iou": class_iou,
         "test_predictions": [str(p) for p in result.test_res],
         "wall_time_s": round(wall_time_s, 3),
         "finished": finished,
+        "versions": versions,
     }
 
 
@@ -99,6 +106,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# {report['benchmark']} / {report['algorithm']} / {report['test_case']}",
         "",
         f"Seed: {_fmt(report['seed'])}. Wall time: {report['wall_time_s']:.1f} s. Finished: {report['finished']}.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
         "",
         "## Hyperparameters",
         "",
@@ -139,6 +148,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
     ]
     out += [f"| {k} | {'see results.json' if isinstance(v, dict) else _fmt(v)} |" for k, v in report["metrics"].items()]
+    if report["class_iou"] is not None:
+        out += ["", "## IoU per class (test set, after the last round)", "", "| class | IoU |", "|---|---|"]
+        out += [f"| {name} | {_fmt(v)} |" for name, v in report["class_iou"].items()]
     return "\n".join(out) + "\n"
 
 

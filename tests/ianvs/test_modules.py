@@ -21,18 +21,7 @@ from llseg.ianvs.modules import (
     LLSegUnseenSampleRecognition,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _sedna_missing() -> Optional[str]:
-    try:
-        factory = registry.sedna_class_factory()
-    except ImportError as exc:
-        return f"the installed 'sedna' is not KubeEdge Sedna: {exc}"
-    return None if factory else "KubeEdge Sedna is not installed (Ianvs bundles sedna-0.6.0.1-py3-none-any.whl)"
-
-
-needs_sedna = pytest.mark.skipif(_sedna_missing() is not None, reason=str(_sedna_missing()))
+from tests.ianvs.sedna_env import REPO, needs_sedna
 
 
 class Source:

@@ -17,18 +17,7 @@ import yaml
 import llseg.ianvs.modules  # noqa: F401  (registers the modules and applies the layer)
 from llseg.ianvs import registry, sedna_compat
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _sedna_missing() -> Optional[str]:
-    try:
-        factory = registry.sedna_class_factory()
-    except ImportError as exc:
-        return f"the installed 'sedna' is not KubeEdge Sedna: {exc}"
-    return None if factory else "KubeEdge Sedna is not installed (Ianvs bundles sedna-0.6.0.1-py3-none-any.whl)"
-
-
-needs_sedna = pytest.mark.skipif(_sedna_missing() is not None, reason=str(_sedna_missing()))
+from tests.ianvs.sedna_env import REPO, needs_sedna
 IANVS = shutil.which("ianvs", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 needs_ianvs = pytest.mark.skipif(IANVS is None, reason="the Ianvs CLI 'ianvs' is not installed next to this Python")
 

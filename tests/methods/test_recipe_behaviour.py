@@ -5,7 +5,6 @@ asserts one property of the resulting scores. Settings are small so the run fits
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

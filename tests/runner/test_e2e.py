@@ -23,7 +23,7 @@ from llseg.runner.job import run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "benchmarkingjob.yaml"
-FAST = {"epochs": 1, "batch_size": 4, "crop_size": [32, 64], "device": "cpu"}
+FAST = {"epochs": 1, "batch_size": 4, "input_size": [32, 64], "device": "cpu"}
 
 
 @pytest.fixture

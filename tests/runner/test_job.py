@@ -25,9 +25,9 @@ def test_job_outputs(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert sorted(os.listdir(os.path.join(keep, "dataset"))) == [f"model_{k}-{i}.txt" for k in ("eval", "train") for i in range(4)]
     report = json.load(open(os.path.join(keep, "results.json")))
     assert list(report) == [
-        "benchmark", "algorithm", "test_case", "url", "paradigm", "modules", "hyperparameters", "seed",
-        "incremental_rounds", "matrix", "gem", "ianvs", "task_avg_acc", "metrics", "test_predictions", "wall_time_s",
-        "finished",
+        "benchmark", "algorithm", "test_case", "url", "paradigm", "modules", "hyperparameters", "seed", "dataset",
+        "incremental_rounds", "matrix", "gem", "ianvs", "task_avg_acc", "metrics", "class_iou", "test_predictions",
+        "wall_time_s", "finished", "versions",
     ]
     assert report["matrix"]["round0"] == [1.0, 0.0, 0.0]
     assert report["matrix"]["values"] == [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]

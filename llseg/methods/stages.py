@@ -24,8 +24,8 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order.
 
     Writes ``<out>/stage<k>.pt`` after each stage and ``<out>/results.json`` / ``results.md`` with
-    the test-index scores after each stage. ``joint`` trains once on all tasks' data instead.
-    Returns the score table per stage name.
+    the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
+    stage, so its last stage is the all-classes baseline). Returns the score table per stage name.
     """
     manifest = Manifest.load(prepared)
     config = TrainConfig.from_hyperparameters(hyperparameters, source="llseg train")
@@ -33,8 +33,6 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
     n = manifest.chunk_size
     chunks = [rows[k * n : (k + 1) * n] for k in range(len(manifest.tasks))]
-    if config.recipe == "joint":
-        chunks = [[row for chunk in chunks for row in chunk]]
     out.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(config)
     results: dict[str, dict[str, Optional[float]]] = {}

@@ -89,24 +89,76 @@ def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return torch.bincount(idx, minlength=c * c + 1)[: c * c].reshape(c, c)
 
 
-def _confusion_numpy(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """Flat ``intp`` row index per pixel: the train id, or ``num_classes`` (a spare row) for ignored pixels.
+
+    uint8 targets (label maps) go through a 256-entry lookup table instead of masks.
+    """
     c = num_classes
-    t = target.reshape(-1).astype(np.int64)
-    p = pred.reshape(-1).astype(np.int64)
-    keep = t != ignore_index
-    bad_t = keep & ((t < 0) | (t >= c))
-    if bad_t.any():
+    t = target.reshape(-1)
+    if t.dtype == np.uint8:
+        lut = np.full(256, -1, dtype=np.intp)
+        lut[:c] = np.arange(c)
+        if 0 <= ignore_index < 256:
+            lut[ignore_index] = c
+        rows = lut[t]
+        bad = rows < 0
+    else:
+        keep = t != ignore_index
+        bad = keep & ((t < 0) | (t >= c))
+        rows = np.where(keep, t, c).astype(np.intp)
+    if bad.any():
         raise ValueError(
-            f"target has values {_shown(np.unique(t[bad_t]).tolist())} outside [0, {c}) that are not "
+            f"target has values {_shown(np.unique(t[bad]).tolist())} outside [0, {c}) that are not "
             f"ignore_index={ignore_index}; map them to train ids 0..{c - 1} or to {ignore_index}"
         )
-    bad_p = (p < 0) | (p >= c)
-    if bad_p.any():
+    return rows
+
+
+def _confusion_stack_numpy(preds: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """``(M, C, C)`` counts of M prediction maps (``preds`` M×P) against one target (P pixels), one bincount."""
+    c, m = num_classes, preds.shape[0]
+    p = preds.reshape(m, -1)
+    if p.size and (int(p.min()) < 0 or int(p.max()) >= c):
+        bad_p = (p < 0) | (p >= c)
         raise ValueError(
             f"pred has values {_shown(np.unique(p[bad_p]).tolist())} outside [0, {c}); predictions must be "
             f"class ids 0..{c - 1}"
         )
-    return np.bincount(t[keep] * c + p[keep], minlength=c * c).reshape(c, c).astype(np.int64)
+    # Ignored pixels land in row c of each (c+1)×c block, which is dropped: no masking, no compaction.
+    base = _target_rows(target, c, ignore_index) * c
+    idx = np.add(p, base, dtype=np.intp, casting="unsafe")  # M×P; values were range-checked above
+    idx += (np.arange(m, dtype=np.intp) * ((c + 1) * c))[:, None]
+    counts = np.bincount(idx.reshape(-1), minlength=m * (c + 1) * c)
+    return counts.reshape(m, c + 1, c)[:, :c].astype(np.int64)
+
+
+def _confusion_numpy(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    return _confusion_stack_numpy(pred.reshape(1, -1), target, num_classes, ignore_index)[0]
+
+
+def confusion_stack(preds: np.ndarray, target: np.ndarray, num_classes: int, *, ignore_index: int = 255) -> np.ndarray:
+    """Confusion matrices of several prediction maps of one image against its target, in one pass.
+
+    Args:
+        preds: ``M×H×W`` class ids ``0..C-1`` (e.g. the class-incremental and task-restricted maps).
+        target: ``H×W`` train ids or ``ignore_index``.
+
+    Returns:
+        ``(M, C, C)`` int64; ``[m]`` equals ``confusion_matrix(preds[m], target, C)``.
+
+    Raises:
+        ValueError: as :func:`confusion_matrix`.
+    """
+    _check_num_classes(num_classes, ignore_index)
+    preds, target = np.asarray(preds), np.asarray(target)
+    if preds.ndim < 1 or tuple(preds.shape[1:]) != tuple(target.shape):
+        raise ValueError(
+            f"preds shape {tuple(preds.shape)} must be M× the target shape {tuple(target.shape)}; they must match"
+        )
+    _check_int_dtype("pred", preds)
+    _check_int_dtype("target", target)
+    return _confusion_stack_numpy(preds, target, num_classes, ignore_index)
 
 
 def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int, *, ignore_index: int = 255) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from llseg.data.predictions import Prediction
-from llseg.metrics.confusion import confusion_matrix, hiou, iou_per_class, mean_iou, restrict_target
+from llseg.metrics.confusion import confusion_stack, hiou, iou_per_class, mean_iou
 
 
 def union_name(k: int) -> str:
@@ -48,14 +48,22 @@ class IncrementalScorer:
             self.per_prefix = [np.zeros_like(self.full) for _ in groups]
         elif groups != self.groups:
             raise ValueError(f"prediction records mix models: class groups {groups} vs {self.groups}")
-        c = self.num_classes
-        self.full += confusion_matrix(prediction.pred, target, c)
+        maps = [prediction.pred[None], prediction.group_pred, prediction.prefix_pred]
+        if any(m.shape[1:] != target.shape or len(m) != n for m, n in zip(maps, (1, len(groups), len(groups)))):
+            raise ValueError(
+                f"group_pred {prediction.group_pred.shape} / prefix_pred {prediction.prefix_pred.shape} do not "
+                f"hold {len(groups)} maps of the label's shape {target.shape}"
+            )
+        # One pass over the image for all 2G+1 maps. Restricting the ground truth to some classes
+        # (other pixels ignored) keeps exactly those classes' rows, so restriction is row selection.
+        counts = confusion_stack(np.concatenate(maps), target, self.num_classes)
+        self.full += counts[0]
         union: list[int] = []
         for k, classes in enumerate(groups):
             union = union + classes
-            self.per_group[k] += confusion_matrix(prediction.group_pred[k], restrict_target(target, classes), c)
-            self.per_prefix[k] += confusion_matrix(prediction.prefix_pred[k], restrict_target(target, union), c)
-        self.learned += confusion_matrix(prediction.pred, restrict_target(target, union), c)
+            self.per_group[k][classes] += counts[1 + k][classes]
+            self.per_prefix[k][union] += counts[1 + len(groups) + k][union]
+        self.learned[union] += counts[0][union]
 
     def accuracy(self) -> float:
         present = np.flatnonzero(self.full.sum(1)).tolist()

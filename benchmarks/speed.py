@@ -1,0 +1,424 @@
+"""Speed of llseg's training, inference and metric paths next to plain reference loops, on this machine.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/speed.py            # full run, a few minutes on a 2-core CPU
+    .venv/bin/python benchmarks/speed.py --quick    # fewer repetitions, no 512x1024 training
+    .venv/bin/python benchmarks/speed.py --job      # also time the default benchmark job (~3 min)
+
+It writes ``benchmarks/RESULTS.md`` (``--out`` to change). Every number is the median of several
+timed repetitions after a warm-up; run it on a quiet machine (another multi-threaded process on
+the same cores slows torch down several-fold).
+
+What is compared:
+
+* training: ``ContinualLearner.learn`` (what ``_fit`` does: cached decode, augmentation, channels_last,
+  the resolved precision, Adam) against a plain loop written here: fp32, contiguous NCHW, PIL
+  decode + resize from PNG every step, cross-entropy, ``torch.optim.Adam``;
+* inference: ``ContinualLearner.predict`` against a plain fp32 decode/resize/forward/argmax loop;
+* metrics: ``IncrementalScorer.update`` (all task-restricted confusion matrices of one image in one
+  pass) against the per-image numpy reference that builds each restricted matrix separately;
+* the machine's limit: FLOPs of one training step (``FlopCounterMode``) against measured ``torch.mm``
+  throughput in fp32 and bf16.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from llseg.data.dataset import SegmentationPairs, channel_lut
+from llseg.data.imageio import write_label_png
+from llseg.data.labels import get_dataset_info
+from llseg.data.predictions import Prediction
+from llseg.data.synthetic import render_scene
+from llseg.data.transforms import TrainAugment, normalize
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+from llseg.metrics.incremental import IncrementalScorer
+from llseg.models import create_model
+from llseg.runtime import cpu_has_native_bf16, pick_device, resolve_precision
+
+ROOT = Path(__file__).resolve().parents[1]
+NUM_CLASSES = 19
+BATCH = 4
+NATIVE = (512, 1024)  # size of the generated PNGs (Cityscapes at half resolution)
+LEAD_JOB = "3m11s with precision auto (bf16 autocast), 6m13s with fp32 (measured by the lead engineer)"
+
+Size = tuple[int, int]
+
+
+# ----------------------------------------------------------------------------------- helpers
+def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def maxrss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def fmt_size(size: Size) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def write_dataset(out: Path, count: int) -> tuple[list[str], list[str]]:
+    """``count`` synthetic street scenes at :data:`NATIVE` as RGB PNGs and train-id label PNGs."""
+    rng = np.random.default_rng(0)
+    to_train = get_dataset_info("cityscapes").id_to_train_id
+    images, labels = [], []
+    for i in range(count):
+        rgb, raw = render_scene(rng, *NATIVE, "clear")
+        image, label = out / f"img{i}.png", out / f"lab{i}.png"
+        Image.fromarray(rgb).save(image)
+        write_label_png(label, to_train[raw])
+        images.append(str(image))
+        labels.append(str(label))
+    return images, labels
+
+
+# ---------------------------------------------------------------------------- machine limit
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats, warmup=2) / 1e9
+
+
+def train_flops_per_image(size: Size) -> float:
+    """Forward + backward FLOPs of ERFNet (19 classes) for one image (convolutions and matmuls)."""
+    model = create_model("erfnet", num_classes=NUM_CLASSES).train()
+    x = torch.randn(1, 3, *size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return float(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------------- training
+def llseg_learner(size: Size, precision: str) -> ContinualLearner:
+    config = TrainConfig(recipe="finetune", epochs=1, batch_size=BATCH, input_size=size, precision=precision)
+    return ContinualLearner(config)
+
+
+def llseg_train(images: list[str], labels: list[str], size: Size, precision: str, repeats: int) -> tuple[float, ContinualLearner]:
+    """Images/s of ``ContinualLearner.learn`` (one epoch per call; the first call is the warm-up)."""
+    learner = llseg_learner(size, precision)
+    learner.learn(images, labels, labels)  # warm-up: decodes into the cache, oneDNN primitive caches
+    seconds = [learner.learn(images, labels, labels)["seconds"] for _ in range(repeats)]
+    return len(images) / statistics.median(seconds), learner
+
+
+def llseg_data_seconds(learner: ContinualLearner, images: list[str], labels: list[str], size: Size, repeats: int) -> float:
+    """Seconds per batch to produce what ``_fit``'s DataLoader yields (same dataset, warm cache, num_workers=0)."""
+    data = SegmentationPairs(
+        [Path(i) for i in images], [Path(lab) for lab in labels], lut=channel_lut(learner.classes),
+        augment=TrainAugment(base_size=size), cache=learner.cache,
+    )
+    loader = DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=0)
+    batches = len(loader)
+    return median_time(lambda: [None for _ in loader], repeats) / batches
+
+
+def reference_batches(images: list[str], labels: list[str], size: Size, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Plain data path: decode the PNGs with PIL and resize every time, random flip, NCHW float."""
+    order = rng.permutation(len(images))
+    for start in range(0, len(order) - BATCH + 1, BATCH):
+        xs, ys = [], []
+        for i in order[start : start + BATCH]:
+            image = Image.open(images[i]).convert("RGB").resize(size[::-1], Image.BILINEAR)
+            label = Image.open(labels[i]).resize(size[::-1], Image.NEAREST)
+            x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+            y = torch.from_numpy(np.asarray(label).astype(np.int64))
+            if rng.random() < 0.5:
+                x, y = x.flip(-1), y.flip(-1)
+            xs.append(x)
+            ys.append(y)
+        yield normalize(torch.stack(xs)).contiguous(), torch.stack(ys)
+
+
+def reference_train(images: list[str], labels: list[str], size: Size, repeats: int) -> tuple[float, float]:
+    """(images/s, data share) of the plain fp32 loop: one epoch over ``images`` per repetition."""
+    model = create_model("erfnet", num_classes=NUM_CLASSES).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4)
+    rng = np.random.default_rng(0)
+    data_time = [0.0]
+
+    def epoch() -> None:
+        batches = reference_batches(images, labels, size, rng)
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            data_time[0] += time.perf_counter() - start
+            if batch is None:
+                return
+            loss = F.cross_entropy(model(batch[0]), batch[1], ignore_index=255)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    epoch()  # warm-up
+    data_time[0] = 0.0
+    per_epoch = median_time(epoch, repeats, warmup=0)
+    return len(images) / per_epoch, data_time[0] / repeats / per_epoch
+
+
+def adam_step_ms(**options: Any) -> float:
+    """Milliseconds of one Adam step over ERFNet's parameters (channels_last, as in ``_fit``)."""
+    model = create_model("erfnet", num_classes=NUM_CLASSES).to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4, **options)
+    return 1000 * median_time(optimizer.step, 20, warmup=3)
+
+
+# ---------------------------------------------------------------------------------- inference
+def reference_predict(model: torch.nn.Module, images: list[str], size: Size) -> None:
+    """Plain fp32 inference: decode, resize, forward, upsample to the image size, argmax."""
+    model.eval()
+    with torch.no_grad():
+        for path in images:
+            pil = Image.open(path).convert("RGB")
+            x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()).permute(2, 0, 1).float() / 255
+            logits = model(normalize(x)[None].contiguous())
+            F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).numpy()
+
+
+# ------------------------------------------------------------------------------------ metrics
+def numpy_confusion(pred: np.ndarray, target: np.ndarray, c: int) -> np.ndarray:
+    """Textbook per-image confusion matrix (rows = ground truth)."""
+    keep = target != 255
+    return np.bincount(c * target[keep].astype(np.int64) + pred[keep], minlength=c * c).reshape(c, c)
+
+
+def reference_scorer(records: Sequence[Prediction], targets: Sequence[np.ndarray], c: int) -> list[np.ndarray]:
+    """Every matrix IncrementalScorer keeps, built one restricted numpy confusion at a time."""
+    groups = records[0].groups
+    full, learned = np.zeros((c, c), np.int64), np.zeros((c, c), np.int64)
+    per_group = [np.zeros((c, c), np.int64) for _ in groups]
+    per_prefix = [np.zeros((c, c), np.int64) for _ in groups]
+    for record, target in zip(records, targets):
+        full += numpy_confusion(record.pred, target, c)
+        union: list[int] = []
+        for k, classes in enumerate(groups):
+            union = union + classes
+            per_group[k] += numpy_confusion(record.group_pred[k], np.where(np.isin(target, classes), target, 255), c)
+            per_prefix[k] += numpy_confusion(record.prefix_pred[k], np.where(np.isin(target, union), target, 255), c)
+        learned += numpy_confusion(record.pred, np.where(np.isin(target, union), target, 255), c)
+    return [full, learned, *per_group, *per_prefix]
+
+
+def llseg_scorer(records: Sequence[Prediction], targets: Sequence[np.ndarray], c: int) -> list[np.ndarray]:
+    scorer = IncrementalScorer(c)
+    for record, target in zip(records, targets):
+        scorer.update(record, target)
+    return [scorer.full, scorer.learned, *scorer.per_group, *scorer.per_prefix]
+
+
+def metric_inputs(count: int, size: Size) -> tuple[list[Prediction], list[np.ndarray]]:
+    """Random records of a 3-group model (10+5+4 classes) and targets with 10% ignored pixels."""
+    rng = np.random.default_rng(0)
+    groups = [list(range(10)), list(range(10, 15)), list(range(15, 19))]
+    records, targets = [], []
+    for _ in range(count):
+        target = rng.integers(0, NUM_CLASSES, size, dtype=np.uint8)
+        target[rng.random(size) < 0.1] = 255
+        group_pred = np.stack([rng.choice(np.array(g, np.uint8), size) for g in groups])
+        prefix_pred = np.stack([rng.integers(0, 10 + 5 * k if k < 2 else NUM_CLASSES, size, dtype=np.uint8) for k in range(3)])
+        records.append(Prediction(prefix_pred[-1], group_pred, prefix_pred, np.arange(NUM_CLASSES),
+                                  np.array([10, 5, 4]), NUM_CLASSES))
+        targets.append(target)
+    return records, targets
+
+
+# -------------------------------------------------------------------------------- default job
+def run_job() -> tuple[float, float]:
+    """(wall seconds, peak child RSS MiB) of ``llseg bench -f benchmarkingjob.yaml`` in a scratch workspace."""
+    if not (ROOT / "data/synthetic-city-cil3/train_index.txt").is_file():
+        for args in (["synth", "--out", "data/synthetic-city", "--seed", "0"],
+                     ["prepare", "--dataset", "cityscapes", "--root", "data/synthetic-city", "--split", "cil-3",
+                      "--out", "data/synthetic-city-cil3"]):
+            subprocess.run([sys.executable, "-m", "llseg", *args], cwd=ROOT, check=True)
+    with tempfile.TemporaryDirectory(prefix="llseg-job-") as tmp:
+        # Same relative paths as the repository root, but the job's workspace lands in tmp.
+        for name in ("benchmarkingjob.yaml", "testenv", "testalgorithms", "data"):
+            os.symlink(ROOT / name, Path(tmp) / name)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "llseg", "bench", "-f", "benchmarkingjob.yaml"], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------- report
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, skip 512x1024 training")
+    parser.add_argument("--job", action="store_true", help="also time the default benchmark job (~3 minutes)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    reps = 2 if args.quick else 3
+    device = pick_device("auto")
+    auto = resolve_precision("auto", device)
+    lines: list[str] = []
+    say = lines.append
+
+    say("# llseg speed benchmark\n")
+    say(f"Written by `benchmarks/speed.py{' --quick' if args.quick else ''}{' --job' if args.job else ''}` on "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.\n")
+    say(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
+    say(f"- precision `auto` resolves to **{auto}** here; batch {BATCH}; medians of {reps} timed runs after a warm-up\n")
+
+    # -- machine limit
+    log("matmul peak ...")
+    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    sizes = [(256, 512)] if args.quick else [(256, 512), (512, 1024)]
+    flops = {size: train_flops_per_image(size) for size in sizes}
+
+    with tempfile.TemporaryDirectory(prefix="llseg-speed-") as tmp:
+        log("writing PNGs ...")
+        images, labels = write_dataset(Path(tmp), 8)
+        train_rows, share_rows, limit_rows, infer_rows = [], [], [], []
+        learners: dict[Size, ContinualLearner] = {}
+        for size in sizes:
+            n = 8 if size == (256, 512) else 4
+            r = reps if size == (256, 512) else max(1, reps - 1)
+            imgs, labs = images[:n], labels[:n]
+            log(f"training {fmt_size(size)} ...")
+            ref, ref_share = reference_train(imgs, labs, size, r)
+            fp32, learner32 = llseg_train(imgs, labs, size, "fp32", r)
+            best, learner = (fp32, learner32) if auto == "fp32" else llseg_train(imgs, labs, size, auto, r)
+            learners[size] = learner
+            data_s = llseg_data_seconds(learner, imgs, labs, size, r)
+            train_rows.append(f"| {fmt_size(size)} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
+                              f"{best:.2f} ({best / ref:.2f}x) |")
+            share_rows.append(f"| {fmt_size(size)} | {1000 * data_s:.0f} ms | {1000 * BATCH / best:.0f} ms | "
+                              f"{100 * data_s * best / BATCH:.1f}% | {100 * ref_share:.1f}% |")
+            for name, rate in (("fp32", fp32), (auto, best)):
+                achieved = rate * flops[size] / 1e9
+                limit_rows.append(f"| {fmt_size(size)} | {name} | {flops[size] / 1e9:.1f} | {achieved:.0f} | "
+                                  f"{peak['bf16' if name == 'bf16' else 'fp32']:.0f} | "
+                                  f"{100 * achieved / peak['bf16' if name == 'bf16' else 'fp32']:.0f}% |")
+            log(f"  reference {ref:.2f} img/s, llseg fp32 {fp32:.2f}, llseg {auto} {best:.2f}")
+
+            log(f"inference {fmt_size(size)} ...")
+            ref_model = create_model("erfnet", num_classes=NUM_CLASSES)
+            ref_infer = n / median_time(lambda: reference_predict(ref_model, imgs, size), r)
+            llseg_infer = n / median_time(lambda: list(learner.predict(imgs)), r)
+            infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(NATIVE)}) | {ref_infer:.2f} | "
+                              f"{llseg_infer:.2f} ({llseg_infer / ref_infer:.2f}x) |")
+        train_rss = maxrss_mib()
+
+    log("metrics ...")
+    records, targets = metric_inputs(8 if args.quick else 16, NATIVE)
+    for a, b in zip(reference_scorer(records, targets, NUM_CLASSES), llseg_scorer(records, targets, NUM_CLASSES)):
+        np.testing.assert_array_equal(a, b)  # same matrices, or the comparison means nothing
+    ref_metric = len(records) / median_time(lambda: reference_scorer(records, targets, NUM_CLASSES), reps)
+    llseg_metric = len(records) / median_time(lambda: llseg_scorer(records, targets, NUM_CLASSES), reps)
+    plain = len(records) / median_time(lambda: [numpy_confusion(r.pred, t, NUM_CLASSES) for r, t in zip(records, targets)], reps)
+
+    log("optimizer ...")
+    adam = {name: adam_step_ms(**opts) for name, opts in
+            (("default (for-loop)", {}), ("foreach=True", {"foreach": True}), ("fused=True", {"fused": True}))}
+
+    job = None
+    if args.job:
+        log("default job ...")
+        job = run_job()
+
+    say("## Training throughput (images/s, ERFNet, 19 classes)\n")
+    say("Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
+        "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
+        f"the precision `auto` resolves to ({auto}). 256x512: 8 images per timed epoch; 512x1024: 4.\n")
+    say(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |")
+    say("|---|---|---|---|")
+    lines.extend(train_rows)
+    say("\n## Share of step time spent waiting for data\n")
+    say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does, warm in-memory "
+        "decode cache, num_workers=0) over the measured llseg step time. Reference: PIL decode + resize share of its "
+        "own loop.\n")
+    say(f"| input | llseg data per batch | llseg {auto} step | llseg data share | reference data share |")
+    say("|---|---|---|---|---|")
+    lines.extend(share_rows)
+    say("\n## Fraction of the machine's limit\n")
+    say(f"Peak `torch.mm` 2048x2048: fp32 **{peak['fp32']:.0f} GFLOP/s**, bf16 **{peak['bf16']:.0f} GFLOP/s**. "
+        "Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
+        "(convolutions and matmuls).\n")
+    say("| input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | fraction of peak |")
+    say("|---|---|---|---|---|---|")
+    lines.extend(limit_rows)
+    say("\n## Inference throughput (images/s)\n")
+    say(f"Reference: plain fp32 loop (decode, resize, forward, upsample to {fmt_size(NATIVE)}, argmax). llseg: "
+        "`ContinualLearner.predict` (also the task-restricted maps).\n")
+    say(f"| input | reference fp32 | llseg {auto} |")
+    say("|---|---|---|")
+    lines.extend(infer_rows)
+    say(f"\n## Metric accumulation ({fmt_size(NATIVE)} images, 19 classes, 3 groups)\n")
+    say("Everything `IncrementalScorer` keeps per image (class-incremental, per-task and task-union matrices: "
+        "8 confusion matrices). Reference: one textbook numpy confusion per matrix and image, restricted targets "
+        "via `np.isin`. Both give identical matrices (checked).\n")
+    say("| path | images/s | ratio |")
+    say("|---|---|---|")
+    say(f"| per-image numpy reference (8 matrices) | {ref_metric:.1f} | 1.0x |")
+    say(f"| llseg `IncrementalScorer.update` | {llseg_metric:.1f} | **{llseg_metric / ref_metric:.1f}x** |")
+    say(f"| (for scale: one textbook numpy confusion matrix per image) | {plain:.1f} | |")
+    say("\n## Adam step over ERFNet's parameters (ms)\n")
+    say("| implementation | ms per step |")
+    say("|---|---|")
+    lines.extend(f"| {name} | {ms:.2f} |" for name, ms in adam.items())
+    say("\n## Default benchmark job (`llseg bench -f benchmarkingjob.yaml`)\n")
+    if job is None:
+        say(f"Not run here (pass `--job`). Last recorded: {LEAD_JOB}.")
+    else:
+        say(f"Wall time **{minutes(job[0])}** (precision auto = {auto}); peak RSS of the job process {job[1]:.0f} MiB.")
+    say("\n## Peak memory\n")
+    say(f"Peak RSS of this benchmark process after the training and inference sections: {train_rss:.0f} MiB; "
+        f"at the end: {maxrss_mib():.0f} MiB.")
+    say("\n## Pending\n")
+    say("- DeepLabV3 is not implemented in llseg yet; its rows will be added when it is.")
+    args.out.write_text("\n".join(lines) + "\n")
+    log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

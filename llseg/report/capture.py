@@ -27,7 +27,6 @@ from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import DatasetInfo, get_dataset_info
 from llseg.data.predictions import load_prediction
 from llseg.metrics.incremental import IncrementalScorer
-from llseg.runner.dataset import DataSource, load_data
 
 log = logging.getLogger("llseg.runner")
 
@@ -51,13 +50,6 @@ def sample_rows(n: int, count: int = SAMPLE_COUNT) -> list[int]:
     if n <= count:
         return list(range(n))
     return sorted({int(v) for v in np.linspace(0, n - 1, count).round()})
-
-
-def pick_samples(test_index: str, count: int = SAMPLE_COUNT) -> DataSource:
-    """The fixed report rows of the test index, parsed like the paradigm's data (x, y)."""
-    data = load_data(test_index, "test")
-    rows = sample_rows(len(data), count)
-    return DataSource(data.x[rows], data.y[rows], "test")
 
 
 def dataset_of(estimator: Any) -> Optional[DatasetInfo]:
@@ -116,8 +108,11 @@ def resized(array: np.ndarray, size: tuple[int, int], resample: Image.Resampling
     return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
 
 
-def store_samples(case_dir: str, samples: DataSource, round_predictions: Sequence[Sequence[str]], info: Optional[DatasetInfo]) -> dict[str, Any]:
-    """Write the sample PNGs into ``<case>/report/`` and return the manifest (not yet written)."""
+def store_samples(case_dir: str, samples: Any, round_predictions: Sequence[Sequence[str]], info: Optional[DatasetInfo]) -> dict[str, Any]:
+    """Write the sample PNGs into ``<case>/report/`` and return the manifest (not yet written).
+
+    ``samples`` is a data source with ``x`` rows ``[image, label, ...]`` and ``y``.
+    """
     folder = Path(case_dir) / CASE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     notes: dict[str, str] = {}  # first problem per kind
@@ -164,7 +159,7 @@ def store_samples(case_dir: str, samples: DataSource, round_predictions: Sequenc
 def capture_case(
     case_dir: str,
     estimator: Any,
-    samples: DataSource,
+    samples: Any,
     round_predictions: Sequence[Sequence[str]],
     test_labels: Sequence[str],
     test_predictions: Sequence[str],

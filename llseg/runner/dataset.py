@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llseg.errors import DataError
+from llseg.report.capture import sample_rows
 
 
 @dataclass
@@ -85,3 +86,10 @@ def load_data(path: str, data_type: str) -> DataSource:
 def final_metric_y(path: str) -> np.ndarray:
     """``y_true`` of Ianvs' final metric call: the second token of each (processed) line."""
     return np.array([line.split()[1] for line in process_index(path)], dtype=str)
+
+
+def pick_samples(test_index: str, count: int) -> DataSource:
+    """``count`` evenly spaced rows of the test index (the report's fixed images), parsed like the paradigm's data."""
+    data = load_data(test_index, "test")
+    rows = sample_rows(len(data), count)
+    return DataSource(data.x[rows], data.y[rows], "test")

@@ -23,9 +23,9 @@ from llseg.errors import ConfigError
 from llseg.ianvs import registry
 from llseg.metrics.continual import ianvs_bwt, ianvs_fwt, ianvs_matrix
 from llseg.report.build import write_workspace_report
-from llseg.report.capture import capture_case, pick_samples, versions
+from llseg.report.capture import SAMPLE_COUNT, capture_case, versions
 from llseg.runner.config import BASEMODEL, PARADIGM, SEDNA_MODULES, SYSTEM_METRICS, Algorithm, Job, load_job
-from llseg.runner.dataset import final_metric_y, process_index
+from llseg.runner.dataset import final_metric_y, pick_samples, process_index
 from llseg.runner.grid import combine
 from llseg.runner.loader import check_unique, load_module, resolve
 from llseg.runner.paradigm import LifelongResult, run_no_inference
@@ -173,7 +173,7 @@ def run_case(job: Job, resolved: Resolved, case: Case, train_lines: list[str], t
             env = job.testenv
             pairs = fwt_splitting(train_lines, alg.train_ratio, env.incremental_rounds, os.path.join(case_dir, "dataset"))
             estimator = resolved.estimators[alg.name](**copy.deepcopy(base_hps))
-            samples = pick_samples(env.test_index)
+            samples = pick_samples(env.test_index, SAMPLE_COUNT)
             result = run_no_inference(
                 estimator, pairs, env.test_index, resolved.model_metric, case_dir, env.threshold, env.operator, samples
             )

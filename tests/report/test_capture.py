@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llseg.report.capture import display_size, pick_samples, sample_rows
+from llseg.report.capture import SAMPLE_COUNT, display_size, sample_rows
+from llseg.runner.dataset import pick_samples
 from llseg.runner.job import run_job
 from tests.report.htmlcheck import Page
 from tests.runner.conftest import PLUGIN, Repo, env_yaml, holdout_lines, train_lines
@@ -42,7 +43,7 @@ def test_display_size_keeps_the_aspect_ratio() -> None:
 
 
 def test_pick_samples_parses_rows_like_the_paradigm(repo: Repo) -> None:
-    samples = pick_samples("data/test_index.txt")
+    samples = pick_samples("data/test_index.txt", SAMPLE_COUNT)
     assert [os.path.basename(x[0]) for x in samples.x] == ["c1_t0.png", "c2_t0.png", "c3_t1.png"]
     assert samples.x.shape == (3, 2) and os.path.isabs(samples.y[0])
 

@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from llseg.runtime import setup_logging
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``."""
+    env = os.environ.get("LLSEG_LOGLEVEL")
+    if env:
+        level = getattr(logging, env.upper(), level)
+    log = logging.getLogger("llseg")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+    log.setLevel(level)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -1,16 +1,12 @@
-"""Process-level helpers: device choice, seeding, mixed precision and logging."""
+"""Process-level helpers: device choice, seeding and mixed precision."""
 from __future__ import annotations
 
-import logging
-import os
 import random
 from contextlib import AbstractContextManager, nullcontext
 from typing import Optional
 
 import numpy as np
 import torch
-
-log = logging.getLogger("llseg")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -66,15 +62,3 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``."""
-    env = os.environ.get("LLSEG_LOGLEVEL")
-    if env:
-        level = getattr(logging, env.upper(), level)
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
-    log.setLevel(level)

@@ -25,9 +25,6 @@ from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner, read_checkpoint
 
-# Sedna picks its backend from BACKEND_TYPE: unset means TensorFlow and "TORCH" makes train() a
-# no-op (ianvs-sedna.md §4.1, P6); any other value uses the estimator as it is.
-os.environ.setdefault("BACKEND_TYPE", "PYTORCH")
 
 
 def _rows(data: Any) -> np.ndarray:

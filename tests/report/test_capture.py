@@ -3,32 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from llseg.report.capture import SAMPLE_COUNT, display_size, sample_rows
 from llseg.runner.dataset import pick_samples
 from llseg.runner.job import run_job
 from tests.report.htmlcheck import Page
-from tests.runner.conftest import PLUGIN, Repo, env_yaml, holdout_lines, train_lines
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repo]:
-    """The runner tests' repository with the test doubles (estimator predictions are text files)."""
-    monkeypatch.chdir(tmp_path)
-    saved = dict(os.environ)
-    r = Repo(tmp_path)
-    r.write("testalgorithms/runner_dummy_basemodel.py", PLUGIN)
-    r.write("testenv/runner_dummy_metrics.py", PLUGIN)
-    r.write("data/train_index.txt", "\n".join(train_lines()) + "\n")
-    r.write("data/test_index.txt", "\n".join(holdout_lines()) + "\n")
-    r.write("testenv/testenv.yaml", env_yaml())
-    yield r
-    os.environ.clear()
-    os.environ.update(saved)
+from tests.runner.conftest import Repo
 
 
 def test_sample_rows_are_evenly_spaced_and_fixed() -> None:

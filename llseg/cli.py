@@ -33,6 +33,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.kind == "objects":
+        from llseg.data.synthetic_objects import generate_objects_dataset
+        from llseg.errors import ConfigError
+
+        if args.images_per_city is not None:
+            raise ConfigError("--images-per-city applies to --kind city only; drop it for --kind objects")
+        print(generate_objects_dataset(args.out, seed=args.seed, size=args.size))
+        return 0
     from llseg.data.synthetic import generate_city_dataset
 
     summary = generate_city_dataset(
@@ -105,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write the synthetic city dataset in Cityscapes layout")
+    p = sub.add_parser("synth", help="write a synthetic dataset: city scenes (Cityscapes layout) or objects (VOC layout)")
+    p.add_argument("--kind", choices=["city", "objects"], default="city",
+                   help="city: street scenes in Cityscapes layout (default); objects: VOC classes in VOC 2012 layout")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_size, default=None, help="image size HxW (default: the generator's)")

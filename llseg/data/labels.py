@@ -131,7 +131,33 @@ CITYSCAPES = DatasetInfo(
     valid_ids=frozenset(lab.id for lab in CITYSCAPES_LABELS),
 )
 
-DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES}
+# Pascal VOC 2012 class names, in id order (0 = background, 255 = void boundary/ignore).
+VOC_CLASS_NAMES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def voc_colormap() -> np.ndarray:
+    """The standard VOC palette as ``uint8[256, 3]``: bit ``k`` of an index's 3-bit groups sets
+    bit ``7 - k`` of red, green, blue (0 black, 1 (128, 0, 0), ..., 255 (224, 224, 192))."""
+    ids = np.arange(256)
+    cmap = np.zeros((256, 3), dtype=np.uint8)
+    for k in range(8):
+        for channel in range(3):
+            cmap[:, channel] |= (((ids >> (3 * k + channel)) & 1) << (7 - k)).astype(np.uint8)
+    return cmap
+
+
+VOC = DatasetInfo(
+    name="voc",
+    class_names=VOC_CLASS_NAMES,
+    palette=tuple((int(r), int(g), int(b)) for r, g, b in voc_colormap()[: len(VOC_CLASS_NAMES)]),
+    background_id=0,
+    valid_ids=frozenset(range(len(VOC_CLASS_NAMES))) | {IGNORE_INDEX},
+)
+
+DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES, "voc": VOC}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

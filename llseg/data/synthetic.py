@@ -34,7 +34,6 @@ and Pillow versions); each image's generator is seeded from (seed, split, city, 
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm import tqdm
 
 from llseg.data.labels import (
@@ -53,6 +52,21 @@ from llseg.data.labels import (
     CITYSCAPES_TRAIN_CITIES,
     CITYSCAPES_VAL_CITIES,
     IGNORE_INDEX,
+)
+from llseg.data.procedural import (
+    CLOTHES,
+    SKIN,
+    VEHICLE_COLOURS,
+    Colour,
+    Stencil,
+    check_size,
+    foliage,
+    grey,
+    pick,
+    read_sidecar,
+    rgb,
+    smooth_noise,
+    write_json,
 )
 from llseg.errors import ConfigError, DataError
 
@@ -69,7 +83,6 @@ _LUT: np.ndarray = CITYSCAPES.id_to_train_id  # type: ignore[assignment]  # set 
 _PPM = 0.3  # pixels per metre at the bottom image row, as a fraction of the image height
 _PNG_LEVEL = 3  # fixed zlib level: reproducible bytes, fast writes
 
-Colour = np.ndarray  # float32 RGB, shape (3,) or (h, w, 3), values ~0..255
 
 
 # ----------------------------------------------------------------------------------- public API
@@ -133,7 +146,7 @@ def generate_city_dataset(
             generator (no sidecar): a real dataset is never deleted.
     """
     start = time.perf_counter()
-    h, w = _check_size(size)
+    h, w = check_size(size, DEFAULT_SIZE)
     n = _check_count(images_per_city)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
@@ -144,7 +157,7 @@ def generate_city_dataset(
     plan = _plan(n)
     sidecar_path = out / SIDECAR_NAME
 
-    old = _read_sidecar(sidecar_path)
+    old = read_sidecar(sidecar_path)
     if old is not None and _is_complete_match(old, args, out, plan):
         return _summary(out, old, time.perf_counter() - start, reused=True)
     trees = [out / "leftImg8bit", out / "gtFine"]
@@ -165,7 +178,7 @@ def generate_city_dataset(
         "complete": False,  # set once every file is written; an interrupted run is regenerated
         "splits": {split: list(cities) for split, cities in SPLIT_CITIES.items()},
     }
-    _write_json(sidecar_path, sidecar)
+    write_json(sidecar_path, sidecar)
     counts = {split: np.zeros(256, dtype=np.int64) for split in SPLIT_CITIES}
     images: dict[str, str] = {}
     for split, city, index, domain in tqdm(plan, desc="llseg synth", unit="img", disable=None):
@@ -181,7 +194,7 @@ def generate_city_dataset(
     sidecar["complete"] = True
     sidecar["class_pixels"] = {split: _class_pixels(c) for split, c in counts.items()}
     sidecar["images"] = images
-    _write_json(sidecar_path, sidecar)
+    write_json(sidecar_path, sidecar)
     return _summary(out, sidecar, time.perf_counter() - start, reused=False)
 
 
@@ -212,18 +225,6 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _PlanItem = tuple[str, str, int, str]  # (split, city, index, domain)
 
 
-def _check_size(size: Optional[Sequence[int]]) -> tuple[int, int]:
-    if size is None:
-        return DEFAULT_SIZE
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"size must be (H, W), two integers, got {size!r}") from None
-    if h < 16 or w < 16:
-        raise ConfigError(f"size {h}x{w} is too small; both sides must be >= 16 (default {DEFAULT_SIZE})")
-    return h, w
-
-
 def _check_count(images_per_city: Optional[int]) -> int:
     if images_per_city is None:
         return DEFAULT_IMAGES_PER_CITY
@@ -242,15 +243,6 @@ def _plan(n: int) -> list[_PlanItem]:
     ]
 
 
-def _read_sidecar(path: Path) -> Optional[dict[str, Any]]:
-    """The sidecar's content, or ``None`` if it is missing or unreadable (then it is rewritten)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _is_complete_match(old: dict[str, Any], args: dict[str, Any], out: Path, plan: list[_PlanItem]) -> bool:
     if old.get("version") != GENERATOR_VERSION or old.get("args") != args or old.get("complete") is not True:
         return False
@@ -263,10 +255,6 @@ def _is_complete_match(old: dict[str, Any], args: dict[str, Any], out: Path, pla
         if not (out / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png").is_file():
             return False
     return True
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _class_pixels(id_counts: np.ndarray) -> dict[str, int]:
@@ -300,97 +288,8 @@ def _summary(out: Path, sidecar: dict[str, Any], seconds: float, reused: bool) -
 # ------------------------------------------------------------------------------------- drawing
 
 
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
-    """Bilinearly upsampled Gaussian noise ``float32 (h, w)``, blobs about ``cell`` px wide."""
-    gh, gw = h // cell + 2, w // cell + 2
-    grid = Image.fromarray(rng.standard_normal((gh, gw)).astype(np.float32))
-    return np.asarray(grid.resize((gw * cell, gh * cell), Image.Resampling.BILINEAR))[:h, :w]
-
-
-def _grey(rng: np.random.Generator, lo: float, hi: float, tint: float = 8.0) -> Colour:
-    return (rng.uniform(lo, hi) + rng.uniform(-tint, tint, 3)).astype(np.float32)
-
-
-def _rgb(rng: np.random.Generator, lo: Sequence[float], hi: Sequence[float]) -> Colour:
-    return rng.uniform(lo, hi).astype(np.float32)
-
-
-def _pick(rng: np.random.Generator, palette: Sequence[tuple[float, float, float]], jitter: float = 15.0) -> Colour:
-    base = np.asarray(palette[int(rng.integers(len(palette)))], dtype=np.float32)
-    return base + rng.uniform(-jitter, jitter, 3).astype(np.float32)
-
-
-# Overlapping colour families: vehicles, signs, clothes and buildings share many of them.
-_VEHICLE_COLOURS = (
-    (220, 220, 225), (170, 172, 178), (110, 112, 118), (35, 35, 40), (175, 35, 35),
-    (30, 55, 150), (25, 35, 80), (40, 100, 60), (190, 170, 120), (210, 170, 40),
-)
-_CLOTHES = (
-    (35, 35, 40), (200, 200, 205), (175, 35, 35), (30, 55, 150), (40, 100, 60),
-    (190, 170, 120), (120, 80, 50), (230, 140, 30), (110, 112, 118), (150, 60, 130),
-)
-_SKIN = ((225, 185, 150), (190, 140, 100), (140, 95, 65), (95, 65, 45))
 _FACADES = ((150, 150, 150), (195, 175, 145), (150, 85, 65), (210, 205, 195), (105, 100, 95), (175, 160, 120))
 _LAMPS = ((235, 45, 35), (240, 175, 35), (45, 225, 120))
-
-
-def _foliage(rng: np.random.Generator) -> Colour:
-    """Green with green > red > blue, from dark to yellowish (overlaps terrain)."""
-    g = rng.uniform(70, 150)
-    return np.asarray((g * rng.uniform(0.45, 0.85), g, g * rng.uniform(0.25, 0.6)), dtype=np.float32)
-
-
-class _Stencil:
-    """A binary mask drawn with PIL inside a box of the image, clipped to the image.
-
-    Shape methods take absolute image coordinates ``(x, y)``; ``mask`` is ``bool (bh, bw)`` for
-    the rows/columns in ``slices``.
-    """
-
-    def __init__(self, h: int, w: int, x0: float, y0: float, x1: float, y1: float) -> None:
-        self.x0, self.y0 = max(math.floor(x0) - 1, 0), max(math.floor(y0) - 1, 0)
-        x1c, y1c = min(math.ceil(x1) + 2, w), min(math.ceil(y1) + 2, h)
-        self.bw, self.bh = max(x1c - self.x0, 0), max(y1c - self.y0, 0)
-        self.img = Image.new("L", (max(self.bw, 1), max(self.bh, 1)), 0)
-        self.pen = ImageDraw.Draw(self.img)
-
-    @property
-    def empty(self) -> bool:
-        return self.bw == 0 or self.bh == 0
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.y0, self.y0 + self.bh), slice(self.x0, self.x0 + self.bw)
-
-    def grid(self) -> tuple[np.ndarray, np.ndarray]:
-        """Absolute pixel-centre coordinates ``(ys (bh, 1), xs (1, bw))``."""
-        return (np.arange(self.y0, self.y0 + self.bh, dtype=np.float32)[:, None] + 0.5,
-                np.arange(self.x0, self.x0 + self.bw, dtype=np.float32)[None, :] + 0.5)
-
-    def _local(self, pts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-        return [(x - self.x0, y - self.y0) for x, y in pts]
-
-    def polygon(self, pts: Sequence[tuple[float, float]]) -> "_Stencil":
-        self.pen.polygon(self._local(pts), fill=255)
-        return self
-
-    def rect(self, x0: float, y0: float, x1: float, y1: float) -> "_Stencil":
-        return self.polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
-
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, width: int = 0) -> "_Stencil":
-        box = [cx - rx - self.x0, cy - ry - self.y0, cx + rx - self.x0, cy + ry - self.y0]
-        if width:
-            self.pen.ellipse(box, outline=255, width=width)
-        else:
-            self.pen.ellipse(box, fill=255)
-        return self
-
-    def line(self, pts: Sequence[tuple[float, float]], width: float) -> "_Stencil":
-        self.pen.line(self._local(pts), fill=255, width=max(1, round(width)))
-        return self
-
-    def mask(self) -> np.ndarray:
-        return np.asarray(self.img, dtype=np.uint8)[: self.bh, : self.bw] > 0
 
 
 class _Scene:
@@ -407,8 +306,8 @@ class _Scene:
         self.label = np.zeros((h, w), dtype=np.uint8)
         self.rgb = np.zeros((h, w, 3), dtype=np.float32)
         self.grain = rng.standard_normal((h, w)).astype(np.float32)
-        self.blob = _smooth_noise(rng, h, w, max(2, h // 40))
-        self.cloud = _smooth_noise(rng, h, w, max(4, h // 6))
+        self.blob = smooth_noise(rng, h, w, max(2, h // 40))
+        self.cloud = smooth_noise(rng, h, w, max(4, h // 6))
         self.yh = h * rng.uniform(0.36, 0.47)
         self.vx = w * rng.uniform(0.38, 0.62)
         # Ground layout: road from -road_l to road_r, sidewalks beyond, then terrain/sidewalk/parking.
@@ -425,11 +324,11 @@ class _Scene:
     def ppm(self, t: float) -> float:
         return _PPM * self.h * t
 
-    def stencil(self, pts: Sequence[tuple[float, float]]) -> _Stencil:
+    def stencil(self, pts: Sequence[tuple[float, float]]) -> Stencil:
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        return _Stencil(self.h, self.w, min(xs), min(ys), max(xs), max(ys))
+        return Stencil(self.h, self.w, min(xs), min(ys), max(xs), max(ys))
 
-    def paint(self, name: str, st: _Stencil, colour: Colour, grain: float = 4.0, blob: float = 0.0,
+    def paint(self, name: str, st: Stencil, colour: Colour, grain: float = 4.0, blob: float = 0.0,
               mask: Optional[np.ndarray] = None) -> None:
         """Label the stencil's pixels (or ``mask``, ``bool`` box-shaped) ``name``; colour = ``colour`` + noise."""
         if st.empty:
@@ -465,16 +364,16 @@ class _Scene:
     def sky(self) -> None:
         rng, h, w = self.rng, self.h, self.w
         if rng.random() < 0.3:  # overcast: grey, like buildings and road
-            top = _grey(rng, 140, 200, 5)
+            top = grey(rng, 140, 200, 5)
             bottom = top + rng.uniform(5, 25)
         else:
-            top = _rgb(rng, (50, 95, 165), (115, 155, 230))
-            bottom = _rgb(rng, (150, 170, 200), (215, 225, 250))
+            top = rgb(rng, (50, 95, 165), (115, 155, 230))
+            bottom = rgb(rng, (150, 170, 200), (215, 225, 250))
         ramp = np.clip(np.arange(h, dtype=np.float32) / max(self.yh, 1.0), 0, 1)[:, None, None]
         colour = top * (1 - ramp) + bottom * ramp
         clouds = np.clip(self.cloud * rng.uniform(0.6, 1.2) - rng.uniform(0.0, 0.6), 0, 1)[..., None]
-        colour = colour * (1 - clouds) + _grey(rng, 215, 245, 3) * clouds
-        self.paint("sky", _Stencil(h, w, 0, 0, w, h).rect(0, 0, w, h), colour, grain=2.0)
+        colour = colour * (1 - clouds) + grey(rng, 215, 245, 3) * clouds
+        self.paint("sky", Stencil(h, w, 0, 0, w, h).rect(0, 0, w, h), colour, grain=2.0)
 
     def buildings(self) -> None:
         rng, h, w = self.rng, self.h, self.w
@@ -485,14 +384,14 @@ class _Scene:
                 x += rng.uniform(0.03, 0.12) * w
                 continue
             top = self.yh - rng.uniform(0.12, 0.45) * h
-            st = _Stencil(h, w, x, top, x + bw, self.yh + 2).rect(x, top, x + bw, self.yh + 2)
+            st = Stencil(h, w, x, top, x + bw, self.yh + 2).rect(x, top, x + bw, self.yh + 2)
             if not st.empty:
                 ys, xs = st.grid()
                 px, py = rng.uniform(0.025, 0.05) * w, rng.uniform(0.05, 0.09) * h
                 fx, fy = rng.uniform(0.35, 0.7), rng.uniform(0.35, 0.65)
                 windows = (((xs - x) / px) % 1 < fx) & (((ys - top) / py) % 1 < fy) & (ys > top + 0.4 * py)
-                glass = _rgb(rng, (35, 45, 60), (95, 105, 130))
-                facade = _pick(rng, _FACADES, 20)
+                glass = rgb(rng, (35, 45, 60), (95, 105, 130))
+                facade = pick(rng, _FACADES, 20)
                 colour = np.where(windows[..., None], glass, facade)
                 colour[ys[:, 0] < top + 1.5] *= 0.75  # darker roof edge
                 self.paint("building", st, colour, grain=4.0, blob=6.0)
@@ -504,16 +403,16 @@ class _Scene:
         x0 = rng.uniform(-0.2, 0.7) * w
         x1 = x0 + rng.uniform(0.2, 0.6) * w
         top = self.yh - rng.uniform(0.04, 0.1) * h
-        st = _Stencil(h, w, x0, top, x1, self.yh + 2)
+        st = Stencil(h, w, x0, top, x1, self.yh + 2)
         if name == "vegetation":
             bumps = [(x0 + f * (x1 - x0), top + rng.uniform(-0.03, 0.02) * h) for f in np.linspace(0, 1, 7)]
             st.polygon([(x0, self.yh + 2), *bumps, (x1, self.yh + 2)])
-            self.paint("vegetation", st, _foliage(rng), grain=8.0, blob=22.0)
+            self.paint("vegetation", st, foliage(rng), grain=8.0, blob=22.0)
         else:
             st.rect(x0, top, x1, self.yh + 2)
-            self.paint("wall", st, self.brick_colour(st, _pick(rng, _FACADES, 20)), grain=5.0, blob=3.0)
+            self.paint("wall", st, self.brick_colour(st, pick(rng, _FACADES, 20)), grain=5.0, blob=3.0)
 
-    def brick_colour(self, st: _Stencil, base: Colour) -> Colour:
+    def brick_colour(self, st: Stencil, base: Colour) -> Colour:
         ys, xs = st.grid()
         course = max(2.0, self.h / 40)
         row = np.floor(ys / course)
@@ -523,7 +422,7 @@ class _Scene:
     def ground(self) -> None:
         rng, h, w = self.rng, self.h, self.w
         y0 = math.ceil(self.yh)
-        st = _Stencil(h, w, 0, y0, w, h)
+        st = Stencil(h, w, 0, y0, w, h)
         ys, xs = st.grid()
         t = np.maximum((ys - self.yh) / (h - self.yh), 1e-3)
         lateral = (xs - self.vx) / (t * w)  # (bh, bw)
@@ -544,16 +443,16 @@ class _Scene:
         for side_mask, kind in ((left, kinds[0]), (right, kinds[1])):
             region = outer & side_mask
             if kind == "terrain":
-                colour = _rgb(rng, (85, 100, 45), (150, 165, 95))
+                colour = rgb(rng, (85, 100, 45), (150, 165, 95))
                 self.paint("terrain", st, colour, grain=14.0, blob=6.0, mask=region)
             elif kind == "parking":
                 lines = (lateral % 0.12) < 0.012
-                colour = np.where(lines[..., None], _grey(rng, 185, 225, 4), _grey(rng, 70, 125, 6))
+                colour = np.where(lines[..., None], grey(rng, 185, 225, 4), grey(rng, 70, 125, 6))
                 self.paint("parking", st, colour, grain=7.0, blob=6.0, mask=region)
 
         # Road: asphalt with dashed centre line, solid edge lines, sometimes a zebra crossing.
-        asphalt = _grey(rng, 65, 130, 6)
-        paint_white = _grey(rng, 185, 230, 4)
+        asphalt = grey(rng, 65, 130, 6)
+        paint_white = grey(rng, 185, 230, 4)
         centre = (self.road_r - self.road_l) / 2 + rng.uniform(-0.05, 0.05)
         marks = (np.abs(lateral - centre) < 0.012) & ((depth * rng.uniform(0.5, 1.0)) % 1 < 0.5)
         if rng.random() < 0.5:
@@ -566,7 +465,7 @@ class _Scene:
     def pavement(self, lateral: np.ndarray, depth: np.ndarray) -> Colour:
         """Sidewalk tiles in perspective: joints along and across the street."""
         rng = self.rng
-        base = _pick(rng, ((150, 150, 150), (175, 165, 145), (160, 115, 100), (120, 120, 125)), 20)
+        base = pick(rng, ((150, 150, 150), (175, 165, 145), (160, 115, 100), (120, 120, 125)), 20)
         tile = rng.uniform(0.04, 0.08)
         joints = ((np.abs(lateral) % tile) < 0.15 * tile) | ((depth * rng.uniform(2.0, 4.0)) % 1 < 0.12)
         return np.where(joints[..., None], base * 0.7, base)
@@ -598,15 +497,15 @@ class _Scene:
         rng = self.rng
         st = self.stencil(quad).polygon(quad)
         if name == "wall":
-            self.paint("wall", st, self.brick_colour(st, _pick(rng, _FACADES, 20)), grain=5.0, blob=3.0)
+            self.paint("wall", st, self.brick_colour(st, pick(rng, _FACADES, 20)), grain=5.0, blob=3.0)
         elif name == "fence":
             ys, xs = st.grid()
             period = max(3.0, self.h / 32)
             mesh = ((xs + ys) % period < 1.0) | ((xs - ys) % period < 1.0)
-            base = _pick(rng, ((150, 150, 155), (130, 100, 70), (70, 90, 70), (95, 95, 100)), 15)
+            base = pick(rng, ((150, 150, 155), (130, 100, 70), (70, 90, 70), (95, 95, 100)), 15)
             self.paint("fence", st, np.where(mesh[..., None], base * 1.35 + 15, base * 0.6), grain=4.0, blob=2.0)
         else:
-            self.paint("vegetation", st, _foliage(rng), grain=8.0, blob=22.0)
+            self.paint("vegetation", st, foliage(rng), grain=8.0, blob=22.0)
 
     def tree(self, lateral: float, t: float) -> None:
         rng = self.rng
@@ -616,13 +515,13 @@ class _Scene:
         cy = y - height + radius
         parts = [(x + rng.uniform(-0.6, 0.6) * radius, cy + rng.uniform(-0.4, 0.4) * radius,
                   radius * rng.uniform(0.6, 1.0), radius * rng.uniform(0.5, 0.9)) for _ in range(4)]
-        st = _Stencil(self.h, self.w, x - 1.7 * radius, y - height - radius, x + 1.7 * radius, y)
+        st = Stencil(self.h, self.w, x - 1.7 * radius, y - height - radius, x + 1.7 * radius, y)
         st.rect(x - trunk_w / 2, cy, x + trunk_w / 2, y)
-        self.paint("vegetation", st, _rgb(rng, (60, 40, 25), (115, 90, 60)), grain=6.0)
-        crown = _Stencil(self.h, self.w, x - 1.7 * radius, y - height - radius, x + 1.7 * radius, y)
+        self.paint("vegetation", st, rgb(rng, (60, 40, 25), (115, 90, 60)), grain=6.0)
+        crown = Stencil(self.h, self.w, x - 1.7 * radius, y - height - radius, x + 1.7 * radius, y)
         for cx, cyy, rx, ry in parts:
             crown.ellipse(cx, cyy, rx, ry)
-        self.paint("vegetation", crown, _foliage(rng), grain=8.0, blob=22.0)
+        self.paint("vegetation", crown, foliage(rng), grain=8.0, blob=22.0)
 
     # poles, traffic lights and signs, static void objects
     def plan_street_furniture(self, items: list[tuple[float, Callable[[], None]]]) -> None:
@@ -646,35 +545,35 @@ class _Scene:
         x, y, k = self.x_at(lateral, t), self.y_at(t), self.ppm(t)
         top = y - rng.uniform(3.5, 6.0) * k
         width = max(1.0, 0.18 * k)
-        grey = _grey(rng, 85, 165, 6)
-        st = _Stencil(h, w, x - width, top, x + width, y).rect(x - width / 2, top, x + width / 2, y)
+        metal = grey(rng, 85, 165, 6)
+        st = Stencil(h, w, x - width, top, x + width, y).rect(x - width / 2, top, x + width / 2, y)
         if light:
             arm = rng.random() < 0.4
             lx = x - side * rng.uniform(1.5, 3.5) * k if arm else x - side * 0.35 * k
             if arm:
-                st = _Stencil(h, w, min(x, lx) - width, top - width, max(x, lx) + width, y)
+                st = Stencil(h, w, min(x, lx) - width, top - width, max(x, lx) + width, y)
                 st.rect(x - width / 2, top, x + width / 2, y).line([(x, top), (lx, top)], width)
-            self.paint("pole", st, grey, grain=3.0)
+            self.paint("pole", st, metal, grain=3.0)
             bw, bh = 0.4 * k, 1.0 * k
             ly = top + (0.1 * k if arm else 0.0)
-            box = _Stencil(h, w, lx - bw / 2, ly, lx + bw / 2, ly + bh).rect(lx - bw / 2, ly, lx + bw / 2, ly + bh)
+            box = Stencil(h, w, lx - bw / 2, ly, lx + bw / 2, ly + bh).rect(lx - bw / 2, ly, lx + bw / 2, ly + bh)
             ys, xs = box.grid()
             lit = int(rng.integers(3))
-            colour = np.broadcast_to(_grey(rng, 25, 70, 5), (box.bh, box.bw, 3)).copy()
+            colour = np.broadcast_to(grey(rng, 25, 70, 5), (box.bh, box.bw, 3)).copy()
             for i in range(3):
                 lamp = (xs - lx) ** 2 + (ys - ly - (i + 0.5) * bh / 3) ** 2 < (0.13 * k + 0.5) ** 2
-                lamp_colour = np.asarray(_LAMPS[i], np.float32) if i == lit else _grey(rng, 55, 85, 4)
+                lamp_colour = np.asarray(_LAMPS[i], np.float32) if i == lit else grey(rng, 55, 85, 4)
                 colour[np.broadcast_to(lamp, colour.shape[:2])] = lamp_colour
             self.paint("traffic light", box, colour, grain=3.0)
         else:
-            self.paint("pole", st, grey, grain=3.0)
+            self.paint("pole", st, metal, grain=3.0)
         if sign:
             self.sign(x, y - rng.uniform(2.0, 3.0) * k, k)
 
     def sign(self, x: float, y: float, k: float) -> None:
         rng, h, w = self.rng, self.h, self.w
         r = rng.uniform(0.3, 0.45) * k + 0.5
-        st = _Stencil(h, w, x - r, y - r, x + r, y + r)
+        st = Stencil(h, w, x - r, y - r, x + r, y + r)
         shape = int(rng.integers(4))
         if shape == 0:
             st.ellipse(x, y, r, r)
@@ -686,8 +585,8 @@ class _Scene:
             st.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)])
         ys, xs = st.grid()
         ring = np.hypot(xs - x, ys - y) > 0.62 * r
-        face, rim = (_pick(rng, ((225, 225, 225), (40, 70, 170), (230, 190, 40)), 12),
-                     _pick(rng, ((200, 30, 30), (230, 230, 230), (40, 70, 170)), 12))
+        face, rim = (pick(rng, ((225, 225, 225), (40, 70, 170), (230, 190, 40)), 12),
+                     pick(rng, ((200, 30, 30), (230, 230, 230), (40, 70, 170)), 12))
         self.paint("traffic sign", st, np.where(ring[..., None], rim, face), grain=3.0)
 
     def static_object(self, lateral: float, t: float) -> None:
@@ -695,8 +594,8 @@ class _Scene:
         rng = self.rng
         x, y, k = self.x_at(lateral, t), self.y_at(t), self.ppm(t)
         bw, bh = rng.uniform(0.5, 1.2) * k, rng.uniform(0.8, 1.3) * k
-        st = _Stencil(self.h, self.w, x - bw / 2, y - bh, x + bw / 2, y).rect(x - bw / 2, y - bh, x + bw / 2, y)
-        self.paint("static", st, _pick(rng, _VEHICLE_COLOURS + _CLOTHES, 20), grain=4.0)
+        st = Stencil(self.h, self.w, x - bw / 2, y - bh, x + bw / 2, y).rect(x - bw / 2, y - bh, x + bw / 2, y)
+        self.paint("static", st, pick(rng, VEHICLE_COLOURS + CLOTHES, 20), grain=4.0)
 
     # vehicles, persons and riders
     def plan_traffic(self, items: list[tuple[float, Callable[[], None]]]) -> None:
@@ -749,16 +648,16 @@ class _Scene:
             """Point ``u`` of the length from the rear (0..1) and ``v`` of the height up (0..1)."""
             return xc + facing * (u - 0.5) * length, yb - v * height
 
-        def poly(pts: Sequence[tuple[float, float]]) -> _Stencil:
+        def poly(pts: Sequence[tuple[float, float]]) -> Stencil:
             corners = [at(u, v) for u, v in pts]
             return self.stencil(corners).polygon(corners)
 
-        def quad(u0: float, v0: float, u1: float, v1: float) -> _Stencil:
+        def quad(u0: float, v0: float, u1: float, v1: float) -> Stencil:
             return poly([(u0, v0), (u1, v0), (u1, v1), (u0, v1)])
 
-        body = _pick(rng, _VEHICLE_COLOURS, 18)
-        glass = _rgb(rng, (30, 40, 55), (80, 95, 120))
-        tyre = _grey(rng, 15, 40, 3)
+        body = pick(rng, VEHICLE_COLOURS, 18)
+        glass = rgb(rng, (30, 40, 55), (80, 95, 120))
+        tyre = grey(rng, 15, 40, 3)
         wheel_r = {"car": 0.32, "truck": 0.5, "bus": 0.5, "train": 0.0}[kind] * k
         if kind == "car":
             self.paint(kind, poly([(0, 0.15), (0, 0.55), (0.2, 0.62), (0.3, 1.0), (0.74, 1.0), (0.86, 0.62),
@@ -768,7 +667,7 @@ class _Scene:
             self.paint(kind, quad(0.0, 0.4, 0.03, 0.52), np.asarray((200, 30, 30), np.float32), grain=3.0)
             wheels = (0.2, 0.8)
         elif kind == "truck":
-            cargo = _pick(rng, ((225, 225, 225), (170, 172, 178), (190, 170, 120), (40, 100, 60)), 15)
+            cargo = pick(rng, ((225, 225, 225), (170, 172, 178), (190, 170, 120), (40, 100, 60)), 15)
             self.paint(kind, quad(0.0, 0.18, 0.72, 1.0), cargo, grain=3.0, blob=2.0)
             self.paint(kind, poly([(0.74, 0.12), (0.74, 0.85), (0.9, 0.85), (1.0, 0.55), (1.0, 0.12)]), body, grain=3.0)
             self.paint(kind, quad(0.8, 0.55, 0.92, 0.78), glass, grain=3.0, blob=3.0)
@@ -792,17 +691,17 @@ class _Scene:
             for i in range(n_win):
                 u0 = 0.02 + 0.95 * i / n_win
                 self.paint(kind, quad(u0, 0.5, u0 + 0.95 / n_win * 0.7, 0.82), glass, grain=3.0, blob=3.0)
-            stripe = _pick(rng, _VEHICLE_COLOURS, 18)
+            stripe = pick(rng, VEHICLE_COLOURS, 18)
             self.paint(kind, quad(0.0, 0.3, 1.0, 0.4), stripe, grain=3.0)
             pant = [at(0.45, 0.98), at(0.5, 1.15), at(0.55, 0.98)]
-            self.paint(kind, self.stencil(pant).line(pant, max(1.0, 0.08 * k)), _grey(rng, 40, 80, 3), grain=2.0)
+            self.paint(kind, self.stencil(pant).line(pant, max(1.0, 0.08 * k)), grey(rng, 40, 80, 3), grain=2.0)
             wheels = ()
         for u in wheels:
             cx, cy = at(u, 0)
-            st = _Stencil(h, w, cx - wheel_r, cy - 2 * wheel_r, cx + wheel_r, cy)
+            st = Stencil(h, w, cx - wheel_r, cy - 2 * wheel_r, cx + wheel_r, cy)
             self.paint(kind, st.ellipse(cx, cy - wheel_r, wheel_r, wheel_r), tyre, grain=3.0)
-            hub = _Stencil(h, w, cx - wheel_r, cy - 2 * wheel_r, cx + wheel_r, cy)
-            self.paint(kind, hub.ellipse(cx, cy - wheel_r, wheel_r * 0.45, wheel_r * 0.45), _grey(rng, 120, 180, 4),
+            hub = Stencil(h, w, cx - wheel_r, cy - 2 * wheel_r, cx + wheel_r, cy)
+            self.paint(kind, hub.ellipse(cx, cy - wheel_r, wheel_r * 0.45, wheel_r * 0.45), grey(rng, 120, 180, 4),
                        grain=3.0)
 
     def figure(self, name: str, x: float, y_hip: float, hip_h: float, torso_h: float, lean: float,
@@ -813,23 +712,23 @@ class _Scene:
         limb = max(1.0, 0.075 * body_h)
         shoulder = (x + lean * torso_h, y_hip - torso_h)
         head_r = max(1.0, 0.075 * body_h)
-        legs = _Stencil(self.h, self.w, *self._span([(x, y_hip), *feet]))
+        legs = Stencil(self.h, self.w, *self._span([(x, y_hip), *feet]))
         for fx, fy in feet:
             legs.line([(x, y_hip), (fx, fy)], limb * 1.3)
-        self.paint(name, legs, _pick(rng, _CLOTHES, 15) * 0.7, grain=4.0)
+        self.paint(name, legs, pick(rng, CLOTHES, 15) * 0.7, grain=4.0)
         half = 0.13 * body_h
         torso_pts = [(x - half * 0.8, y_hip), (x + half * 0.8, y_hip),
                      (shoulder[0] + half, shoulder[1]), (shoulder[0] - half, shoulder[1])]
-        self.paint(name, self.stencil(torso_pts).polygon(torso_pts), _pick(rng, _CLOTHES, 15), grain=4.0)
-        arms = _Stencil(self.h, self.w, *self._span([shoulder, *hands]))
+        self.paint(name, self.stencil(torso_pts).polygon(torso_pts), pick(rng, CLOTHES, 15), grain=4.0)
+        arms = Stencil(self.h, self.w, *self._span([shoulder, *hands]))
         for hx, hy in hands:
             arms.line([shoulder, (hx, hy)], limb)
-        skin = _pick(rng, _SKIN, 10)
-        self.paint(name, arms, _pick(rng, _CLOTHES, 15), grain=4.0)
+        skin = pick(rng, SKIN, 10)
+        self.paint(name, arms, pick(rng, CLOTHES, 15), grain=4.0)
         hx, hy = shoulder[0] + 0.3 * lean * head_r, shoulder[1] - head_r * 1.1
-        head = _Stencil(self.h, self.w, hx - head_r, hy - head_r, hx + head_r, hy + head_r)
+        head = Stencil(self.h, self.w, hx - head_r, hy - head_r, hx + head_r, hy + head_r)
         ys, _ = head.grid()
-        colour = np.where((ys < hy - 0.3 * head_r)[..., None], _grey(rng, 20, 70, 8), skin)  # hair on top
+        colour = np.where((ys < hy - 0.3 * head_r)[..., None], grey(rng, 20, 70, 8), skin)  # hair on top
         self.paint(name, head.ellipse(hx, hy, head_r * 0.85, head_r), colour, grain=4.0)
 
     def _span(self, pts: Sequence[tuple[float, float]]) -> tuple[float, float, float, float]:
@@ -862,26 +761,26 @@ class _Scene:
             seat = (x - facing * 0.2 * k, y - 0.95 * k)
             bar = (x + facing * 0.45 * k, y - 1.05 * k)
             crank = (x, y - r)
-            st = _Stencil(h, w, x - base - r - 1, y - 1.1 * k - 1, x + base + r + 1, y)
+            st = Stencil(h, w, x - base - r - 1, y - 1.1 * k - 1, x + base + r + 1, y)
             for cx, cy in wheels:
                 st.ellipse(cx, cy, r, r, width=max(1, round(stroke)))
             st.line([wheels[0], crank, seat, wheels[0]], stroke).line([crank, bar, wheels[1]], stroke)
             st.line([seat, (bar[0] - facing * 0.1 * k, bar[1] + 0.1 * k)], stroke)
-            self.paint("bicycle", st, _pick(rng, _VEHICLE_COLOURS, 20) * 0.8, grain=2.0)
+            self.paint("bicycle", st, pick(rng, VEHICLE_COLOURS, 20) * 0.8, grain=2.0)
             return 0.95
         r, base = 0.31 * k, 0.7 * k
-        tyre = _grey(rng, 15, 45, 3)
+        tyre = grey(rng, 15, 45, 3)
         for cx in (x - facing * base, x + facing * base):
-            self.paint("motorcycle", _Stencil(h, w, cx - r, y - 2 * r, cx + r, y).ellipse(cx, y - r, r, r), tyre,
+            self.paint("motorcycle", Stencil(h, w, cx - r, y - 2 * r, cx + r, y).ellipse(cx, y - r, r, r), tyre,
                        grain=3.0)
         body = [(x - facing * (base + 0.2 * k), y - 0.8 * k), (x - facing * 0.1 * k, y - 0.85 * k),
                 (x + facing * 0.45 * k, y - 0.95 * k), (x + facing * 0.7 * k, y - 1.1 * k),
                 (x + facing * 0.8 * k, y - 0.7 * k), (x + facing * 0.3 * k, y - 0.35 * k),
                 (x - facing * 0.4 * k, y - 0.4 * k)]
-        self.paint("motorcycle", self.stencil(body).polygon(body), _pick(rng, _VEHICLE_COLOURS, 20), grain=3.0)
+        self.paint("motorcycle", self.stencil(body).polygon(body), pick(rng, VEHICLE_COLOURS, 20), grain=3.0)
         engine = [(x - 0.25 * k, y - 0.5 * k), (x + 0.25 * k, y - 0.5 * k), (x + 0.2 * k, y - 0.25 * k),
                   (x - 0.2 * k, y - 0.25 * k)]
-        self.paint("motorcycle", self.stencil(engine).polygon(engine), _grey(rng, 90, 150, 5), grain=3.0)
+        self.paint("motorcycle", self.stencil(engine).polygon(engine), grey(rng, 90, 150, 5), grain=3.0)
         return 0.85
 
     def void_overlays(self) -> None:
@@ -889,15 +788,15 @@ class _Scene:
         rng, h, w = self.rng, self.h, self.w
         if rng.random() < 0.5:
             top = h * (1 - rng.uniform(0.05, 0.1))
-            st = _Stencil(h, w, 0, top, w, h).ellipse(w / 2, h + (h - top) * 0.6, w * 0.75, (h - top) * 1.6)
+            st = Stencil(h, w, 0, top, w, h).ellipse(w / 2, h + (h - top) * 0.6, w * 0.75, (h - top) * 1.6)
             ys, _ = st.grid()
             shine = np.abs(ys - top - 0.3 * (h - top)) < 1.0
-            self.paint("ego vehicle", st, np.where(shine[..., None], _grey(rng, 120, 170, 4), _grey(rng, 20, 60, 5)),
+            self.paint("ego vehicle", st, np.where(shine[..., None], grey(rng, 120, 170, 4), grey(rng, 20, 60, 5)),
                        grain=3.0)
         if rng.random() < 0.3:
             bw = float(rng.integers(1, max(2, w // 64) + 1))
             x0 = 0.0 if rng.random() < 0.5 else w - bw
-            st = _Stencil(h, w, x0, 0, x0 + bw, h).rect(x0, 0, x0 + bw - 1, h)
+            st = Stencil(h, w, x0, 0, x0 + bw, h).rect(x0, 0, x0 + bw - 1, h)
             self.paint("unlabeled", st, np.zeros(3, np.float32), grain=2.0)
 
 
@@ -915,7 +814,7 @@ def _finish(scene: _Scene, domain: str) -> np.ndarray:
     else:  # fog: blend towards a grey haze, densest around the horizon
         rows = np.arange(h, dtype=np.float32)
         amount = rng.uniform(0.4, 0.6) * (0.55 + 0.45 * np.exp(-np.abs(rows - scene.yh) / (0.2 * h)))
-        haze = _grey(rng, 185, 215, 4)
+        haze = grey(rng, 185, 215, 4)
         rgb = rgb * (1 - amount[:, None, None]) + haze * amount[:, None, None]
         sigma = 3.0
     rgb = rgb + rng.normal(0.0, sigma, rgb.shape).astype(np.float32)

@@ -1,0 +1,603 @@
+"""Procedural object images written in the exact Pascal VOC 2012 layout (``llseg synth --kind objects``).
+
+Each image shows 1 to 4 objects of the 20 VOC classes (a fair share of images repeat a class,
+like VOC's herds and crowds) on a cluttered background: a two-tone room or landscape with
+random blobs, bars and stripes that belong to no class (label 0, background). Every class has
+its own silhouette built from several parts and its own colour range and texture (tabby stripes,
+cow patches, curly wool, wood grain, ...); colour ranges overlap, so shape matters. Later objects
+occlude earlier ones. As in VOC, a band along every object outline is void (255): 1 pixel on
+the side of the lower id.
+
+Files (``<id>`` = ``<split>_<index:06d>``)::
+
+    <out>/JPEGImages/<id>.jpg                           RGB, JPEG quality 90
+    <out>/SegmentationClass/<id>.png                    palette PNG (VOC colours), indices = ids 0..20, 255
+    <out>/ImageSets/Segmentation/{train,val,trainval}.txt
+    <out>/llseg_synthetic_objects.json                  sidecar (see below)
+
+:func:`llseg.data.voc.find_voc_samples` reads it like the real dataset.
+
+Class frequencies follow VOC's shape for the 15-1 protocols: person is the most frequent class,
+classes 1..15 are common and 16..20 (pottedplant .. tvmonitor) are drawn 0.7 times as often as
+the other base classes, so later steps are small but each still has tens of images.
+
+The sidecar holds ``generator``, ``version``, ``args`` (seed, size, images), ``complete``,
+``splits`` (split -> image count), ``class_images`` (split -> class name -> images containing
+it) and ``class_pixels`` (split -> class name or ``"ignore"`` -> pixel count).
+
+Defaults: 128x128 (HxW), 400 train and 100 val images, written in a few seconds. The same
+arguments give byte-identical files (with the same numpy, Pillow and libjpeg versions); each
+image's generator is seeded from (seed, split, index).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from llseg.data.labels import IGNORE_INDEX, VOC, voc_colormap
+from llseg.data.procedural import (
+    CLOTHES,
+    SKIN,
+    VEHICLE_COLOURS,
+    Colour,
+    Stencil,
+    check_size,
+    foliage,
+    grey,
+    pick,
+    read_sidecar,
+    rgb,
+    smooth_noise,
+    write_json,
+)
+from llseg.data.voc import IMAGE_DIR, IMAGE_SUFFIX, LABEL_DIR, LIST_DIR
+from llseg.errors import ConfigError, DataError
+
+GENERATOR_VERSION = 1
+DEFAULT_SIZE: tuple[int, int] = (128, 128)
+DEFAULT_IMAGES = 400
+SIDECAR_NAME = "llseg_synthetic_objects.json"
+SPLITS: tuple[str, ...] = ("train", "val")
+JPEG_QUALITY = 90
+
+_SPLIT_CODE = {"train": 0, "val": 1}
+_PNG_LEVEL = 3
+_PALETTE: list[int] = voc_colormap().ravel().tolist()
+# Relative frequency of each class id when an object is drawn (0 = background is never drawn).
+_CLASS_WEIGHTS = np.asarray([0.0] + [1.0] * 14 + [2.5] + [0.7] * 5)
+_CLASS_WEIGHTS /= _CLASS_WEIGHTS.sum()
+_REPEAT_CLASS = 0.3  # chance that an object repeats the previous object's class
+_OBJECTS_P = (0.35, 0.3, 0.2, 0.15)  # P(1..4 objects)
+
+
+# ----------------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True)
+class ObjectsSummary:
+    """What :func:`generate_objects_dataset` wrote (or found already written).
+
+    ``class_images`` counts train images containing each foreground class; ``background_share``
+    and ``void_share`` are shares of train pixels labelled 0 and 255.
+    """
+
+    out: Path
+    images: dict[str, int]  # split -> image count
+    size: tuple[int, int]  # (H, W)
+    seed: int
+    class_images: dict[str, int]
+    background_share: float
+    void_share: float
+    seconds: float
+    reused: bool  # True: matching files were already there, nothing was written
+
+    def __str__(self) -> str:
+        h, w = self.size
+        action = "reused existing files" if self.reused else "generated"
+        counts = ", ".join(f"{name} {n}" for name, n in self.class_images.items())
+        return "\n".join((
+            f"synthetic objects dataset (VOC layout) in {self.out} ({action} in {self.seconds:.1f} s)",
+            "  images: " + ", ".join(f"{s} {n}" for s, n in self.images.items()) + f"; size {h}x{w} (HxW); seed {self.seed}",
+            f"  train pixels: background {100 * self.background_share:.1f}%, void {100 * self.void_share:.1f}%",
+            f"  train images per class: {counts}",
+        ))
+
+
+def generate_objects_dataset(
+    out: Union[str, Path], *, seed: int = 0, size: Optional[Sequence[int]] = None, images: Optional[int] = None
+) -> ObjectsSummary:
+    """Write the synthetic objects dataset under ``out`` (VOC layout) and summarise it.
+
+    Args:
+        out: output folder, created if needed. Only its ``JPEGImages/``, ``SegmentationClass/``,
+            ``ImageSets/`` and the sidecar are ever written or removed.
+        seed: non-negative base seed; another seed gives other images.
+        size: ``(H, W)`` of every image, both >= 16; ``None``: :data:`DEFAULT_SIZE`.
+        images: train images, >= 4; val gets ``images // 4``. ``None``: :data:`DEFAULT_IMAGES`.
+
+    If the sidecar says a complete dataset with the same arguments and generator version is
+    there (and all its files exist), nothing is written; otherwise everything is regenerated.
+
+    Raises:
+        ConfigError: an argument is invalid.
+        DataError: ``out`` is a file, or holds VOC folders not written by this generator (no
+            sidecar): a real dataset is never deleted.
+    """
+    start = time.perf_counter()
+    h, w = check_size(size, DEFAULT_SIZE)
+    n_train = DEFAULT_IMAGES if images is None else images
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 4:
+        raise ConfigError(f"images must be an integer >= 4 (train images; val gets a quarter), got {images!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
+    args = {"seed": seed, "size": [h, w], "images": n_train}
+    ids = {"train": [f"train_{i:06d}" for i in range(n_train)], "val": [f"val_{i:06d}" for i in range(n_train // 4)]}
+    sidecar_path = out / SIDECAR_NAME
+
+    old = read_sidecar(sidecar_path)
+    if old is not None and _is_complete_match(old, args, out, ids):
+        return _summary(out, old, time.perf_counter() - start, reused=True)
+    trees = [out / IMAGE_DIR, out / LABEL_DIR, out / "ImageSets"]
+    if old is None and not sidecar_path.exists() and any(t.exists() for t in trees):
+        raise DataError(
+            f"{out} already holds VOC folders but no {SIDECAR_NAME}, so it was not written by "
+            "llseg synth --kind objects; choose an empty output folder or delete those folders yourself"
+        )
+    for tree in trees:
+        if tree.exists():
+            shutil.rmtree(tree)
+    for folder in (out / IMAGE_DIR, out / LABEL_DIR, out / LIST_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    sidecar: dict[str, Any] = {
+        "generator": "llseg.data.synthetic_objects",
+        "version": GENERATOR_VERSION,
+        "args": args,
+        "complete": False,  # set once every file is written; an interrupted run is regenerated
+        "splits": {split: len(ids[split]) for split in SPLITS},
+    }
+    write_json(sidecar_path, sidecar)
+    pixels = {split: np.zeros(256, dtype=np.int64) for split in SPLITS}
+    present = {split: np.zeros(256, dtype=np.int64) for split in SPLITS}
+    plan = [(split, index, stem) for split in SPLITS for index, stem in enumerate(ids[split])]
+    for split, index, stem in tqdm(plan, desc="llseg synth objects", unit="img", disable=None):
+        rgb, label = render_objects(np.random.default_rng([seed, _SPLIT_CODE[split], index]), h, w)
+        Image.fromarray(rgb).save(out / IMAGE_DIR / f"{stem}{IMAGE_SUFFIX}", format="JPEG", quality=JPEG_QUALITY)
+        png = Image.fromarray(label)
+        png.putpalette(_PALETTE)
+        png.save(out / LABEL_DIR / f"{stem}.png", format="PNG", compress_level=_PNG_LEVEL)
+        counts = np.bincount(label.ravel(), minlength=256)
+        pixels[split] += counts
+        present[split] += counts > 0
+    for name, split_ids in (*ids.items(), ("trainval", ids["train"] + ids["val"])):
+        (out / LIST_DIR / f"{name}.txt").write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
+    sidecar["complete"] = True
+    sidecar["class_images"] = {s: {n: int(present[s][k]) for k, n in enumerate(VOC.class_names)} for s in SPLITS}
+    sidecar["class_pixels"] = {
+        s: {**{n: int(pixels[s][k]) for k, n in enumerate(VOC.class_names)}, "ignore": int(pixels[s][IGNORE_INDEX])}
+        for s in SPLITS
+    }
+    write_json(sidecar_path, sidecar)
+    return _summary(out, sidecar, time.perf_counter() - start, reused=False)
+
+
+def render_objects(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """One random image: ``(rgb uint8 (h, w, 3), label uint8 (h, w))``, ids 0..20 and 255 on outlines."""
+    canvas = _Canvas(rng, h, w)
+    canvas.background()
+    n = int(rng.choice(len(_OBJECTS_P), p=_OBJECTS_P)) + 1
+    cls = 0
+    for _ in range(n):
+        if cls == 0 or rng.random() >= _REPEAT_CLASS:
+            cls = int(rng.choice(len(_CLASS_WEIGHTS), p=_CLASS_WEIGHTS))
+        canvas.add_object(cls)
+    return canvas.finish(), canvas.void_outlines()
+
+
+# ------------------------------------------------------------------------------ dataset helpers
+
+
+def _is_complete_match(old: dict[str, Any], args: dict[str, Any], out: Path, ids: dict[str, list[str]]) -> bool:
+    if old.get("version") != GENERATOR_VERSION or old.get("args") != args or old.get("complete") is not True:
+        return False
+    if not isinstance(old.get("class_images"), dict) or not isinstance(old.get("class_pixels"), dict):
+        return False
+    lists = [out / LIST_DIR / f"{name}.txt" for name in (*SPLITS, "trainval")]
+    pairs = ((IMAGE_DIR, IMAGE_SUFFIX), (LABEL_DIR, ".png"))
+    files = [out / d / f"{i}{ext}" for i in ids["train"] + ids["val"] for d, ext in pairs]
+    return all(p.is_file() for p in lists + files)
+
+
+def _summary(out: Path, sidecar: dict[str, Any], seconds: float, reused: bool) -> ObjectsSummary:
+    args = sidecar["args"]
+    pixels = sidecar["class_pixels"]["train"]
+    total = max(sum(pixels.values()), 1)
+    return ObjectsSummary(
+        out=out,
+        images=dict(sidecar["splits"]),
+        size=(args["size"][0], args["size"][1]),
+        seed=args["seed"],
+        class_images={n: sidecar["class_images"]["train"][n] for n in VOC.class_names[1:]},
+        background_share=pixels[VOC.class_names[0]] / total,
+        void_share=pixels["ignore"] / total,
+        seconds=seconds,
+        reused=reused,
+    )
+
+
+# ------------------------------------------------------------------------------------- drawing
+
+_WOOD = ((150, 100, 55), (115, 75, 40), (185, 140, 90), (90, 60, 35))
+_FABRIC = ((150, 40, 45), (60, 80, 140), (120, 120, 115), (170, 150, 110), (70, 110, 70), (190, 185, 175))
+_FUR = ((120, 80, 45), (200, 160, 100), (40, 35, 30), (160, 150, 140), (225, 215, 190), (165, 95, 45))
+_PAINT = ((215, 35, 30), (230, 190, 30), (230, 230, 230), (35, 80, 160), (40, 120, 70), (230, 120, 30))
+
+
+class _Canvas:
+    """An image being painted back to front: ``label`` uint8 (h, w) VOC ids, ``rgb`` float32 (h, w, 3)."""
+
+    def __init__(self, rng: np.random.Generator, h: int, w: int) -> None:
+        self.rng, self.h, self.w = rng, h, w
+        self.label = np.zeros((h, w), dtype=np.uint8)
+        self.rgb = np.zeros((h, w, 3), dtype=np.float32)
+        self.grain = rng.standard_normal((h, w)).astype(np.float32)
+        self.blob = smooth_noise(rng, h, w, max(2, h // 24))
+
+    def paint(self, cls: int, st: Stencil, colour: Colour, grain: float = 4.0, blob: float = 0.0) -> None:
+        """Label the stencil's pixels ``cls``; colour = ``colour`` (RGB or box-shaped) + noise."""
+        if st.empty:
+            return
+        m = st.mask()
+        if not m.any():
+            return
+        sl = st.slices
+        self.label[sl][m] = cls
+        tex = np.broadcast_to(colour, (st.bh, st.bw, 3))[m]
+        self.rgb[sl][m] = tex + (grain * self.grain[sl][m] + blob * self.blob[sl][m])[:, None]
+
+    def box(self) -> Stencil:
+        return Stencil(self.h, self.w, 0, 0, self.w, self.h)
+
+    def background(self) -> None:
+        """Two-tone room or landscape plus 3..9 clutter shapes, all labelled background (0)."""
+        rng, h, w = self.rng, self.h, self.w
+        split = h * rng.uniform(0.35, 0.75)
+        if rng.random() < 0.4:  # outdoor: sky over grass, sand or water
+            top = rgb(rng, (60, 100, 160), (190, 210, 245))
+            bottom = pick(rng, ((90, 130, 55), (190, 170, 120), (50, 90, 120), (120, 115, 105)), 20)
+        else:  # indoor: wall over floor
+            top = pick(rng, ((215, 210, 195), (180, 160, 130), (150, 165, 175), (200, 190, 160), (120, 110, 100)), 20)
+            bottom = pick(rng, _WOOD + ((110, 110, 115), (160, 150, 140)), 20)
+        rows = np.arange(h, dtype=np.float32)[:, None, None]
+        colour = np.where(rows < split, top * (0.9 + 0.2 * rows / h), bottom)
+        self.paint(0, self.box().rect(0, 0, w, h), colour, grain=3.0, blob=10.0)
+        for _ in range(int(rng.integers(3, 10))):
+            x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.04, 0.2) * min(h, w)
+            st = Stencil(h, w, x - r, y - r, x + r, y + r)
+            kind = int(rng.integers(4))
+            if kind == 0:  # irregular blob
+                angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(4, 8))))
+                radii = r * rng.uniform(0.4, 1.0, angles.size)
+                st.polygon([(x + a * np.cos(t), y + a * np.sin(t)) for a, t in zip(radii, angles)])
+            elif kind == 1:  # bar (shelf, frame, pipe)
+                st.line([(x - r, y + rng.uniform(-r, r)), (x + r, y + rng.uniform(-r, r))], rng.uniform(0.1, 0.3) * r)
+            elif kind == 2:  # round spot
+                st.ellipse(x, y, r, r * rng.uniform(0.3, 1.0))
+            else:  # striped panel (curtain, blinds)
+                st.rect(x - r, y - r, x + r, y + r)
+            base = pick(rng, _PAINT + _FABRIC + _WOOD, 30)
+            ys, xs = st.grid()
+            stripes = ((xs if rng.random() < 0.5 else ys) % rng.uniform(3, 8)) < 1.5
+            colour = np.where(stripes[..., None], base * 0.75, base) if kind == 3 else base
+            self.paint(0, st, colour, grain=5.0, blob=8.0)
+
+    def add_object(self, cls: int) -> None:
+        rng, h, w = self.rng, self.h, self.w
+        s = rng.uniform(0.2, 0.42) * min(h, w)
+        cx, cy = rng.uniform(0.12, 0.88) * w, rng.uniform(0.15, 0.85) * h
+        _DRAW[cls](_Shape(self, cls, cx, cy, s, 1 if rng.random() < 0.5 else -1), rng)
+
+    def void_outlines(self) -> np.ndarray:
+        """``label`` with 255 on a 1-pixel band along every object outline: of two 4-neighbours
+        with different ids, the one with the lower id (background, or the occluded class) is void."""
+        lab = self.label
+        void = np.zeros(lab.shape, dtype=bool)
+        void[1:] |= lab[1:] < lab[:-1]
+        void[:-1] |= lab[:-1] < lab[1:]
+        void[:, 1:] |= lab[:, 1:] < lab[:, :-1]
+        void[:, :-1] |= lab[:, :-1] < lab[:, 1:]
+        return np.where(void, np.uint8(IGNORE_INDEX), lab)
+
+    def finish(self) -> np.ndarray:
+        """Global light jitter and sensor noise; returns ``uint8 (h, w, 3)``."""
+        rng = self.rng
+        rgb = self.rgb * rng.uniform(0.75, 1.15) * (1.0 + rng.uniform(-0.06, 0.06, 3)).astype(np.float32)
+        rgb = rgb + rng.normal(0.0, 3.0, rgb.shape).astype(np.float32)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+class _Shape:
+    """Drawing helper for one object: local coordinates ``(u, v)`` in units of the object size
+    ``s`` around ``(cx, cy)``; ``u`` points forward (mirrored when ``facing`` is -1), ``v`` down."""
+
+    def __init__(self, canvas: _Canvas, cls: int, cx: float, cy: float, s: float, facing: int) -> None:
+        self.canvas, self.cls, self.cx, self.cy, self.s, self.facing = canvas, cls, cx, cy, s, facing
+
+    def pt(self, u: float, v: float) -> tuple[float, float]:
+        return self.cx + self.facing * u * self.s, self.cy + v * self.s
+
+    def stencil(self) -> Stencil:
+        r = 1.3 * self.s
+        return Stencil(self.canvas.h, self.canvas.w, self.cx - r, self.cy - r, self.cx + r, self.cy + r)
+
+    def poly(self, pts: Sequence[tuple[float, float]]) -> Stencil:
+        return self.stencil().polygon([self.pt(u, v) for u, v in pts])
+
+    def rect(self, u0: float, v0: float, u1: float, v1: float) -> Stencil:
+        return self.poly([(u0, v0), (u1, v0), (u1, v1), (u0, v1)])
+
+    def ellipse(self, u: float, v: float, ru: float, rv: float) -> Stencil:
+        x, y = self.pt(u, v)
+        return self.stencil().ellipse(x, y, ru * self.s, rv * self.s)
+
+    def line(self, pts: Sequence[tuple[float, float]], width: float) -> Stencil:
+        return self.stencil().line([self.pt(u, v) for u, v in pts], max(1.0, width * self.s))
+
+    def paint(self, st: Stencil, colour: Colour, grain: float = 4.0, blob: float = 0.0) -> None:
+        self.canvas.paint(self.cls, st, colour, grain, blob)
+
+    def stripes(self, st: Stencil, period: float, base: Colour, dark: float = 0.55, slope: float = 0.3) -> Colour:
+        """``base`` with darker bands ``period`` object units apart, roughly across ``u``."""
+        ys, xs = st.grid()
+        phase = ((xs - self.cx) * self.facing + slope * (ys - self.cy)) / (period * self.s)
+        return np.where((phase % 1 < 0.4)[..., None], base * dark, base)
+
+
+# One painter per class: each draws a silhouette of several parts within about |u|, |v| <= 1.
+
+
+def _aeroplane(o: _Shape, rng: np.random.Generator) -> None:
+    body = pick(rng, ((230, 230, 235), (190, 195, 200), (225, 225, 215)), 10)
+    o.paint(o.poly([(-0.95, -0.55), (-0.75, -0.55), (-0.55, -0.08), (-0.9, -0.08)]), pick(rng, _PAINT, 10), grain=2.0)
+    o.paint(o.ellipse(0.0, 0.0, 1.0, 0.14), body, grain=2.0)
+    o.paint(o.poly([(0.2, 0.02), (-0.15, 0.02), (-0.45, 0.5), (-0.28, 0.5)]), body * 0.85, grain=2.0)
+    o.paint(o.line([(-0.7, -0.02), (0.75, -0.02)], 0.05), pick(rng, _PAINT, 10), grain=2.0)
+
+
+def _bicycle(o: _Shape, rng: np.random.Generator) -> None:
+    frame = pick(rng, VEHICLE_COLOURS + _PAINT, 20)
+    st = o.stencil()
+    for u in (-0.55, 0.55):
+        x, y = o.pt(u, 0.4)
+        st.ellipse(x, y, 0.38 * o.s, 0.38 * o.s, width=max(1, round(0.06 * o.s)))
+    pts = [(-0.55, 0.4), (0.0, 0.4), (-0.15, -0.2), (-0.55, 0.4)]
+    st.line([o.pt(u, v) for u, v in pts], max(1.0, 0.06 * o.s))
+    st.line([o.pt(u, v) for u, v in ((0.0, 0.4), (0.45, -0.25), (0.55, 0.4))], max(1.0, 0.06 * o.s))
+    st.line([o.pt(u, v) for u, v in ((-0.15, -0.2), (0.45, -0.25), (0.35, -0.38))], max(1.0, 0.06 * o.s))
+    o.paint(st, frame, grain=3.0)
+
+
+def _bird(o: _Shape, rng: np.random.Generator) -> None:
+    feathers = pick(rng, ((110, 75, 45), (40, 40, 45), (60, 90, 150), (200, 190, 170), (170, 60, 40)), 15)
+    o.paint(o.poly([(-0.35, 0.0), (-0.85, -0.12), (-0.85, 0.15)]), feathers * 0.7, grain=6.0)
+    o.paint(o.ellipse(0.0, 0.05, 0.45, 0.25), feathers, grain=9.0)
+    o.paint(o.ellipse(0.42, -0.22, 0.17, 0.16), feathers * 0.9, grain=6.0)
+    o.paint(o.poly([(0.55, -0.26), (0.8, -0.2), (0.55, -0.15)]), rgb(rng, (200, 150, 20), (240, 200, 60)), grain=3.0)
+    o.paint(o.poly([(-0.2, -0.05), (0.2, -0.05), (-0.35, -0.8)]), feathers * 0.6, grain=9.0)
+    o.paint(o.line([(0.0, 0.25), (-0.05, 0.55)], 0.04), grey(rng, 40, 90, 4), grain=2.0)
+
+
+def _boat(o: _Shape, rng: np.random.Generator) -> None:
+    hull = pick(rng, _PAINT + ((120, 80, 50),), 15)
+    o.paint(o.poly([(-0.95, 0.2), (0.95, 0.2), (0.65, 0.55), (-0.7, 0.55)]), hull, grain=3.0, blob=4.0)
+    o.paint(o.line([(0.0, 0.2), (0.0, -0.9)], 0.05), grey(rng, 60, 120, 4), grain=2.0)
+    sail = o.poly([(0.05, -0.85), (0.05, 0.12), (0.65, 0.12)])
+    o.paint(sail, o.stripes(sail, 0.35, grey(rng, 215, 245, 3), dark=0.85, slope=-2.0), grain=3.0)
+
+
+def _bottle(o: _Shape, rng: np.random.Generator) -> None:
+    glass = pick(rng, ((40, 110, 50), (110, 60, 25), (150, 190, 200), (25, 45, 30)), 15)
+    body = o.poly([(-0.22, 0.95), (0.22, 0.95), (0.22, -0.15), (0.09, -0.4), (-0.09, -0.4), (-0.22, -0.15)])
+    ys, xs = body.grid()
+    shine = np.abs((xs - o.cx) / o.s + 0.1) < 0.05
+    o.paint(body, np.where(shine[..., None], glass + 80, glass), grain=3.0)
+    o.paint(o.rect(-0.09, -0.75, 0.09, -0.38), glass, grain=3.0)
+    o.paint(o.rect(-0.11, -0.85, 0.11, -0.74), pick(rng, _PAINT, 15), grain=3.0)
+    o.paint(o.rect(-0.22, 0.2, 0.22, 0.55), pick(rng, _PAINT, 15), grain=3.0)
+
+
+def _wheels(o: _Shape, rng: np.random.Generator, us: Sequence[float], v: float, r: float) -> None:
+    tyre, hub = grey(rng, 15, 40, 3), grey(rng, 130, 180, 4)
+    for u in us:
+        o.paint(o.ellipse(u, v, r, r), tyre, grain=3.0)
+        o.paint(o.ellipse(u, v, 0.45 * r, 0.45 * r), hub, grain=3.0)
+
+
+def _bus(o: _Shape, rng: np.random.Generator) -> None:
+    body = pick(rng, ((230, 190, 30), (210, 40, 35), (230, 230, 230), (40, 90, 170)), 15)
+    o.paint(o.poly([(-1.0, -0.55), (0.95, -0.55), (1.0, -0.45), (1.0, 0.4), (-1.0, 0.4)]), body, grain=3.0, blob=3.0)
+    glass = rgb(rng, (30, 40, 55), (80, 95, 120))
+    for i in range(5):
+        u0 = -0.92 + 0.36 * i
+        o.paint(o.rect(u0, -0.45, u0 + 0.28, -0.1), glass, grain=3.0)
+    o.paint(o.rect(-1.0, 0.05, 1.0, 0.13), pick(rng, _PAINT, 15), grain=3.0)
+    _wheels(o, rng, (-0.6, 0.6), 0.42, 0.17)
+
+
+def _car(o: _Shape, rng: np.random.Generator) -> None:
+    body = pick(rng, VEHICLE_COLOURS, 18)
+    o.paint(o.poly([(-0.95, 0.35), (-0.95, 0.0), (-0.55, -0.08), (-0.35, -0.4), (0.35, -0.4), (0.6, -0.05),
+                    (0.95, 0.02), (0.95, 0.35)]), body, grain=3.0, blob=3.0)
+    glass = rgb(rng, (30, 40, 55), (80, 95, 120))
+    o.paint(o.poly([(-0.3, -0.34), (-0.02, -0.34), (-0.02, -0.08), (-0.45, -0.08)]), glass, grain=3.0)
+    o.paint(o.poly([(0.04, -0.34), (0.32, -0.34), (0.5, -0.08), (0.04, -0.08)]), glass, grain=3.0)
+    _wheels(o, rng, (-0.55, 0.55), 0.35, 0.19)
+
+
+def _legs(o: _Shape, colour: Colour, us: Sequence[float], v0: float, v1: float, width: float) -> None:
+    st = o.stencil()
+    for u in us:
+        st.line([o.pt(u, v0), o.pt(u + 0.03, v1)], max(1.0, width * o.s))
+    o.paint(st, colour, grain=5.0)
+
+
+def _cat(o: _Shape, rng: np.random.Generator) -> None:
+    fur = pick(rng, _FUR, 15)
+    o.paint(o.line([(-0.55, 0.1), (-0.8, -0.1), (-0.75, -0.45)], 0.07), fur * 0.8, grain=5.0)
+    _legs(o, fur * 0.8, (-0.4, -0.25, 0.2, 0.35), 0.2, 0.55, 0.08)
+    body = o.ellipse(-0.05, 0.12, 0.52, 0.24)
+    o.paint(body, o.stripes(body, 0.16, fur), grain=6.0)
+    head = o.ellipse(0.5, -0.15, 0.2, 0.18)
+    o.paint(head, o.stripes(head, 0.12, fur), grain=6.0)
+    o.paint(o.poly([(0.36, -0.25), (0.42, -0.46), (0.5, -0.3)]), fur, grain=5.0)
+    o.paint(o.poly([(0.52, -0.3), (0.62, -0.46), (0.66, -0.25)]), fur, grain=5.0)
+
+
+def _chair(o: _Shape, rng: np.random.Generator) -> None:
+    wood = pick(rng, _WOOD + _FABRIC[:2], 15)
+    st = o.stencil()
+    for u0, u1 in ((-0.4, -0.4), (0.4, 0.4), (-0.28, -0.25), (0.28, 0.3)):
+        st.line([o.pt(u0, 0.1), o.pt(u1, 0.85)], max(1.0, 0.06 * o.s))
+    st.polygon([o.pt(u, v) for u, v in ((-0.45, 0.0), (0.45, 0.0), (0.45, 0.12), (-0.45, 0.12))])
+    st.polygon([o.pt(u, v) for u, v in ((-0.45, -0.85), (-0.32, -0.85), (-0.32, 0.05), (-0.45, 0.05))])
+    st.polygon([o.pt(u, v) for u, v in ((-0.45, -0.85), (0.1, -0.85), (0.1, -0.72), (-0.45, -0.72))])
+    o.paint(st, wood, grain=4.0, blob=3.0)
+
+
+def _cow(o: _Shape, rng: np.random.Generator) -> None:
+    hide = pick(rng, ((235, 230, 220), (130, 80, 45), (60, 45, 35)), 12)
+    spots = grey(rng, 15, 45, 4)
+    _legs(o, hide * 0.8, (-0.5, -0.35, 0.35, 0.5), 0.2, 0.85, 0.1)
+    body = o.ellipse(0.0, 0.0, 0.65, 0.3)
+    patches = (o.canvas.blob[body.slices] > 0.4)[..., None]
+    o.paint(body, np.where(patches, spots, hide), grain=4.0)
+    o.paint(o.poly([(0.55, -0.25), (0.85, -0.2), (0.95, 0.1), (0.75, 0.12), (0.55, 0.0)]), hide * 0.9, grain=4.0)
+    o.paint(o.poly([(0.6, -0.25), (0.55, -0.4), (0.68, -0.28)]), grey(rng, 200, 230, 3), grain=2.0)
+    o.paint(o.line([(-0.62, -0.05), (-0.75, 0.4)], 0.04), hide * 0.7, grain=3.0)
+
+
+def _diningtable(o: _Shape, rng: np.random.Generator) -> None:
+    wood = pick(rng, _WOOD, 15)
+    top = o.poly([(-0.8, -0.2), (0.8, -0.2), (1.0, 0.05), (-1.0, 0.05)])
+    o.paint(top, o.stripes(top, 0.09, wood, dark=0.8, slope=-6.0), grain=4.0)
+    o.paint(o.rect(-1.0, 0.05, 1.0, 0.14), wood * 0.7, grain=4.0)
+    for u in (-0.85, -0.65, 0.65, 0.85):
+        o.paint(o.rect(u - 0.05, 0.1, u + 0.05, 0.75), wood * 0.75, grain=4.0)
+    if rng.random() < 0.5:  # a plate or a bowl on it
+        o.paint(o.ellipse(rng.uniform(-0.5, 0.5), -0.1, 0.18, 0.06), grey(rng, 215, 245, 3), grain=2.0)
+
+
+def _dog(o: _Shape, rng: np.random.Generator) -> None:
+    fur = pick(rng, _FUR, 15)
+    o.paint(o.line([(-0.5, 0.0), (-0.75, -0.35)], 0.07), fur, grain=5.0)
+    _legs(o, fur * 0.9, (-0.4, -0.28, 0.28, 0.4), 0.15, 0.7, 0.1)
+    o.paint(o.ellipse(-0.02, 0.05, 0.52, 0.22), fur, grain=5.0, blob=6.0)
+    o.paint(o.ellipse(0.52, -0.28, 0.2, 0.17), fur, grain=5.0, blob=6.0)
+    o.paint(o.poly([(0.62, -0.3), (0.88, -0.22), (0.86, -0.12), (0.62, -0.14)]), fur * 0.85, grain=5.0)
+    o.paint(o.poly([(0.4, -0.4), (0.36, -0.05), (0.48, -0.18)]), fur * 0.6, grain=5.0)
+
+
+def _horse(o: _Shape, rng: np.random.Generator) -> None:
+    coat = pick(rng, ((120, 70, 35), (60, 40, 30), (170, 120, 70), (215, 210, 200)), 12)
+    mane = coat * 0.45
+    o.paint(o.poly([(-0.6, -0.2), (-0.85, 0.3), (-0.7, 0.32)]), mane, grain=5.0)
+    _legs(o, coat * 0.85, (-0.5, -0.38, 0.35, 0.48), 0.0, 0.95, 0.07)
+    o.paint(o.ellipse(-0.05, -0.12, 0.6, 0.24), coat, grain=4.0, blob=4.0)
+    o.paint(o.poly([(0.35, -0.25), (0.55, -0.75), (0.72, -0.7), (0.55, -0.05)]), coat, grain=4.0)
+    o.paint(o.poly([(0.5, -0.8), (0.62, -0.9), (0.98, -0.6), (0.9, -0.5), (0.6, -0.58)]), coat, grain=4.0)
+    o.paint(o.line([(0.5, -0.78), (0.38, -0.25)], 0.06), mane, grain=4.0)
+
+
+def _motorbike(o: _Shape, rng: np.random.Generator) -> None:
+    _wheels(o, rng, (-0.6, 0.6), 0.45, 0.32)
+    o.paint(o.poly([(-0.85, -0.05), (-0.1, -0.1), (0.4, -0.2), (0.65, -0.45), (0.75, -0.05), (0.3, 0.25),
+                    (-0.4, 0.2)]), pick(rng, VEHICLE_COLOURS + _PAINT, 20), grain=3.0)
+    o.paint(o.poly([(-0.25, 0.1), (0.25, 0.1), (0.2, 0.4), (-0.2, 0.4)]), grey(rng, 90, 150, 5), grain=3.0)
+    o.paint(o.line([(0.55, -0.4), (0.55, -0.7), (0.4, -0.75)], 0.05), grey(rng, 40, 80, 4), grain=2.0)
+
+
+def _person(o: _Shape, rng: np.random.Generator) -> None:
+    clothes, skin = pick(rng, CLOTHES, 15), pick(rng, SKIN, 10)
+    stride = rng.uniform(-0.15, 0.15)
+    _legs(o, pick(rng, CLOTHES, 15) * 0.7, (-0.1 - stride, 0.1 + stride), 0.15, 0.95, 0.12)
+    o.paint(o.poly([(-0.18, 0.2), (0.18, 0.2), (0.25, -0.5), (-0.25, -0.5)]), clothes, grain=4.0, blob=4.0)
+    arms = o.stencil()
+    for side in (-1, 1):
+        arms.line([o.pt(0.22 * side, -0.45), o.pt(0.35 * side, 0.15)], max(1.0, 0.08 * o.s))
+    o.paint(arms, clothes * 0.9, grain=4.0)
+    head = o.ellipse(0.0, -0.68, 0.15, 0.18)
+    ys, _ = head.grid()
+    o.paint(head, np.where((ys < o.cy - 0.75 * o.s)[..., None], grey(rng, 20, 90, 8), skin), grain=4.0)
+
+
+def _pottedplant(o: _Shape, rng: np.random.Generator) -> None:
+    leaves = o.stencil()
+    for _ in range(6):
+        x, y = o.pt(rng.uniform(-0.35, 0.35), rng.uniform(-0.75, 0.05))
+        r = rng.uniform(0.15, 0.3) * o.s
+        leaves.ellipse(x, y, r, r * rng.uniform(0.5, 1.0))
+    o.paint(leaves, foliage(rng), grain=10.0, blob=18.0)
+    o.paint(o.poly([(-0.35, 0.3), (0.35, 0.3), (0.25, 0.95), (-0.25, 0.95)]),
+            pick(rng, ((180, 90, 50), (210, 200, 190), (60, 60, 65)), 15), grain=4.0)
+
+
+def _sheep(o: _Shape, rng: np.random.Generator) -> None:
+    wool = pick(rng, ((235, 230, 215), (210, 200, 180), (190, 185, 175)), 10)
+    _legs(o, grey(rng, 25, 60, 4), (-0.35, -0.2, 0.2, 0.35), 0.2, 0.65, 0.06)
+    fleece = o.stencil()
+    for u, v in ((-0.4, 0.0), (-0.15, -0.15), (0.15, -0.15), (0.35, 0.0), (0.0, 0.15), (-0.25, 0.15), (0.25, 0.15)):
+        x, y = o.pt(u + rng.uniform(-0.04, 0.04), v)
+        fleece.ellipse(x, y, 0.22 * o.s, 0.2 * o.s)
+    o.paint(fleece, wool, grain=14.0, blob=10.0)
+    o.paint(o.ellipse(0.6, -0.12, 0.15, 0.12), grey(rng, 30, 80, 6), grain=4.0)
+
+
+def _sofa(o: _Shape, rng: np.random.Generator) -> None:
+    fabric = pick(rng, _FABRIC, 15)
+    o.paint(o.rect(-0.9, -0.5, 0.9, 0.05), fabric * 0.9, grain=5.0, blob=5.0)
+    seat = o.rect(-0.9, 0.0, 0.9, 0.45)
+    ys, xs = seat.grid()
+    seams = np.abs(((xs - o.cx) / o.s) % 0.6 - 0.3) < 0.02
+    o.paint(seat, np.where(seams[..., None], fabric * 0.6, fabric), grain=5.0, blob=5.0)
+    for u in (-1.0, 0.8):
+        o.paint(o.rect(u, -0.2, u + 0.2, 0.45), fabric * 0.8, grain=5.0, blob=5.0)
+    _legs(o, pick(rng, _WOOD, 10), (-0.85, 0.85), 0.45, 0.55, 0.06)
+
+
+def _train(o: _Shape, rng: np.random.Generator) -> None:
+    body = pick(rng, _PAINT + VEHICLE_COLOURS[:3], 15)
+    o.paint(o.poly([(-1.0, -0.45), (0.7, -0.45), (1.0, -0.05), (1.0, 0.35), (-1.0, 0.35)]), body, grain=3.0, blob=3.0)
+    glass = rgb(rng, (30, 40, 55), (80, 95, 120))
+    for i in range(4):
+        u0 = -0.95 + 0.4 * i
+        o.paint(o.rect(u0, -0.35, u0 + 0.25, -0.12), glass, grain=3.0)
+    o.paint(o.poly([(0.72, -0.38), (0.9, -0.1), (0.72, -0.1)]), glass, grain=3.0)
+    o.paint(o.rect(-1.0, 0.0, 1.0, 0.08), pick(rng, _PAINT, 15), grain=3.0)
+    o.paint(o.rect(-1.0, 0.35, 1.0, 0.48), grey(rng, 30, 60, 4), grain=3.0)
+    o.paint(o.line([(-0.2, -0.45), (0.0, -0.65), (0.2, -0.45)], 0.03), grey(rng, 40, 80, 3), grain=2.0)
+
+
+def _tvmonitor(o: _Shape, rng: np.random.Generator) -> None:
+    o.paint(o.poly([(-0.1, 0.4), (0.1, 0.4), (0.25, 0.65), (-0.25, 0.65)]), grey(rng, 20, 60, 4), grain=3.0)
+    o.paint(o.rect(-0.75, -0.55, 0.75, 0.42), grey(rng, 15, 70, 4), grain=3.0)
+    screen = o.rect(-0.65, -0.45, 0.65, 0.32)
+    glow = rgb(rng, (60, 60, 90), (230, 230, 250))
+    picture = glow + 60 * o.canvas.blob[screen.slices][..., None] * rgb(rng, (-1, -1, -1), (1, 1, 1))
+    o.paint(screen, picture, grain=3.0)
+
+
+_DRAW: dict[int, Callable[[_Shape, np.random.Generator], None]] = {
+    VOC.class_index(fn.__name__[1:]): fn
+    for fn in (_aeroplane, _bicycle, _bird, _boat, _bottle, _bus, _car, _cat, _chair, _cow, _diningtable, _dog,
+               _horse, _motorbike, _person, _pottedplant, _sheep, _sofa, _train, _tvmonitor)
+}

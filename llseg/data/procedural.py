@@ -1,4 +1,4 @@
-"""Procedural drawing helpers shared by the synthetic dataset generators.
+"""Helpers shared by the synthetic dataset generators: procedural drawing, size checks and sidecar files.
 
 Colours are float32 RGB arrays (shape (3,) or (h, w, 3), values ~0..255); every helper draws
 from the ``numpy.random.Generator`` it is given, so images are reproducible from their seed.

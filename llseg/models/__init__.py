@@ -3,7 +3,9 @@
 Importing this package registers every model (``list_models()`` names them). Each model returns
 logits N×C×H×W at the input size and grows its classifier with ``add_classes(num_new)``.
 """
+from . import deeplabv3 as _deeplabv3  # noqa: F401  (registers "deeplabv3_*")
 from . import erfnet as _erfnet  # noqa: F401  (registers "erfnet")
+from .deeplabv3 import DeepLabV3, ExpandingClassifier, PerStepHeads
 from .erfnet import ERFNet
 from .registry import (
     SegmentationModel,
@@ -15,7 +17,10 @@ from .registry import (
 )
 
 __all__ = [
+    "DeepLabV3",
     "ERFNet",
+    "ExpandingClassifier",
+    "PerStepHeads",
     "SegmentationModel",
     "create_model",
     "grow_classifier",

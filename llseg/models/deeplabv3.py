@@ -1,0 +1,348 @@
+"""DeepLabV3 (Chen et al., "Rethinking Atrous Convolution for Semantic Image Segmentation", 2017)
+for continual segmentation, assembled from torchvision's backbones and ASPP (no downloads).
+
+As in SSUL / MiB / PLOP (docs/methods.md §2, §5, §6): ResNet-50/101 or MobileNetV3-Large backbone,
+ASPP with rates 6/12/18 at output stride 16 (12/24/36 at 8), ASPP dropout 0.1 (SSUL's value;
+torchvision uses 0.5), BN momentum 0.01 everywhere, and one of two classifiers:
+
+* ``head="expanding"`` (MiB/PLOP): one 1×1 conv on the ASPP output that grows with
+  :meth:`DeepLabV3.add_classes`.
+* ``head="per_step"`` (SSUL/IDEC/LAG): a list of heads conv3×3(256→256)+BN+ReLU+conv1×1(256→c),
+  one appended per step; the logits are the heads' outputs concatenated in order.
+
+Channel layout. ``num_classes`` counts the real classes, background included (class 0). Without
+``unknown``, logit channel c is class c. With ``unknown=True`` (per-step heads only) the heads
+start as [unknown(1), background(1), base foreground(num_classes − 1)]: channel 0 is the SSUL
+*unknown* class and class c is channel c + 1, so the logits have ``logit_classes`` =
+``num_classes + 1`` channels.
+
+Logits are computed at the ASPP resolution (H/16 or H/8) and bilinearly upsampled
+(``align_corners=False``) to the input size, for any H, W; each channel is upsampled on its own so
+that growing the classifier leaves the old logits bit-identical.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import mobilenet_v3_large, resnet50, resnet101
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.segmentation.deeplabv3 import ASPP
+
+from .registry import GrowInit, grow_classifier, load_weights, register_model
+
+HeadKind = Literal["expanding", "per_step"]
+
+ASPP_CHANNELS = 256
+ASPP_DROPOUT = 0.1
+ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+TAPPED_LAYERS = ("layer1", "layer2", "layer3")
+# MobileNetV3-Large ``features`` indices ending the stages at strides 4, 8, 16 and the (dilated) last one.
+MOBILENET_STAGE_ENDS = {"3": "layer1", "6": "layer2", "12": "layer3", "16": "layer4"}
+
+
+def make_aspp(in_channels: int, *, output_stride: int) -> ASPP:
+    """torchvision ASPP N×Cin×h×w -> N×256×h×w with the rates of ``output_stride`` and dropout 0.1."""
+    aspp = ASPP(in_channels, ATROUS_RATES[output_stride], ASPP_CHANNELS)
+    aspp.project[-1].p = ASPP_DROPOUT
+    return aspp
+
+
+class ExpandingClassifier(nn.Module):
+    """One growable 1×1 conv (MiB): N×256×h×w -> N×C×h×w.
+
+    CPU convolution kernels sum in an order that depends on the number of output channels
+    (logits move by ~1e-6 when C changes), so the conv runs in chunks of ``CHUNK`` output
+    channels, the last one zero-padded: every chunk has the same shape, so a channel's logit
+    never depends on C and growing leaves old logits bit-identical.
+    """
+
+    CHUNK = 16
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, num_classes, 1)
+
+    @property
+    def out_channels(self) -> int:
+        """Number of logit channels C."""
+        return self.conv.out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self.conv.weight, self.conv.bias
+        pad = -self.out_channels % self.CHUNK
+        weight, bias = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, pad)), F.pad(bias, (0, pad))
+        chunks = [
+            F.conv2d(x, weight[i : i + self.CHUNK], bias[i : i + self.CHUNK])
+            for i in range(0, weight.shape[0], self.CHUNK)
+        ]
+        return torch.cat(chunks, dim=1)[:, : self.out_channels]
+
+    def grow(self, num_new: int, *, init: GrowInit) -> None:
+        """Append ``num_new`` channels; see :func:`~llseg.models.registry.grow_classifier`."""
+        self.conv = grow_classifier(self.conv, num_new, init=init)
+
+
+def make_step_head(in_channels: int, num_classes: int, *, bn_momentum: float) -> nn.Sequential:
+    """SSUL head N×Cin×h×w -> N×c×h×w: conv3×3(Cin→256, no bias)+BN+ReLU+conv1×1(256→c)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, ASPP_CHANNELS, 3, padding=1, bias=False),
+        nn.BatchNorm2d(ASPP_CHANNELS, momentum=bn_momentum),
+        nn.ReLU(),
+        nn.Conv2d(ASPP_CHANNELS, num_classes, 1),
+    )
+
+
+class PerStepHeads(nn.Module):
+    """SSUL's list of per-step heads (``heads[i]`` is step i's): N×256×h×w -> N×Σc×h×w."""
+
+    def __init__(self, in_channels: int, sizes: Sequence[int], *, bn_momentum: float) -> None:
+        super().__init__()
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"every head needs >= 1 class, got sizes {list(sizes)}")
+        self.in_channels = in_channels
+        self.bn_momentum = bn_momentum
+        self.heads = nn.ModuleList(make_step_head(in_channels, c, bn_momentum=bn_momentum) for c in sizes)
+
+    @property
+    def out_channels(self) -> int:
+        """Total number of logit channels (all heads)."""
+        return sum(head[-1].out_channels for head in self.heads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([head(x) for head in self.heads], dim=1)
+
+    def grow(self, num_new: int, *, init: GrowInit) -> None:
+        """Append a fresh head of ``num_new`` classes (``init="zeros"`` zeroes its 1×1 conv).
+
+        Raises:
+            ValueError: ``num_new < 1``, or ``init="copy_mean"`` (undefined across heads).
+        """
+        if num_new < 1:
+            raise ValueError(f"num_new must be >= 1, got {num_new}")
+        if init not in ("default", "zeros"):
+            raise ValueError(f"per-step heads support init 'default' or 'zeros', got {init!r}")
+        ref = self.heads[0][0].weight
+        head = make_step_head(self.in_channels, num_new, bn_momentum=self.bn_momentum)
+        head.to(device=ref.device, dtype=ref.dtype).train(self.training)
+        if init == "zeros":
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+        self.heads.append(head)
+
+
+class DeepLabV3(nn.Module):
+    """DeepLabV3 with a growable classifier; ``forward``: N×3×H×W -> logits N×C×H×W.
+
+    Submodules for freezing policies: ``backbone`` (returns layer1..layer4), ``aspp`` (main ASPP),
+    ``aspp_taps`` (ModuleDict layer1..layer3, empty without taps) and ``classifier``
+    (:class:`ExpandingClassifier`, or :class:`PerStepHeads` whose ``heads`` list holds the steps).
+    """
+
+    def __init__(
+        self,
+        backbone: IntermediateLayerGetter,
+        stage_channels: Sequence[int],
+        num_classes: int,
+        *,
+        output_stride: int,
+        head: HeadKind,
+        unknown: bool,
+        bn_momentum: float,
+        aspp_taps: bool,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if head not in ("expanding", "per_step"):
+            raise ValueError(f"head must be 'expanding' or 'per_step', got {head!r}")
+        if unknown and head != "per_step":
+            raise ValueError("unknown=True needs head='per_step' (SSUL)")
+        if unknown and num_classes < 2:
+            raise ValueError(f"unknown=True needs num_classes >= 2 (background + 1), got {num_classes}")
+        self.unknown = unknown
+        self.backbone = backbone
+        self.aspp = make_aspp(stage_channels[3], output_stride=output_stride)
+        self.aspp_taps = nn.ModuleDict(
+            {name: make_aspp(c, output_stride=output_stride) for name, c in zip(TAPPED_LAYERS, stage_channels)}
+            if aspp_taps
+            else {}
+        )
+        self.classifier: ExpandingClassifier | PerStepHeads
+        if head == "expanding":
+            self.classifier = ExpandingClassifier(ASPP_CHANNELS, num_classes)
+        else:
+            sizes = [1, 1, num_classes - 1] if unknown else [num_classes]
+            self.classifier = PerStepHeads(ASPP_CHANNELS, sizes, bn_momentum=bn_momentum)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = bn_momentum
+
+    @property
+    def num_classes(self) -> int:
+        """Real classes, background included (the unknown channel is not counted)."""
+        return self.logit_classes - int(self.unknown)
+
+    @property
+    def logit_classes(self) -> int:
+        """Logit channels C: ``num_classes``, plus 1 (channel 0) with ``unknown``."""
+        return self.classifier.out_channels
+
+    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+        """Intermediate maps of x N×3×H×W (s = output stride; channel counts are ResNet's).
+
+        Returns:
+            ``"layer1"`` N×256×H/4×W/4, ``"layer2"`` N×512×H/8, ``"layer3"`` N×1024×H/s,
+            ``"layer4"`` N×2048×H/s (MobileNetV3: 24, 40, 112, 960 channels at the same strides),
+            ``"aspp"`` N×256×H/s, with taps ``"aspp_layer1".."aspp_layer3"`` N×256 at their
+            layer's resolution, ``"logits_lowres"`` N×C×H/s×W/s and ``"logits"`` N×C×H×W
+            (identical to ``forward(x)``). Strides are ceil-divisions for odd sizes.
+        """
+        feats = dict(self.backbone(x))
+        feats["aspp"] = self.aspp(feats["layer4"])
+        for name, aspp in self.aspp_taps.items():
+            feats[f"aspp_{name}"] = aspp(feats[name])
+        feats["logits_lowres"] = self.classifier(feats["aspp"])
+        feats["logits"] = self._upsample(feats["logits_lowres"], x)
+        return feats
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits N×C×H×W for x N×3×H×W (taps are skipped)."""
+        return self._upsample(self.classifier(self.aspp(self.backbone(x)["layer4"])), x)
+
+    @staticmethod
+    def _upsample(logits: Tensor, x: Tensor) -> Tensor:
+        """Bilinear N×C×h×w -> N×C×H×W, one channel at a time: CPU kernels vectorise over
+        channels, so upsampling all C at once makes old logits depend on C by ~1e-7."""
+        n, c, h, w = logits.shape
+        size = x.shape[-2:]
+        up = F.interpolate(logits.reshape(n * c, 1, h, w), size=size, mode="bilinear", align_corners=False)
+        return up.reshape(n, c, *size)
+
+    def add_classes(self, num_new: int, *, init: GrowInit = "default") -> None:
+        """Append ``num_new`` class channels after the existing ones (old logits stay bit-identical).
+
+        Expanding head: the 1×1 conv grows (``init`` as in
+        :func:`~llseg.models.registry.grow_classifier`). Per-step heads: a new head is appended
+        (``"default"`` or ``"zeros"``). Rebuild optimisers afterwards.
+        """
+        self.classifier.grow(num_new, init=init)
+
+    def classifier_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the classifier (all per-step heads, or the expanding 1×1 conv)."""
+        return self.classifier.parameters()
+
+
+def _resnet_backbone(
+    depth: Literal[50, 101], *, output_stride: int, backbone_weights: str | os.PathLike[str] | None
+) -> IntermediateLayerGetter:
+    if output_stride not in ATROUS_RATES:
+        raise ValueError(f"ResNet output_stride must be 8 or 16, got {output_stride}")
+    dilate = [False, output_stride == 8, True]
+    net = (resnet50 if depth == 50 else resnet101)(
+        weights=None, replace_stride_with_dilation=dilate, zero_init_residual=True
+    )
+    if backbone_weights is not None:
+        load_weights(net, backbone_weights)
+    return IntermediateLayerGetter(net, return_layers={f"layer{i}": f"layer{i}" for i in range(1, 5)})
+
+
+def _build_resnet(
+    depth: Literal[50, 101],
+    *,
+    num_classes: int,
+    output_stride: int,
+    head: HeadKind,
+    unknown: bool,
+    bn_momentum: float,
+    backbone_weights: str | os.PathLike[str] | None,
+    aspp_taps: bool,
+) -> DeepLabV3:
+    backbone = _resnet_backbone(depth, output_stride=output_stride, backbone_weights=backbone_weights)
+    return DeepLabV3(
+        backbone, (256, 512, 1024, 2048), num_classes, output_stride=output_stride, head=head,
+        unknown=unknown, bn_momentum=bn_momentum, aspp_taps=aspp_taps,
+    )
+
+
+@register_model("deeplabv3_resnet50")
+def deeplabv3_resnet50(
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    head: HeadKind = "expanding",
+    unknown: bool = False,
+    bn_momentum: float = 0.01,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    aspp_taps: bool = False,
+) -> DeepLabV3:
+    """DeepLabV3-ResNet-50; arguments as :func:`deeplabv3_resnet101`."""
+    return _build_resnet(
+        50, num_classes=num_classes, output_stride=output_stride, head=head, unknown=unknown,
+        bn_momentum=bn_momentum, backbone_weights=backbone_weights, aspp_taps=aspp_taps,
+    )
+
+
+@register_model("deeplabv3_resnet101")
+def deeplabv3_resnet101(
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    head: HeadKind = "expanding",
+    unknown: bool = False,
+    bn_momentum: float = 0.01,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    aspp_taps: bool = False,
+) -> DeepLabV3:
+    """DeepLabV3-ResNet-101 (SSUL/IDEC/LAG/MiB/PLOP), randomly initialised.
+
+    Args:
+        num_classes: real classes incl. background (see the module docstring for ``unknown``).
+        output_stride: 16 (layer4 dilated, ASPP 6/12/18) or 8 (layer3+4 dilated, 12/24/36).
+        head: ``"expanding"`` (MiB/PLOP) or ``"per_step"`` (SSUL).
+        unknown: SSUL unknown channel (per-step heads only).
+        bn_momentum: momentum of every BatchNorm (SSUL: 0.01).
+        backbone_weights: local torchvision ``resnet101`` state_dict (ImageNet classification
+            format, ``fc.*`` included), loaded strictly before ``fc`` is dropped. Without it the
+            ResNet uses ``zero_init_residual=True`` (Goyal et al. 2017): at torchvision's default
+            init a random ResNet-101's eval-mode layer4 reaches ~2.5e3, with it ~0.04.
+        aspp_taps: extra ASPPs on layer1..layer3 for IDEC/LAG feature distillation.
+    """
+    return _build_resnet(
+        101, num_classes=num_classes, output_stride=output_stride, head=head, unknown=unknown,
+        bn_momentum=bn_momentum, backbone_weights=backbone_weights, aspp_taps=aspp_taps,
+    )
+
+
+@register_model("deeplabv3_mobilenet_v3_large")
+def deeplabv3_mobilenet_v3_large(
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    head: HeadKind = "expanding",
+    unknown: bool = False,
+    bn_momentum: float = 0.01,
+    backbone_weights: str | os.PathLike[str] | None = None,
+    aspp_taps: bool = False,
+) -> DeepLabV3:
+    """DeepLabV3 on a dilated MobileNetV3-Large (last stage dilated, output stride 16 only).
+
+    Stages: ``features[:4]`` (24 ch, /4), ``[4:7]`` (40, /8), ``[7:13]`` (112, /16),
+    ``[13:]`` (960, /16). ``backbone_weights``: local torchvision ``mobilenet_v3_large``
+    state_dict (``features.*`` and ``classifier.*``). Other arguments as
+    :func:`deeplabv3_resnet101`.
+    """
+    if output_stride != 16:
+        raise ValueError(f"MobileNetV3 supports output_stride 16 only, got {output_stride}")
+    net = mobilenet_v3_large(weights=None, dilated=True)
+    if backbone_weights is not None:
+        load_weights(net, backbone_weights)
+    backbone = IntermediateLayerGetter(net.features, return_layers=MOBILENET_STAGE_ENDS)
+    return DeepLabV3(
+        backbone, (24, 40, 112, 960), num_classes, output_stride=16, head=head, unknown=unknown,
+        bn_momentum=bn_momentum, aspp_taps=aspp_taps,
+    )

@@ -1,0 +1,223 @@
+"""DeepLabV3 specifics: strides, per-step / expanding heads, unknown layout, features, weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from llseg.models import DeepLabV3, ExpandingClassifier, PerStepHeads, create_model
+
+DEEPLABS = ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101"]
+
+
+def _build(name: str, num_classes: int, seed: int = 0, **kwargs: object) -> DeepLabV3:
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=num_classes, **kwargs)
+    assert isinstance(model, DeepLabV3)
+    return model
+
+
+def _calibrated(name: str, num_classes: int, x: Tensor, **kwargs: object) -> DeepLabV3:
+    """Eval-mode model whose BN statistics are those of ``x``, so its activations are O(1)
+    (at random init with fresh BN statistics MobileNetV3's logits are spatially constant)."""
+    model = _build(name, num_classes, bn_momentum=1.0, **kwargs).train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", DEEPLABS)
+@pytest.mark.parametrize("head", ["expanding", "per_step"])
+def test_logits_at_odd_input_sizes(name: str, head: str) -> None:
+    model = _build(name, 5, head=head).eval()
+    for shape in [(1, 3, 33, 41), (2, 3, 19, 27)]:
+        out = _logits(model, torch.randn(shape))
+        assert out.shape == (shape[0], 5, *shape[2:])
+        assert torch.isfinite(out).all()
+
+
+def test_output_stride_sets_resolution_and_rates() -> None:
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for os_, hw3, rates in [(16, (4, 4), (6, 12, 18)), (8, (8, 8), (12, 24, 36))]:
+            model = _build("deeplabv3_resnet50", 3, output_stride=os_).eval()
+            feats = model.forward_features(x)
+            assert feats["layer2"].shape[-2:] == (8, 8)
+            assert feats["layer3"].shape[-2:] == feats["layer4"].shape[-2:] == feats["aspp"].shape[-2:] == hw3
+            assert feats["logits_lowres"].shape == (1, 3, *hw3)
+            assert tuple(model.aspp.convs[i][0].dilation[0] for i in (1, 2, 3)) == rates
+            assert model.aspp.project[-1].p == 0.1
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        _build("deeplabv3_resnet50", 3, output_stride=32)
+    with pytest.raises(ValueError, match="output_stride 16 only"):
+        _build("deeplabv3_mobilenet_v3_large", 3, output_stride=8)
+
+
+@pytest.mark.parametrize("init", ["default", "zeros"])
+def test_per_step_growth_appends_a_head_and_keeps_old_logits(init: str) -> None:
+    x = torch.randn(2, 3, 35, 29)
+    model = _calibrated("deeplabv3_mobilenet_v3_large", 4, x, head="per_step")
+    old = _logits(model, x)
+    assert old.std(dim=(2, 3)).min() > 0.05
+    model.add_classes(3, init=init)
+    model.add_classes(2, init=init)
+    heads = model.classifier
+    assert isinstance(heads, PerStepHeads)
+    assert [h[-1].out_channels for h in heads.heads] == [4, 3, 2]
+    assert model.num_classes == model.logit_classes == 9
+    new = _logits(model, x)
+    assert new.shape == (2, 9, 35, 29)
+    assert torch.equal(new[:, :4], old)
+    assert not any(m.training for m in model.modules())
+    assert {id(p) for p in heads.heads[2].parameters()} <= {id(p) for p in model.classifier_parameters()}
+    assert _count(heads) == sum(p.numel() for p in model.classifier_parameters())
+    if init == "zeros":
+        assert torch.equal(new[:, 4:], torch.zeros_like(new[:, 4:]))
+    else:
+        assert new[:, 4:].std() > 0
+    with pytest.raises(ValueError, match="'default' or 'zeros'"):
+        model.add_classes(1, init="copy_mean")
+
+
+def test_expanding_growth_keeps_old_logits_and_grows_one_conv() -> None:
+    x = torch.randn(2, 3, 21, 37)
+    model = _calibrated("deeplabv3_mobilenet_v3_large", 4, x)
+    old = _logits(model, x)
+    assert old.std(dim=(2, 3)).min() > 0.05
+    model.add_classes(3)
+    new = _logits(model, x)
+    assert new.shape == (2, 7, 21, 37) and model.num_classes == model.logit_classes == 7
+    assert torch.equal(new[:, :4], old)
+    assert [tuple(p.shape) for p in model.classifier_parameters()] == [(7, 256, 1, 1), (7,)]
+    model.add_classes(30)  # 37 channels: three chunks of 16
+    assert torch.equal(_logits(model, x)[:, :7], new)
+
+
+def test_expanding_classifier_equals_a_plain_1x1_conv() -> None:
+    torch.manual_seed(0)
+    classifier = ExpandingClassifier(8, 21)
+    x = torch.randn(2, 8, 5, 7)
+    torch.testing.assert_close(classifier(x), classifier.conv(x), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_channel_layout() -> None:
+    model = _build("deeplabv3_mobilenet_v3_large", 4, head="per_step", unknown=True).eval()
+    heads = model.classifier
+    assert isinstance(heads, PerStepHeads)
+    assert [h[-1].out_channels for h in heads.heads] == [1, 1, 3]  # unknown, background, foreground 1..3
+    assert (model.num_classes, model.logit_classes) == (4, 5)
+    model.add_classes(2)
+    assert (model.num_classes, model.logit_classes) == (6, 7)
+    with torch.no_grad():  # each head emits its constant bias, so channels identify their head
+        for head, bias in zip(heads.heads, ([10.0], [20.0], [1.0, 2.0, 3.0], [4.0, 5.0])):
+            head[-1].weight.zero_()
+            head[-1].bias.copy_(torch.tensor(bias))
+    out = _logits(model, torch.randn(1, 3, 17, 19))
+    assert out[0, :, 0, 0].tolist() == [10.0, 20.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # class c is channel c + 1
+    with pytest.raises(ValueError, match="needs head='per_step'"):
+        _build("deeplabv3_mobilenet_v3_large", 4, unknown=True)
+    with pytest.raises(ValueError, match="num_classes >= 2"):
+        _build("deeplabv3_mobilenet_v3_large", 1, head="per_step", unknown=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "channels"),
+    [("deeplabv3_resnet50", (256, 512, 1024, 2048)), ("deeplabv3_mobilenet_v3_large", (24, 40, 112, 960))],
+)
+def test_forward_features_with_aspp_taps(name: str, channels: tuple[int, ...]) -> None:
+    model = _build(name, 6, head="per_step", aspp_taps=True).eval()
+    x = torch.randn(1, 3, 33, 41)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+    sizes = [(9, 11), (5, 6), (3, 3), (3, 3)]  # strides 4, 8, 16, 16 (ceil)
+    expected = {f"layer{i + 1}": (1, c, *s) for i, (c, s) in enumerate(zip(channels, sizes))}
+    expected |= {f"aspp_layer{i + 1}": (1, 256, *s) for i, s in enumerate(sizes[:3])}
+    expected |= {"aspp": (1, 256, 3, 3), "logits_lowres": (1, 6, 3, 3), "logits": (1, 6, 33, 41)}
+    assert {k: tuple(v.shape) for k, v in feats.items()} == expected
+    assert torch.equal(feats["logits"], _logits(model, x))
+    assert list(model.aspp_taps) == ["layer1", "layer2", "layer3"]
+
+
+def test_taps_and_heads_train_through_forward_features() -> None:
+    model = _build("deeplabv3_mobilenet_v3_large", 3, head="per_step", aspp_taps=True).train()
+    feats = model.forward_features(torch.randn(2, 3, 25, 31))
+    (feats["logits"].square().mean() + sum(feats[f"aspp_layer{i}"].mean() for i in (1, 2, 3))).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("momentum", [0.01, 0.1])
+def test_bn_momentum_on_every_batchnorm(momentum: float) -> None:
+    model = _build("deeplabv3_resnet50", 3, head="per_step", aspp_taps=True, bn_momentum=momentum)
+    model.add_classes(2)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {momentum}
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 53 + 4 * 6 + 2  # R50, 4 ASPPs, 2 heads
+
+
+def test_backbone_weights_load_from_local_torchvision_file(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    resnet = torchvision.models.resnet50(weights=None)
+    with torch.no_grad():
+        resnet.bn1.running_mean.uniform_()
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet.state_dict(), path)
+    model = _build("deeplabv3_resnet50", 3, output_stride=8, backbone_weights=path)
+    own = model.backbone.state_dict()
+    assert set(own) == {k for k in resnet.state_dict() if not k.startswith("fc.")}
+    assert all(torch.equal(v, resnet.state_dict()[k]) for k, v in own.items())
+    with pytest.raises(ValueError, match=r"resnet50\.pth.*missing: layer3\.6"):
+        _build("deeplabv3_resnet101", 3, backbone_weights=path)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        _build("deeplabv3_resnet50", 3, backbone_weights=tmp_path / "nope.pth")
+
+
+def test_mobilenet_backbone_weights_load(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    net = torchvision.models.mobilenet_v3_large(weights=None)
+    torch.save(net.state_dict(), tmp_path / "mnv3.pth")
+    model = _build("deeplabv3_mobilenet_v3_large", 3, backbone_weights=tmp_path / "mnv3.pth")
+    expected = {k.removeprefix("features."): v for k, v in net.state_dict().items() if k.startswith("features.")}
+    own = model.backbone.state_dict()
+    assert set(own) == set(expected) and all(torch.equal(v, expected[k]) for k, v in own.items())
+
+
+# Exact counts, C = 21 (VOC). Expanding: backbone + ASPP + 257·C. Per-step: + 3×3 conv & BN (590 336).
+PARAMS = {
+    "deeplabv3_mobilenet_v3_large": (10_435_141, 11_025_477),
+    "deeplabv3_resnet50": (39_048_533, 39_638_869),
+    "deeplabv3_resnet101": (58_040_661, 58_630_997),
+}
+
+
+@pytest.mark.parametrize("name", DEEPLABS)
+def test_parameter_counts(name: str) -> None:
+    expanding, per_step = (_count(_build(name, 21, head=h)) for h in ("expanding", "per_step"))
+    assert (expanding, per_step) == PARAMS[name]
+    assert per_step - expanding == 256 * 256 * 9 + 2 * 256
+    taps = _count(_build(name, 21, head="per_step", unknown=True, aspp_taps=True))
+    assert taps - per_step > 3 * 1_000_000  # three extra ASPPs (+ one more head)
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("deeplabv3_resnet50", torchvision.models.segmentation.deeplabv3_resnet50),
+        ("deeplabv3_mobilenet_v3_large", torchvision.models.segmentation.deeplabv3_mobilenet_v3_large),
+    ],
+)
+def test_per_step_model_matches_torchvision_deeplabv3_size(name: str, reference: object) -> None:
+    tv = reference(weights=None, weights_backbone=None, num_classes=21, aux_loss=False)  # type: ignore[operator]
+    assert _count(tv) == PARAMS[name][1]

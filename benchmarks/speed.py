@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from llseg.data.dataset import SegmentationPairs, channel_lut
-from llseg.data.imageio import write_label_png
+from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import get_dataset_info
 from llseg.data.predictions import Prediction
 from llseg.data.synthetic import render_scene
@@ -58,9 +58,11 @@ from llseg.runtime import cpu_has_native_bf16, pick_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 19
-BATCH = 4
 NATIVE = (512, 1024)  # size of the generated PNGs (Cityscapes at half resolution)
+JOB_NATIVE, JOB_INPUT, JOB_BATCH = (128, 256), (64, 128), 8  # the default benchmark job's data and settings
 LEAD_JOB = "3m11s with precision auto (bf16 autocast), 6m13s with fp32 (measured by the lead engineer)"
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 Size = tuple[int, int]
 
@@ -99,14 +101,14 @@ def fmt_size(size: Size) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def write_dataset(out: Path, count: int) -> tuple[list[str], list[str]]:
-    """``count`` synthetic street scenes at :data:`NATIVE` as RGB PNGs and train-id label PNGs."""
+def write_dataset(out: Path, count: int, size: Size) -> tuple[list[str], list[str]]:
+    """``count`` synthetic street scenes of ``size`` as RGB PNGs and train-id label PNGs."""
     rng = np.random.default_rng(0)
     to_train = get_dataset_info("cityscapes").id_to_train_id
     images, labels = [], []
     for i in range(count):
-        rgb, raw = render_scene(rng, *NATIVE, "clear")
-        image, label = out / f"img{i}.png", out / f"lab{i}.png"
+        rgb, raw = render_scene(rng, *size, "clear")
+        image, label = out / f"img{fmt_size(size)}_{i}.png", out / f"lab{fmt_size(size)}_{i}.png"
         Image.fromarray(rgb).save(image)
         write_label_png(label, to_train[raw])
         images.append(str(image))
@@ -115,9 +117,16 @@ def write_dataset(out: Path, count: int) -> tuple[list[str], list[str]]:
 
 
 # ---------------------------------------------------------------------------- machine limit
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 7) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    return 2 * n**3 / median_time(lambda: torch.mm(a, b), repeats, warmup=2) / 1e9
+def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 7) -> float:
+    """Measured ``torch.mm`` throughput of an n×n product in GFLOP/s."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+
+    def product() -> None:
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / median_time(product, repeats, warmup=2) / 1e9
 
 
 def train_flops_per_image(size: Size) -> float:
@@ -130,36 +139,47 @@ def train_flops_per_image(size: Size) -> float:
 
 
 # ----------------------------------------------------------------------------------- training
-def llseg_learner(size: Size, precision: str) -> ContinualLearner:
-    config = TrainConfig(recipe="finetune", epochs=1, batch_size=BATCH, input_size=size, precision=precision)
-    return ContinualLearner(config)
-
-
-def llseg_train(images: list[str], labels: list[str], size: Size, precision: str, repeats: int) -> tuple[float, ContinualLearner]:
+def llseg_train(images: list[str], labels: list[str], size: Size, batch: int, precision: str, repeats: int,
+                workers: int = 0) -> tuple[float, ContinualLearner]:
     """Images/s of ``ContinualLearner.learn`` (one epoch per call; the first call is the warm-up)."""
-    learner = llseg_learner(size, precision)
+    config = TrainConfig(recipe="finetune", epochs=1, batch_size=batch, input_size=size, precision=precision,
+                         num_workers=workers)
+    learner = ContinualLearner(config)
     learner.learn(images, labels, labels)  # warm-up: decodes into the cache, oneDNN primitive caches
     seconds = [learner.learn(images, labels, labels)["seconds"] for _ in range(repeats)]
     return len(images) / statistics.median(seconds), learner
 
 
-def llseg_data_seconds(learner: ContinualLearner, images: list[str], labels: list[str], size: Size, repeats: int) -> float:
+def llseg_data_seconds(learner: ContinualLearner, images: list[str], labels: list[str], size: Size, batch: int,
+                       repeats: int) -> float:
     """Seconds per batch to produce what ``_fit``'s DataLoader yields (same dataset, warm cache, num_workers=0)."""
     data = SegmentationPairs(
         [Path(i) for i in images], [Path(lab) for lab in labels], lut=channel_lut(learner.classes),
         augment=TrainAugment(base_size=size), cache=learner.cache,
     )
-    loader = DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=0)
+    loader = DataLoader(data, batch_size=batch, shuffle=True, num_workers=0)
     batches = len(loader)
     return median_time(lambda: [None for _ in loader], repeats) / batches
 
 
-def reference_batches(images: list[str], labels: list[str], size: Size, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def decode_ms(images: list[str], labels: list[str]) -> float:
+    """Median milliseconds to decode one image/label PNG pair (what the in-memory cache saves per epoch)."""
+    times = []
+    for image, label in zip(images, labels):
+        start = time.perf_counter()
+        read_rgb(image)
+        read_label_png(label)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def reference_batches(images: list[str], labels: list[str], size: Size, batch: int,
+                      rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Plain data path: decode the PNGs with PIL and resize every time, random flip, NCHW float."""
     order = rng.permutation(len(images))
-    for start in range(0, len(order) - BATCH + 1, BATCH):
+    for start in range(0, len(order) - batch + 1, batch):
         xs, ys = [], []
-        for i in order[start : start + BATCH]:
+        for i in order[start : start + batch]:
             image = Image.open(images[i]).convert("RGB").resize(size[::-1], Image.BILINEAR)
             label = Image.open(labels[i]).resize(size[::-1], Image.NEAREST)
             x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
@@ -171,7 +191,7 @@ def reference_batches(images: list[str], labels: list[str], size: Size, rng: np.
         yield normalize(torch.stack(xs)).contiguous(), torch.stack(ys)
 
 
-def reference_train(images: list[str], labels: list[str], size: Size, repeats: int) -> tuple[float, float]:
+def reference_train(images: list[str], labels: list[str], size: Size, batch: int, repeats: int) -> tuple[float, float]:
     """(images/s, data share) of the plain fp32 loop: one epoch over ``images`` per repetition."""
     model = create_model("erfnet", num_classes=NUM_CLASSES).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4)
@@ -179,14 +199,14 @@ def reference_train(images: list[str], labels: list[str], size: Size, repeats: i
     data_time = [0.0]
 
     def epoch() -> None:
-        batches = reference_batches(images, labels, size, rng)
+        batches = reference_batches(images, labels, size, batch, rng)
         while True:
             start = time.perf_counter()
-            batch = next(batches, None)
+            item = next(batches, None)
             data_time[0] += time.perf_counter() - start
-            if batch is None:
+            if item is None:
                 return
-            loss = F.cross_entropy(model(batch[0]), batch[1], ignore_index=255)
+            loss = F.cross_entropy(model(item[0]), item[1], ignore_index=255)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -306,45 +326,48 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.\n")
     say(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
-    say(f"- precision `auto` resolves to **{auto}** here; batch {BATCH}; medians of {reps} timed runs after a warm-up\n")
+    say(f"- precision `auto` resolves to **{auto}** here; medians of {reps} timed runs after a warm-up\n")
 
-    # -- machine limit
+    job = None
+    if args.job:  # first, while this process is small: a child's peak RSS includes its parent's at fork time
+        log("default job ...")
+        job = run_job()
+
     log("matmul peak ...")
-    peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    sizes = [(256, 512)] if args.quick else [(256, 512), (512, 1024)]
-    flops = {size: train_flops_per_image(size) for size in sizes}
-
+    peak = {name: matmul_gflops(DTYPES[name], device) for name in dict.fromkeys(("fp32", auto))}
+    # (label, native PNG size, input size, batch, images per timed epoch, repetitions)
+    configs = [("default job", JOB_NATIVE, JOB_INPUT, JOB_BATCH, 16, reps), ("", NATIVE, (256, 512), 4, 8, reps)]
+    if not args.quick:
+        configs.append(("", NATIVE, NATIVE, 4, 4, max(1, reps - 1)))
+    train_rows, share_rows, limit_rows, infer_rows = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="llseg-speed-") as tmp:
         log("writing PNGs ...")
-        images, labels = write_dataset(Path(tmp), 8)
-        train_rows, share_rows, limit_rows, infer_rows = [], [], [], []
-        learners: dict[Size, ContinualLearner] = {}
-        for size in sizes:
-            n = 8 if size == (256, 512) else 4
-            r = reps if size == (256, 512) else max(1, reps - 1)
-            imgs, labs = images[:n], labels[:n]
-            log(f"training {fmt_size(size)} ...")
-            ref, ref_share = reference_train(imgs, labs, size, r)
-            fp32, learner32 = llseg_train(imgs, labs, size, "fp32", r)
-            best, learner = (fp32, learner32) if auto == "fp32" else llseg_train(imgs, labs, size, auto, r)
-            learners[size] = learner
-            data_s = llseg_data_seconds(learner, imgs, labs, size, r)
-            train_rows.append(f"| {fmt_size(size)} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
-                              f"{best:.2f} ({best / ref:.2f}x) |")
-            share_rows.append(f"| {fmt_size(size)} | {1000 * data_s:.0f} ms | {1000 * BATCH / best:.0f} ms | "
-                              f"{100 * data_s * best / BATCH:.1f}% | {100 * ref_share:.1f}% |")
-            for name, rate in (("fp32", fp32), (auto, best)):
-                achieved = rate * flops[size] / 1e9
-                limit_rows.append(f"| {fmt_size(size)} | {name} | {flops[size] / 1e9:.1f} | {achieved:.0f} | "
-                                  f"{peak['bf16' if name == 'bf16' else 'fp32']:.0f} | "
-                                  f"{100 * achieved / peak['bf16' if name == 'bf16' else 'fp32']:.0f}% |")
+        data = {size: write_dataset(Path(tmp), 16 if size == JOB_NATIVE else 8, size) for size in (JOB_NATIVE, NATIVE)}
+        for label, native, size, batch, n, r in configs:
+            name = f"{fmt_size(size)} batch {batch}" + (f" ({label})" if label else "")
+            imgs, labs = data[native][0][:n], data[native][1][:n]
+            log(f"training {name} ...")
+            flops = train_flops_per_image(size)
+            ref, ref_share = reference_train(imgs, labs, size, batch, r)
+            fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r)
+            best, learner = (fp32, learner) if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r)
+            data_s = llseg_data_seconds(learner, imgs, labs, size, batch, r)
+            workers = llseg_train(imgs, labs, size, batch, auto, r, workers=1)[0] if size != NATIVE else None
+            train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
+            share_rows.append(f"| {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
+                              f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
+                              f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
+            for precision, rate in dict.fromkeys((("fp32", fp32), (auto, best))):
+                achieved = rate * flops / 1e9
+                limit_rows.append(f"| {name} | {precision} | {flops / 1e9:.2f} | {achieved:.0f} | {peak[precision]:.0f} | "
+                                  f"{100 * achieved / peak[precision]:.0f}% |")
             log(f"  reference {ref:.2f} img/s, llseg fp32 {fp32:.2f}, llseg {auto} {best:.2f}")
 
-            log(f"inference {fmt_size(size)} ...")
+            log(f"inference {name} ...")
             ref_model = create_model("erfnet", num_classes=NUM_CLASSES)
             ref_infer = n / median_time(lambda: reference_predict(ref_model, imgs, size), r)
             llseg_infer = n / median_time(lambda: list(learner.predict(imgs)), r)
-            infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(NATIVE)}) | {ref_infer:.2f} | "
+            infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
                               f"{llseg_infer:.2f} ({llseg_infer / ref_infer:.2f}x) |")
         train_rss = maxrss_mib()
 
@@ -360,34 +383,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     adam = {name: adam_step_ms(**opts) for name, opts in
             (("default (for-loop)", {}), ("foreach=True", {"foreach": True}), ("fused=True", {"fused": True}))}
 
-    job = None
-    if args.job:
-        log("default job ...")
-        job = run_job()
-
     say("## Training throughput (images/s, ERFNet, 19 classes)\n")
     say("Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
         "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
-        f"the precision `auto` resolves to ({auto}). 256x512: 8 images per timed epoch; 512x1024: 4.\n")
+        f"the precision `auto` resolves to ({auto}). Timed epochs of 16 (default-job config), 8 (256x512) and "
+        "4 (512x1024) images.\n")
     say(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |")
     say("|---|---|---|---|")
     lines.extend(train_rows)
     say("\n## Share of step time spent waiting for data\n")
-    say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does, warm in-memory "
-        "decode cache, num_workers=0) over the measured llseg step time. Reference: PIL decode + resize share of its "
-        "own loop.\n")
-    say(f"| input | llseg data per batch | llseg {auto} step | llseg data share | reference data share |")
-    say("|---|---|---|---|---|")
+    say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does: warm in-memory "
+        "decode cache, resize, flip, rescale, crop, colour jitter; num_workers=0) over the measured llseg step time. "
+        "PNG decode: what the cache saves per image and epoch. Reference: PIL decode + resize share of its own loop. "
+        "Last columns: llseg training throughput with DataLoader workers 0 (default) and 1.\n")
+    say(f"| input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
+        "reference data share | img/s, 0 workers | img/s, 1 worker |")
+    say("|---|---|---|---|---|---|---|---|")
     lines.extend(share_rows)
     say("\n## Fraction of the machine's limit\n")
-    say(f"Peak `torch.mm` 2048x2048: fp32 **{peak['fp32']:.0f} GFLOP/s**, bf16 **{peak['bf16']:.0f} GFLOP/s**. "
+    say("Peak `torch.mm` 2048x2048: " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
         "Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
         "(convolutions and matmuls).\n")
     say("| input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | fraction of peak |")
     say("|---|---|---|---|---|---|")
     lines.extend(limit_rows)
     say("\n## Inference throughput (images/s)\n")
-    say(f"Reference: plain fp32 loop (decode, resize, forward, upsample to {fmt_size(NATIVE)}, argmax). llseg: "
+    say("Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
         "`ContinualLearner.predict` (also the task-restricted maps).\n")
     say(f"| input | reference fp32 | llseg {auto} |")
     say("|---|---|---|")
@@ -414,7 +435,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     say(f"Peak RSS of this benchmark process after the training and inference sections: {train_rss:.0f} MiB; "
         f"at the end: {maxrss_mib():.0f} MiB.")
     say("\n## Pending\n")
-    say("- DeepLabV3 is not implemented in llseg yet; its rows will be added when it is.")
+    say("- DeepLabV3 (R50/R101/MobileNetV3) is in the model registry, but its estimator and recipes are not; its rows will be added with them.")
     args.out.write_text("\n".join(lines) + "\n")
     log(f"wrote {args.out}")
     return 0

@@ -17,6 +17,7 @@ import torch
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 _MAX_SHOWN = 10  # offending values listed in an error message
+_JOINT_BINS = 1 << 18  # largest joint histogram (int64 counts, 2 MiB) that stays in cache
 
 
 def _check_num_classes(num_classes: int, ignore_index: int) -> None:
@@ -50,15 +51,22 @@ def _check_int_dtype(name: str, x: ArrayLike) -> None:
 
 
 def _as_pair(pred: ArrayLike, target: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
-    """Both as torch tensors on one device if either is a tensor, else both as numpy arrays."""
-    if isinstance(pred, torch.Tensor) or isinstance(target, torch.Tensor):
-        device = pred.device if isinstance(pred, torch.Tensor) else target.device
-        if isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.device != target.device:
-            raise ValueError(f"pred is on {pred.device} but target is on {target.device}; move both to one device")
+    """Both as torch tensors on one accelerator if either tensor lives on one, else both as numpy arrays.
+
+    CPU tensors become numpy views (no copy): numpy's bincount is several times faster than
+    ``torch.bincount`` on the CPU.
+    """
+    if isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor) and pred.device != target.device:
+        raise ValueError(f"pred is on {pred.device} but target is on {target.device}; move both to one device")
+    for name, x in (("pred", pred), ("target", target)):
+        if isinstance(x, torch.Tensor):
+            _check_int_dtype(name, x)  # before .numpy(), which fails on bf16
+    device = next((x.device for x in (pred, target) if isinstance(x, torch.Tensor)), None)
+    if device is not None and device.type != "cpu":
         pred = torch.as_tensor(pred, device=device)
         target = torch.as_tensor(target, device=device)
     else:
-        pred, target = np.asarray(pred), np.asarray(target)
+        pred, target = (x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in (pred, target))
     if tuple(pred.shape) != tuple(target.shape):
         raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; they must match")
     _check_int_dtype("pred", pred)
@@ -90,14 +98,14 @@ def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 
 def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
-    """Flat ``intp`` row index per pixel: the train id, or ``num_classes`` (a spare row) for ignored pixels.
+    """Flat ``int32`` row index per pixel: the train id, or ``num_classes`` (a spare row) for ignored pixels.
 
     uint8 targets (label maps) go through a 256-entry lookup table instead of masks.
     """
     c = num_classes
     t = target.reshape(-1)
     if t.dtype == np.uint8:
-        lut = np.full(256, -1, dtype=np.intp)
+        lut = np.full(256, -1, dtype=np.int32)
         lut[:c] = np.arange(c)
         if 0 <= ignore_index < 256:
             lut[ignore_index] = c
@@ -106,7 +114,7 @@ def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> np.
     else:
         keep = t != ignore_index
         bad = keep & ((t < 0) | (t >= c))
-        rows = np.where(keep, t, c).astype(np.intp)
+        rows = np.where(keep, t, c).astype(np.int32)
     if bad.any():
         raise ValueError(
             f"target has values {_shown(np.unique(t[bad]).tolist())} outside [0, {c}) that are not "
@@ -116,8 +124,13 @@ def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> np.
 
 
 def _confusion_stack_numpy(preds: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
-    """``(M, C, C)`` counts of M prediction maps (``preds`` M×P) against one target (P pixels), one bincount."""
+    """``(M, C, C)`` counts of M prediction maps (``preds`` M×P) against one target (P pixels).
+
+    Up to three maps share one joint histogram over (target, pred_1, pred_2, ...) whose marginals
+    are their confusion matrices, so the pixels are counted once per group of maps, not per map.
+    """
     c, m = num_classes, preds.shape[0]
+    rows = _target_rows(target, c, ignore_index)  # ignored pixels: row c, dropped below
     p = preds.reshape(m, -1)
     if p.size and (int(p.min()) < 0 or int(p.max()) >= c):
         bad_p = (p < 0) | (p >= c)
@@ -125,12 +138,20 @@ def _confusion_stack_numpy(preds: np.ndarray, target: np.ndarray, num_classes: i
             f"pred has values {_shown(np.unique(p[bad_p]).tolist())} outside [0, {c}); predictions must be "
             f"class ids 0..{c - 1}"
         )
-    # Ignored pixels land in row c of each (c+1)×c block, which is dropped: no masking, no compaction.
-    base = _target_rows(target, c, ignore_index) * c
-    idx = np.add(p, base, dtype=np.intp, casting="unsafe")  # M×P; values were range-checked above
-    idx += (np.arange(m, dtype=np.intp) * ((c + 1) * c))[:, None]
-    counts = np.bincount(idx.reshape(-1), minlength=m * (c + 1) * c)
-    return counts.reshape(m, c + 1, c)[:, :c].astype(np.int64)
+    per = 1
+    while per < m and (c + 1) * c ** (per + 1) <= _JOINT_BINS:
+        per += 1
+    out = np.empty((m, c, c), dtype=np.int64)
+    for start in range(0, m, per):
+        chunk = p[start : start + per]
+        key = rows.copy()
+        for q in chunk:
+            key *= c
+            np.add(key, q, out=key, casting="unsafe")  # values were range-checked above
+        hist = np.bincount(key, minlength=(c + 1) * c ** len(chunk)).reshape((c + 1,) + (c,) * len(chunk))[:c]
+        for j in range(len(chunk)):
+            out[start + j] = hist.sum(axis=tuple(1 + i for i in range(len(chunk)) if i != j))
+    return out
 
 
 def _confusion_numpy(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
@@ -171,8 +192,9 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int, *, ig
         ignore_index: Target value whose pixels are not counted; must lie outside ``[0, C)``.
 
     Returns:
-        ``(C, C)`` int64 numpy array, rows = ground truth, columns = prediction. Torch inputs are
-        counted with ``torch.bincount`` on their own device (one call for the whole batch).
+        ``(C, C)`` int64 numpy array, rows = ground truth, columns = prediction. Tensors on an
+        accelerator are counted with ``torch.bincount`` on their device (one call for the whole
+        batch); CPU tensors and numpy arrays with numpy.
 
     Raises:
         ValueError: Mismatched shapes or devices, non-integer dtypes, target values outside
@@ -188,10 +210,10 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int, *, ig
 class ConfusionMatrix:
     """Running confusion matrix over an evaluation set.
 
-    Tensor batches are counted on their own device into a device-side accumulator: per batch only
-    a few scalars come back (the range check and ``torch.bincount``'s size), and the ``(C, C)``
-    matrix is copied to the host when :attr:`matrix` is read. Numpy batches are counted on the
-    host. Both may be mixed.
+    Batches of tensors on an accelerator are counted on their device into a device-side
+    accumulator: per batch only a few scalars come back (the range check and ``torch.bincount``'s
+    size), and the ``(C, C)`` matrix is copied to the host when :attr:`matrix` is read. Numpy
+    batches and CPU tensors are counted on the host with numpy. All may be mixed.
 
     Args:
         num_classes: C.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from llseg.metrics.confusion import confusion_stack
 from llseg.metrics import (
     ConfusionMatrix,
     class_accuracy,
@@ -213,3 +214,21 @@ def test_hiou_values() -> None:
     assert hiou(0.5, 0.0) == 0.0
     with pytest.raises(ValueError, match="non-negative"):
         hiou(float("nan"), 0.3)
+
+
+@pytest.mark.parametrize("m, num_classes", [(1, 3), (2, 5), (3, 19), (5, 19), (7, 4)])
+def test_confusion_stack_equals_one_matrix_per_map(m, num_classes):
+    """One pass over several maps (joint histograms of up to three maps) must equal per-map matrices."""
+    rng = np.random.default_rng(m * 100 + num_classes)
+    target = rng.integers(0, num_classes, size=(17, 23)).astype(np.uint8)
+    target[rng.random(target.shape) < 0.2] = 255
+    preds = rng.integers(0, num_classes, size=(m, 17, 23)).astype(np.uint8)
+    stack = confusion_stack(preds, target, num_classes)
+    assert stack.shape == (m, num_classes, num_classes)
+    for k in range(m):
+        np.testing.assert_array_equal(stack[k], confusion_matrix(preds[k], target, num_classes))
+
+
+def test_confusion_stack_rejects_out_of_range_predictions():
+    with pytest.raises(ValueError, match="outside"):
+        confusion_stack(np.full((2, 3, 3), 7, np.uint8), np.zeros((3, 3), np.uint8), 4)

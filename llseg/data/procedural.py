@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from llseg.errors import ConfigError
+from llseg.errors import ConfigError, DataError
 
 Colour = np.ndarray  # float32 RGB, shape (3,) or (h, w, 3), values ~0..255
 def check_size(size: Optional[Sequence[int]], default: tuple[int, int]) -> tuple[int, int]:
@@ -123,3 +124,34 @@ class Stencil:
 
     def mask(self) -> np.ndarray:
         return np.asarray(self.img, dtype=np.uint8)[: self.bh, : self.bw] > 0
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` if it is an integer >= 0, else ``ConfigError``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return seed
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """``out`` as a Path; ``DataError`` if it exists and is a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
+    return out
+
+
+def clear_generated(out: Path, sidecar_path: Path, trees: Sequence[Path], *, holds: str, command: str) -> None:
+    """Remove a generator's old ``trees`` before regenerating; never delete a dataset it did not write.
+
+    Without a sidecar, existing ``trees`` are somebody's data (e.g. a real dataset): ``DataError``
+    naming ``holds`` (what was found) and ``command`` (the generator's CLI).
+    """
+    if not sidecar_path.exists() and any(t.exists() for t in trees):
+        raise DataError(
+            f"{out} already holds {holds} but no {sidecar_path.name}, so it was not written by "
+            f"{command}; choose an empty output folder or delete those folders yourself"
+        )
+    for tree in trees:
+        if tree.exists():
+            shutil.rmtree(tree)

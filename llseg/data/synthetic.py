@@ -35,7 +35,6 @@ and Pillow versions); each image's generator is seeded from (seed, split, city, 
 from __future__ import annotations
 
 import math
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -59,7 +58,10 @@ from llseg.data.procedural import (
     VEHICLE_COLOURS,
     Colour,
     Stencil,
+    check_out_dir,
+    check_seed,
     check_size,
+    clear_generated,
     foliage,
     grey,
     pick,
@@ -68,7 +70,7 @@ from llseg.data.procedural import (
     smooth_noise,
     write_json,
 )
-from llseg.errors import ConfigError, DataError
+from llseg.errors import ConfigError
 
 GENERATOR_VERSION = 1
 DEFAULT_SIZE: tuple[int, int] = (128, 256)
@@ -148,11 +150,8 @@ def generate_city_dataset(
     start = time.perf_counter()
     h, w = check_size(size, DEFAULT_SIZE)
     n = _check_count(images_per_city)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
+    seed = check_seed(seed)
+    out = check_out_dir(out)
     args = {"seed": seed, "size": [h, w], "images_per_city": n}
     plan = _plan(n)
     sidecar_path = out / SIDECAR_NAME
@@ -160,15 +159,8 @@ def generate_city_dataset(
     old = read_sidecar(sidecar_path)
     if old is not None and _is_complete_match(old, args, out, plan):
         return _summary(out, old, time.perf_counter() - start, reused=True)
-    trees = [out / "leftImg8bit", out / "gtFine"]
-    if old is None and not sidecar_path.exists() and any(t.exists() for t in trees):
-        raise DataError(
-            f"{out} already holds leftImg8bit/ or gtFine/ but no {SIDECAR_NAME}, so it was not written by "
-            "llseg synth; choose an empty output folder or delete those folders yourself"
-        )
-    for tree in trees:
-        if tree.exists():
-            shutil.rmtree(tree)
+    clear_generated(out, sidecar_path, [out / "leftImg8bit", out / "gtFine"],
+                    holds="leftImg8bit/ or gtFine/", command="llseg synth")
     out.mkdir(parents=True, exist_ok=True)
 
     sidecar: dict[str, Any] = {

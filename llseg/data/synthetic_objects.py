@@ -31,7 +31,6 @@ image's generator is seeded from (seed, split, index).
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,10 @@ from llseg.data.procedural import (
     VEHICLE_COLOURS,
     Colour,
     Stencil,
+    check_out_dir,
+    check_seed,
     check_size,
+    clear_generated,
     foliage,
     grey,
     pick,
@@ -58,7 +60,7 @@ from llseg.data.procedural import (
     write_json,
 )
 from llseg.data.voc import IMAGE_DIR, IMAGE_SUFFIX, LABEL_DIR, LIST_DIR
-from llseg.errors import ConfigError, DataError
+from llseg.errors import ConfigError
 
 GENERATOR_VERSION = 1
 DEFAULT_SIZE: tuple[int, int] = (128, 128)
@@ -135,11 +137,8 @@ def generate_objects_dataset(
     n_train = DEFAULT_IMAGES if images is None else images
     if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 4:
         raise ConfigError(f"images must be an integer >= 4 (train images; val gets a quarter), got {images!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
+    seed = check_seed(seed)
+    out = check_out_dir(out)
     args = {"seed": seed, "size": [h, w], "images": n_train}
     ids = {"train": [f"train_{i:06d}" for i in range(n_train)], "val": [f"val_{i:06d}" for i in range(n_train // 4)]}
     sidecar_path = out / SIDECAR_NAME
@@ -147,15 +146,8 @@ def generate_objects_dataset(
     old = read_sidecar(sidecar_path)
     if old is not None and _is_complete_match(old, args, out, ids):
         return _summary(out, old, time.perf_counter() - start, reused=True)
-    trees = [out / IMAGE_DIR, out / LABEL_DIR, out / "ImageSets"]
-    if old is None and not sidecar_path.exists() and any(t.exists() for t in trees):
-        raise DataError(
-            f"{out} already holds VOC folders but no {SIDECAR_NAME}, so it was not written by "
-            "llseg synth --kind objects; choose an empty output folder or delete those folders yourself"
-        )
-    for tree in trees:
-        if tree.exists():
-            shutil.rmtree(tree)
+    clear_generated(out, sidecar_path, [out / IMAGE_DIR, out / LABEL_DIR, out / "ImageSets"],
+                    holds="VOC folders", command="llseg synth --kind objects")
     for folder in (out / IMAGE_DIR, out / LABEL_DIR, out / LIST_DIR):
         folder.mkdir(parents=True, exist_ok=True)
 

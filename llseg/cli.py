@@ -53,7 +53,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from llseg.data.prepare import prepare
 
-    manifest = prepare(args.dataset, root=args.root, split=args.split, out=args.out, seed=args.seed)
+    manifest = prepare(
+        args.dataset, root=args.root, split=args.split, out=args.out, seed=args.seed,
+        train_list=args.train_list, test_list=args.test_list,
+    )
     print(manifest.summary())
     return 0
 
@@ -123,16 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="build an incremental split: label maps, Ianvs index files, manifest")
-    p.add_argument("--dataset", required=True, choices=["cityscapes"], help="dataset format of --root")
-    p.add_argument("--root", type=Path, required=True, help="dataset root (Cityscapes layout)")
-    p.add_argument("--split", required=True, help="split preset or spec, e.g. cil-3")
+    p.add_argument("--dataset", required=True, choices=["cityscapes", "voc"], help="dataset format of --root")
+    p.add_argument("--root", type=Path, required=True,
+                   help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes) or JPEGImages/ (voc)")
+    p.add_argument("--split", required=True,
+                   help="split preset: cil-3 (cityscapes); voc-15-1, voc-15-1-disjoint, voc-15-5, ... (voc)")
     p.add_argument("--out", type=Path, required=True, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-list", default=None,
+                   help="voc only: list in ImageSets/Segmentation/ to draw the tasks from (default train; SBD: train_aug)")
+    p.add_argument("--test-list", default=None, help="voc only: list for test_index.txt (default val)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train the stages of a prepared split; one checkpoint per stage")
     p.add_argument("--prepared", type=Path, required=True, help="output folder of 'llseg prepare'")
-    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil"])
+    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil", "ssul"])
     p.add_argument("--model", default="erfnet", help="model registry name")
     p.add_argument("--out", type=Path, required=True, help="folder for stage<k>.pt and results")
     p.add_argument("--set", type=_assignment, action="append", default=[], metavar="KEY=VALUE",

@@ -357,10 +357,12 @@ PRESETS: dict[str, Preset] = {
         ),
         held_out=("erfurt",),
     ),
-    # Pascal VOC 2012 (21 ids, 0 = background), overlapped setting, methods.md §8.1.
+    # Pascal VOC 2012 (21 ids, 0 = background), methods.md §8.1: voc-<task> is the overlapped
+    # setting, voc-<task>-disjoint the disjoint one (images with a future class are left out).
     **{
-        f"voc-{name}": ClassIncrementalSpec(num_classes=21, increments=name, mode="overlap", background_id=0)
+        f"voc-{name}{suffix}": ClassIncrementalSpec(num_classes=21, increments=name, mode=mode, background_id=0)
         for name in ("15-5", "15-1", "10-1", "5-3", "19-1")
+        for mode, suffix in (("overlap", ""), ("disjoint", "-disjoint"))
     },
 }
 

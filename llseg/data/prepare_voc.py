@@ -1,0 +1,299 @@
+"""``llseg prepare --dataset voc``: a class-incremental Pascal VOC 2012 split for Ianvs.
+
+Reads the real dataset or llseg's synthetic objects dataset (same layout, see
+:mod:`llseg.data.voc`). Splits are the ``voc-*`` presets of :mod:`llseg.data.splits`:
+``voc-15-1`` (overlapped) or ``voc-15-1-disjoint``, and likewise 15-5, 10-1, 5-3 and 19-1. A
+task takes the train-list images with >= 1 pixel of its classes; the disjoint variant also
+leaves out images that hold a future class. Task k's training labels keep its classes, turn old
+and future classes into background 0 and keep 255 (ignore); test labels are the full labels
+(the metrics ignore classes not learned yet).
+
+Output folder layout (paths in index files are relative to ``<out>``)::
+
+    labels/full/<id>.png      label maps with all 21 classes (uint8, 0 = background, 255 = ignore)
+    labels/task<k>/<id>.png   task k's training labels
+    train_index.txt   <image> <full_label> <task_label>; one chunk of ``chunk_size`` lines per task
+    val_index.txt     <image> <full_label> <full_label>; the eval-side images, for checkpoint choice
+    test_index.txt    <image> <full_label> <full_label>; the test list (VOC val)
+    manifest.json     what was written and why (see :class:`~llseg.data.prepare_common.Manifest`)
+    .llseg/           scan cache and label-writing state, reused by later runs
+
+Index scheme. Ianvs' ``fwt_splitting`` cuts ``train_index.txt`` by line order into R equal
+chunks (R = ``incremental_rounds`` = number of tasks) and each chunk into its first
+``int(n * train_ratio)`` lines, which it trains on, and the rest, on which it evaluates the
+model; round 0 also trains on the first line alone. VOC tasks differ widely in size (15-1
+overlapped: 9568 images, then 487, 299, 491, 500 and 548), yet every chunk must hold exactly
+one task. So each train-list image is put once, at random from the seed, on the train side
+(about ``train_ratio`` of the images) or on the eval side, and keeps that side in every task it
+belongs to: no image is trained on in one task and evaluated in another. A deterministic
+fix-up then gives every task at least one image on each side. All chunks have the same length
+L, the smallest that fits every task's distinct train images into ``int(L * train_ratio)``
+lines and its eval images into the rest; chunk k fills its train part by cycling through task
+k's train images in a seeded order, and its eval part likewise with task k's eval images.
+Smaller tasks are thus padded with repeated lines. Training de-duplicates repeated lines and
+the metrics count each (label, prediction) pair once, so the padding changes neither training
+nor scores. The first line is the task-1 train image that shows the most task-1 classes.
+``val_index.txt`` lists every eval-side image once.
+"""
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from llseg import __version__
+from llseg.data.imageio import PathLike
+from llseg.data.indexfile import INDEX_COLUMNS, write_index
+from llseg.data.labels import IGNORE_INDEX, VOC
+from llseg.data.prepare_common import (
+    IDENTITY_LUT,
+    MANIFEST_NAME,
+    STATE_DIR,
+    LabelWriter,
+    Manifest,
+    SplitSummary,
+    TaskSummary,
+    check_train_ratio,
+)
+from llseg.data.procedural import check_seed
+from llseg.data.scan import scan_class_counts
+from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership, train_label_lut
+from llseg.data.voc import VOCSample, find_voc_samples, load_voc_label
+from llseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def voc_spec(split: str) -> ClassIncrementalSpec:
+    """The VOC split preset ``split`` (21 classes, background 0); ``ConfigError`` lists the valid ones."""
+    valid = {
+        name: spec
+        for name, spec in PRESETS.items()
+        if isinstance(spec, ClassIncrementalSpec)
+        and (spec.num_classes, spec.background_id) == (VOC.num_classes, VOC.background_id)
+    }
+    if split not in valid:
+        what = "is not a" if split in PRESETS else "is an unknown"
+        raise ConfigError(f"split {split!r} {what} voc split; valid: {', '.join(valid)}")
+    return valid[split]
+
+
+def assign_sides(member: np.ndarray, train_ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """``bool (n_images,)``: True puts an image on the train side of every task, False on the eval side.
+
+    ``member`` is ``bool (n_images, n_tasks)``; every task needs >= 2 images. Of the images in
+    some task, ``int(n * train_ratio)`` drawn with ``rng`` go to the train side (images in no
+    task stay False). Then, while a task has all its images on one side, the first such task
+    gets one of them moved over: the one whose move leaves the fewest other tasks one-sided,
+    then the one moved least often so far, in the fewest tasks, drawn earliest. Usually the
+    first candidate costs nothing; tiny overlapping tasks may need a few repairs.
+
+    Raises:
+        ConfigError: no two-sided assignment found within a bounded number of moves (names the
+            task and its image count).
+    """
+    order = rng.permutation(np.flatnonzero(member.any(axis=1)))
+    is_train = np.zeros(member.shape[0], dtype=bool)
+    is_train[order[: int(len(order) * train_ratio)]] = True
+    rank = np.empty(member.shape[0], dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    moves = np.zeros(member.shape[0], dtype=np.int64)
+    sizes = member.sum(axis=0)
+    while True:
+        on_train = (member & is_train[:, None]).sum(axis=0)
+        one_sided = np.flatnonzero((on_train == 0) | (on_train == sizes))
+        if not one_sided.size:
+            return is_train
+        t = int(one_sided[0])
+        images = np.flatnonzero(member[:, t])
+        if moves.sum() == 4 * (len(order) + member.shape[1]):  # bounded search
+            raise ConfigError(
+                f"task {t + 1}: all {len(images)} of its images are on the "
+                f"{'train' if is_train[images[0]] else 'eval'} side, and no image could be moved without leaving "
+                "another task's images all on one side; tasks this small and entangled need more images (a larger "
+                "train list) or another seed"
+            )
+        on_own_side = np.where(is_train[images[0]], on_train, sizes - on_train)
+
+        def cost(i: int) -> tuple[int, int, int, int]:
+            return int((on_own_side[member[i]] == 1).sum()), int(moves[i]), int(member[i].sum()), int(rank[i])
+
+        pick = min((int(i) for i in images), key=cost)
+        is_train[pick] = not is_train[pick]
+        moves[pick] += 1
+
+
+def padded_chunk_size(train_images: Sequence[int], eval_images: Sequence[int], train_ratio: float) -> int:
+    """Smallest chunk length L with ``int(L * train_ratio)`` >= every task's train images and
+    ``L - int(L * train_ratio)`` >= every task's eval images (Ianvs' cut, same float arithmetic)."""
+    most_train, most_eval = max(train_images), max(eval_images)
+    # lower bounds that every fitting L meets (less 1 against float rounding), then count up
+    size = max(
+        max(a + e for a, e in zip(train_images, eval_images)),
+        int(most_train / train_ratio) - 1,
+        int((most_eval - 1) / (1.0 - train_ratio)) - 1,
+    )
+    while int(size * train_ratio) < most_train or size - int(size * train_ratio) < most_eval:
+        size += 1
+    return size
+
+
+def _cycle(images: np.ndarray, n: int) -> np.ndarray:
+    """``n`` entries cycling through ``images`` in order."""
+    return images[np.arange(n) % len(images)]
+
+
+def _label_rel(kind: str, sample: VOCSample) -> str:
+    return f"labels/{kind}/{sample.id}.png"
+
+
+def _check_task_sizes(spec: ClassIncrementalSpec, member: np.ndarray, split: str, train_list: str) -> None:
+    """``ConfigError`` naming every task of ``member`` (``bool (n_images, n_tasks)``) with fewer than 2 images."""
+    sizes = member.sum(axis=0)
+    small = [t for t, n in enumerate(sizes) if n < 2]
+    if small:
+        which = "with its classes" + (" and no future class" if spec.mode != "overlap" else "")
+        detail = "; ".join(
+            f"task {t + 1} ({', '.join(VOC.class_names[k] for k in spec.tasks[t])}): {sizes[t]} image(s) {which}"
+            for t in small
+        )
+        raise ConfigError(
+            f"split {split} needs at least 2 images per task in the {train_list} list (one for the train part and "
+            f"one for the eval part of its chunk), got {detail} (all tasks: {', '.join(map(str, sizes))}); "
+            "use a larger train list (e.g. --train-list train_aug) or another split"
+        )
+
+
+def _missing(counts: np.ndarray, classes: Sequence[int]) -> tuple[str, ...]:
+    """Names of ``classes`` without a pixel in any row of ``counts`` (``int (n, 21)``)."""
+    present = counts[:, classes].sum(axis=0) > 0
+    return tuple(VOC.class_names[k] for k, p in zip(classes, present) if not p)
+
+
+def prepare_voc(
+    *,
+    root: PathLike,
+    split: str,
+    out: PathLike,
+    seed: int = 0,
+    train_ratio: float = 0.8,
+    train_list: str = "train",
+    test_list: str = "val",
+) -> Manifest:
+    """Build the VOC split ``split`` of the dataset at ``root`` (the folder holding
+    ``JPEGImages/``) into ``out``, with the index scheme of the module docstring.
+
+    ``train_list`` / ``test_list`` name lists in ``<root>/ImageSets/Segmentation/`` (SBD:
+    ``train_aug``). Re-runs reuse the class scan and rewrite only changed label files.
+
+    Raises:
+        ConfigError: unknown split, bad ``seed`` or ``train_ratio``, lists sharing ids, or a task
+            with fewer than 2 images.
+        DataError: missing root, list, image or label, or a bad label file (see :mod:`llseg.data.voc`).
+    """
+    spec = voc_spec(split)
+    check_train_ratio(train_ratio)
+    seed = check_seed(seed)
+    root, out = Path(root), Path(out)
+    train_samples = find_voc_samples(root, train_list)
+    test_samples = find_voc_samples(root, test_list)
+    shared = sorted({s.id for s in train_samples} & {s.id for s in test_samples})
+    if shared:
+        raise ConfigError(
+            f"{len(shared)} ids are in both the {train_list} and the {test_list} list of {root} (e.g. "
+            f"{', '.join(shared[:3])}); test images must never be trained on: pick disjoint lists (VOC: train or "
+            "train_aug with val)"
+        )
+    counts = scan_class_counts(
+        [s.label for s in train_samples], load_voc_label, VOC.num_classes, out / STATE_DIR / "scan_cache.json"
+    )
+    member = membership(spec, counts)
+    _check_task_sizes(spec, member, split, train_list)
+    rng = np.random.default_rng(seed)
+    is_train = assign_sides(member, train_ratio, rng)
+    sides: list[tuple[np.ndarray, np.ndarray]] = []  # per task: (train-side, eval-side) images, seeded order
+    for t in range(spec.num_steps):
+        images = np.flatnonzero(member[:, t])
+        sides.append((rng.permutation(images[is_train[images]]), rng.permutation(images[~is_train[images]])))
+    size = padded_chunk_size([len(a) for a, _ in sides], [len(e) for _, e in sides], train_ratio)
+    n_train = int(size * train_ratio)
+
+    # fwt_splitting's round 0 trains on the first line alone: let it show every task-1 class it can
+    first_train, _ = sides[0]  # swapped in place below
+    best = int(np.argmax((counts[first_train][:, spec.tasks[0]] > 0).sum(axis=1)))
+    first_train[[0, best]] = first_train[[best, 0]]
+    first_missing = _missing(counts[first_train[:1]], spec.tasks[0])
+
+    outputs: dict[int, list[tuple[str, np.ndarray]]] = {}  # train-list image -> its label files
+    train_rows, summaries = [], []
+    for t, (classes, (train_side, eval_side)) in enumerate(zip(spec.tasks, sides)):
+        lut, task = train_label_lut(spec, t), f"task{t + 1}"
+        for i in np.concatenate([train_side, eval_side]):
+            outputs.setdefault(int(i), [(_label_rel("full", train_samples[i]), IDENTITY_LUT)])
+            outputs[int(i)].append((_label_rel(task, train_samples[i]), lut))
+        for i in np.concatenate([_cycle(train_side, n_train), _cycle(eval_side, size - n_train)]):
+            s = train_samples[i]
+            train_rows.append((s.image, out / _label_rel("full", s), out / _label_rel(task, s)))
+        summaries.append(
+            TaskSummary(
+                task=t + 1,
+                classes=tuple(classes),
+                class_names=tuple(VOC.class_names[k] for k in classes),
+                cities=(),
+                available=len(train_side) + len(eval_side),
+                skipped=0,
+                used=size,
+                dropped=0,
+                train_part_missing=_missing(counts[train_side], classes),
+                eval_part_missing=_missing(counts[eval_side], classes),
+                train_images=len(train_side),
+                eval_images=len(eval_side),
+                repeated=size - len(train_side) - len(eval_side),
+            )
+        )
+
+    writer = LabelWriter(out)
+    for i, files in outputs.items():
+        writer.add(train_samples[i].label, partial(load_voc_label, train_samples[i].label), files)
+    for s in test_samples:
+        writer.add(s.label, partial(load_voc_label, s.label), [(_label_rel("full", s), IDENTITY_LUT)])
+    written = writer.run()
+
+    val = [train_samples[i] for i in sorted(i for i in outputs if not is_train[i])]
+    eval_rows = {
+        name: [(s.image, out / _label_rel("full", s), out / _label_rel("full", s)) for s in samples]
+        for name, samples in (("val_index.txt", val), ("test_index.txt", test_samples))
+    }
+    write_index(out / "train_index.txt", train_rows)
+    for name, rows in eval_rows.items():
+        write_index(out / name, rows)
+    label_dirs = {"labels/full": len(outputs) + len(test_samples)}
+    label_dirs.update({f"labels/task{summary.task}": summary.available for summary in summaries})
+
+    manifest = Manifest(
+        spec=split,
+        dataset="voc",
+        root=root.as_posix(),
+        seed=seed,
+        train_ratio=train_ratio,
+        chunk_size=size,
+        num_classes=VOC.num_classes,
+        class_names=VOC.class_names,
+        background_id=VOC.background_id,
+        ignore_index=IGNORE_INDEX,
+        index_columns=INDEX_COLUMNS,
+        tasks=tuple(summaries),
+        validation=SplitSummary("val_index.txt", train_list, (), len(val)),
+        test=SplitSummary("test_index.txt", test_list, (), len(test_samples)),
+        files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
+        llseg_version=__version__,
+        first_line_missing=first_missing,
+        mode=spec.mode,
+        train_list=train_list,
+    )
+    manifest.save(out / MANIFEST_NAME)
+    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written, out / MANIFEST_NAME)
+    return manifest

@@ -69,6 +69,9 @@ class SegmentationPairs(Dataset):
         augment: training augmentation, or ``None`` for none.
         size: (H, W) to resize to when ``augment`` is ``None`` (evaluation input size).
         seed: base seed; sample ``i`` of epoch ``e`` uses seed ``(seed, e, i)`` so runs repeat exactly.
+        saliency: optional saliency map per image (grey PNG, > 0 = salient, same size as the
+            label); pixels of train id ``relabel[0]`` that are not salient get channel
+            ``relabel[1]`` (SSUL's unknown labelling: salient background stays unknown).
     """
 
     def __init__(
@@ -81,13 +84,17 @@ class SegmentationPairs(Dataset):
         size: Optional[tuple[int, int]] = None,
         seed: int = 0,
         cache: Optional[DecodedCache] = None,
+        saliency: Optional[Sequence[Path]] = None,
+        relabel: tuple[int, int] = (0, 1),
     ) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if len(images) != len(labels) or (saliency is not None and len(saliency) != len(images)):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels"
+                             + ("" if saliency is None else f" and {len(saliency)} saliency maps"))
         self.images, self.labels = list(images), list(labels)
         self.lut = torch.from_numpy(lut.astype(np.int64))
         self.augment, self.size, self.seed = augment, size, seed
         self.cache = cache or DecodedCache()
+        self.saliency, self.relabel = (None if saliency is None else list(saliency)), relabel
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -100,6 +107,12 @@ class SegmentationPairs(Dataset):
             raise DataError(f"image {self.images[index]} is {rgb.shape[:2]} but label {self.labels[index]} is {raw.shape}")
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
         label = self.lut[torch.from_numpy(raw).long()]
+        if self.saliency is not None:
+            salient = self.cache.get("label", self.saliency[index])
+            if salient.shape != raw.shape:
+                raise DataError(f"saliency map {self.saliency[index]} is {salient.shape} but label {self.labels[index]} is {raw.shape}")
+            plain = torch.from_numpy((raw == self.relabel[0]) & (salient == 0))
+            label = torch.where(plain, self.relabel[1], label)
         if self.augment is not None:
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image, label = self.augment(image, label, gen)

@@ -24,6 +24,7 @@ from llseg.data.predictions import save_prediction
 from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner, read_checkpoint
+from llseg.methods.ssul import SSUL_VOC_FLAGS
 
 
 
@@ -39,17 +40,26 @@ def _rows(data: Any) -> np.ndarray:
 
 
 class SegmentationEstimator:
-    """Sedna estimator over a :class:`ContinualLearner`; subclasses fix the architecture."""
+    """Sedna estimator over a :class:`ContinualLearner`; subclasses name their model family.
 
-    architecture: str = ""
+    Attributes:
+        architectures: model registry names the estimator accepts (``model`` hyperparameter);
+            the first is the default.
+        defaults: hyperparameters used when the YAML does not set them.
+    """
+
+    architectures: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
 
     def __init__(self, **hyperparameters: Any) -> None:
-        hps = dict(hyperparameters)
+        hps = {**self.defaults, **hyperparameters}
         self.output_dir: Optional[str] = hps.pop("output_dir", None)
-        hps.setdefault("model", self.architecture)
+        hps.setdefault("model", self.architectures[0])
         self.config = TrainConfig.from_hyperparameters(hps, source=f"{type(self).__name__} hyperparameters")
-        if self.config.model != self.architecture:
-            raise ValueError(f"{type(self).__name__} builds {self.architecture!r}; remove model: {self.config.model}")
+        if self.config.model not in self.architectures:
+            raise ValueError(
+                f"{type(self).__name__} builds {', '.join(self.architectures)}, not model: {self.config.model}"
+            )
         self.learner = ContinualLearner(self.config)
 
     # ---------------------------------------------------------------- Sedna API
@@ -125,4 +135,21 @@ class SegmentationEstimator:
 class ERFNetEstimator(SegmentationEstimator):
     """ERFNet (Romera et al. 2018) trained with a continual recipe: ``recipe: cil | finetune | joint``."""
 
-    architecture = "erfnet"
+    architectures = ("erfnet",)
+
+
+@register(GENERAL, "llseg_deeplabv3")
+class DeepLabV3Estimator(SegmentationEstimator):
+    """DeepLabV3 (``model``: deeplabv3_resnet101, deeplabv3_resnet50 or deeplabv3_mobilenet_v3_large)
+    with ``recipe: ssul | finetune | joint``. Defaults follow SSUL on VOC (methods.md §2): SGD
+    (Nesterov 0.9), lr 0.01 with the backbone at 0.001, weight decay 1e-4, poly schedule, and for
+    ``ssul`` the flags of SSUL's VOC command (:data:`llseg.methods.ssul.SSUL_VOC_FLAGS`)."""
+
+    architectures = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
+    defaults = {"dataset": "voc", "recipe": "ssul", "optimizer": "sgd", "lr": 0.01, "backbone_lr": 0.001,
+                "weight_decay": 1e-4, "lr_policy": "poly"}
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        if hyperparameters.get("recipe", self.defaults["recipe"]) == "ssul":
+            hyperparameters = {**SSUL_VOC_FLAGS, **hyperparameters}
+        super().__init__(**hyperparameters)

@@ -21,7 +21,8 @@ log = logging.getLogger("llseg.stages")
 
 
 def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
-    """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order.
+    """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order, each on the train
+    part of its chunk (the first ``int(chunk_size · train_ratio)`` lines, as Ianvs cuts them).
 
     Writes ``<out>/stage<k>.pt`` after each stage and ``<out>/results.json`` / ``results.md`` with
     the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
@@ -31,8 +32,9 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     config = TrainConfig.from_hyperparameters(hyperparameters, source="llseg train")
     rows = read_index(prepared / "train_index.txt", columns=3, check_exists=True)
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
-    n = manifest.chunk_size
-    chunks = [rows[k * n : (k + 1) * n] for k in range(len(manifest.tasks))]
+    n, n_train = manifest.chunk_size, int(manifest.chunk_size * manifest.train_ratio)
+    # Each task trains on its chunk's train part, as under Ianvs; the eval part is never trained on.
+    chunks = [rows[k * n : k * n + n_train] for k in range(len(manifest.tasks))]
     out.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(config)
     results: dict[str, dict[str, Optional[float]]] = {}

@@ -112,3 +112,26 @@ def test_checkpoint_from_another_architecture_is_refused(make_rows, tmp_path):
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(ConfigError, match="ERFNetEstimator hyperparameters.*'learning_rate'"):
         ERFNetEstimator(learning_rate=0.1)
+
+
+def test_deeplabv3_estimator_defaults_to_ssul_and_shares_the_contract(make_rows, tmp_path, monkeypatch):
+    from llseg.ianvs.estimator import DeepLabV3Estimator
+    from llseg.methods.ssul import SSUL_VOC_FLAGS
+
+    assert lookup(GENERAL, "llseg_deeplabv3") is DeepLabV3Estimator
+    est = DeepLabV3Estimator(model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
+    assert est.config.recipe == "ssul" and est.config.dataset == "voc" and est.config.optimizer == "sgd"
+    assert all(getattr(est.config, k) == v for k, v in SSUL_VOC_FLAGS.items())
+    assert DeepLabV3Estimator(recipe="finetune", **FAST).config.unknown is False  # flags are SSUL's only
+    with pytest.raises(ValueError, match="DeepLabV3Estimator builds deeplabv3_resnet101, .*not model: erfnet"):
+        DeepLabV3Estimator(model="erfnet")
+
+    rows = make_rows("a", 2, [0, 1], keep={0, 1})  # background 0 and aeroplane 1
+    est.train(train_data=rows)
+    monkeypatch.setenv("OUTPUT_URL", str(tmp_path / "out"))
+    record = load_prediction(est.predict(rows.x)[0])
+    assert record.classes.tolist() == list(range(16)) and set(np.unique(record.pred)) <= set(range(16))
+    est.save(str(tmp_path / "m.model"))
+    twin = DeepLabV3Estimator(model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
+    twin.load(str(tmp_path / "m.model"))
+    assert np.array_equal(load_prediction(twin.predict(rows.x)[0]).pred, record.pred)

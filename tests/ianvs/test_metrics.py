@@ -49,3 +49,17 @@ def test_mismatched_lengths_and_missing_records(scored, tmp_path):
         metrics.accuracy(y_true, y_pred[:1])
     with pytest.raises(DataError, match="missing.npz"):
         metrics.accuracy(y_true[:1], [str(tmp_path / "missing.npz")])
+
+
+def test_repeated_pairs_count_once(scored, tmp_path):
+    """Prepared VOC indexes pad small steps with repeated lines; scores must not weight them."""
+    y_true, y_pred = scored
+    other = np.array([[0, 0, 0, 0, 0, 0]], np.uint8)
+    save_prediction(tmp_path / "other.npz", pred=other, group_pred=np.stack([other, other]),
+                    prefix_pred=np.stack([other, other]), classes=[0, 1, 2], group_sizes=[2, 1], num_classes=4)
+    labels, preds = [y_true[0], y_true[1]], [y_pred[0], str(tmp_path / "other.npz")]
+    once = metrics.scores(labels, preds)
+    padded = metrics.scores([labels[0]] * 3 + [labels[1]], [preds[0]] * 3 + [preds[1]])
+    assert padded == once
+    # a repeated image with ANOTHER label or prediction is a different pair and counts
+    assert metrics.scores(labels + [labels[0]], preds + [preds[1]]) != once

@@ -2,24 +2,38 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/speed.py            # full run, a few minutes on a 2-core CPU
-    .venv/bin/python benchmarks/speed.py --quick    # fewer repetitions, no 512x1024 training
+    .venv/bin/python benchmarks/speed.py            # full run, ~15 minutes on a quiet 2-core CPU (estimate)
+    .venv/bin/python benchmarks/speed.py --quick    # fewer repetitions, no ERFNet 512x1024, no R101 512x512
     .venv/bin/python benchmarks/speed.py --job      # also time the default benchmark job (~3 min)
+    .venv/bin/python benchmarks/speed.py --models deeplabv3_mobilenet_v3_large   # only these training rows
+    .venv/bin/python benchmarks/speed.py --smoke --out /tmp/speed.md  # tiny sizes, one repetition: checks
+                                                                       # the code paths, numbers meaningless
 
 It writes ``benchmarks/RESULTS.md`` (``--out`` to change). Every number is the median of several
 timed repetitions after a warm-up; run it on a quiet machine (another multi-threaded process on
 the same cores slows torch down several-fold).
 
+With CUDA (``--device auto``, the default, picks it like the learner's ``device: auto``) every
+measurement runs on the GPU: llseg with precision ``auto`` (fp16 autocast + GradScaler) and
+channels_last, the reference loops in plain fp32 NCHW on the same GPU; the GPU run adds ERFNet at
+512x1024 (also with ``--quick``) and DeepLabV3-R101 at 513x513, and uses 4x more images per timed
+epoch. RESULTS.md records the device name.
+
 What is compared:
 
-* training: ``ContinualLearner.learn`` (what ``_fit`` does: cached decode, augmentation, channels_last,
-  the resolved precision, Adam) against a plain loop written here: fp32, contiguous NCHW, PIL
-  decode + resize from PNG every step, cross-entropy, ``torch.optim.Adam``;
+* training, ERFNet (19 classes, synthetic street scenes): ``ContinualLearner.learn`` (what ``_fit``
+  does: cached decode, augmentation, channels_last, the resolved precision, Adam) against a plain
+  loop written here: fp32, contiguous NCHW, PIL decode + resize from PNG every step, cross-entropy,
+  ``torch.optim.Adam``;
+* training, DeepLabV3 (``deeplabv3_mobilenet_v3_large`` and ``deeplabv3_resnet101``, expanding head,
+  21 VOC classes, synthetic VOC-style object images at 256x256 and 512x512): ``ContinualLearner.learn``
+  with recipe ``finetune`` and optimizer ``sgd`` against the same plain fp32 loop with
+  ``torch.optim.SGD`` (Nesterov, momentum 0.9);
 * inference: ``ContinualLearner.predict`` against a plain fp32 decode/resize/forward/argmax loop;
 * metrics: ``IncrementalScorer.update`` (all task-restricted confusion matrices of one image in one
   pass) against the per-image numpy reference that builds each restricted matrix separately;
 * the machine's limit: FLOPs of one training step (``FlopCounterMode``) against measured ``torch.mm``
-  throughput in fp32 and bf16.
+  throughput in fp32 and the precision ``auto`` resolves to (bf16 on CPUs with native bf16, fp16 on CUDA).
 """
 from __future__ import annotations
 
@@ -49,6 +63,7 @@ from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import get_dataset_info
 from llseg.data.predictions import Prediction
 from llseg.data.synthetic import render_scene
+from llseg.data.synthetic_objects import render_objects
 from llseg.data.transforms import TrainAugment, normalize
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
@@ -62,12 +77,25 @@ NATIVE = (512, 1024)  # size of the generated PNGs (Cityscapes at half resolutio
 JOB_NATIVE, JOB_INPUT, JOB_BATCH = (128, 256), (64, 128), 8  # the default benchmark job's data and settings
 LEAD_JOB = "3m11s with precision auto (bf16 autocast), 6m13s with fp32 (measured by the lead engineer)"
 
+VOC_CLASSES = 21  # background + 20 objects
+VOC_NATIVE = (512, 512)  # size of the generated VOC-style PNGs (VOC images are about 500x375)
+DEEPLAB = {"deeplabv3_mobilenet_v3_large": "DeepLabV3-MobileNetV3-L", "deeplabv3_resnet101": "DeepLabV3-R101"}
+MODELS = ("erfnet", *DEEPLAB)
+DEEPLAB_KWARGS = {"head": "expanding"}
+SGD_LR, WEIGHT_DECAY = 0.01, 3e-4  # DeepLabV3 rows; weight decay is TrainConfig's default
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 Size = tuple[int, int]
 
 
 # ----------------------------------------------------------------------------------- helpers
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall times include it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
@@ -101,6 +129,10 @@ def fmt_size(size: Size) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+
+
 def write_dataset(out: Path, count: int, size: Size) -> tuple[list[str], list[str]]:
     """``count`` synthetic street scenes of ``size`` as RGB PNGs and train-id label PNGs."""
     rng = np.random.default_rng(0)
@@ -116,6 +148,25 @@ def write_dataset(out: Path, count: int, size: Size) -> tuple[list[str], list[st
     return images, labels
 
 
+def write_voc_dataset(out: Path, count: int, size: Size) -> tuple[list[str], list[str]]:
+    """``count`` synthetic VOC-style object images of ``size`` as RGB PNGs and label PNGs (ids 0..20, 255).
+
+    The first pixels of every label's top row hold ids 0..20, so that the learner's first stage
+    sees all 21 classes and builds the 21-channel model whose FLOPs are counted.
+    """
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for i in range(count):
+        rgb, label = render_objects(rng, *size)
+        label[0, :VOC_CLASSES] = np.arange(VOC_CLASSES, dtype=np.uint8)
+        image, label_path = out / f"voc{fmt_size(size)}_{i}.png", out / f"voclab{fmt_size(size)}_{i}.png"
+        Image.fromarray(rgb).save(image)
+        write_label_png(label_path, label)
+        images.append(str(image))
+        labels.append(str(label_path))
+    return images, labels
+
+
 # ---------------------------------------------------------------------------- machine limit
 def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 7) -> float:
     """Measured ``torch.mm`` throughput of an n×n product in GFLOP/s."""
@@ -123,27 +174,35 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repea
 
     def product() -> None:
         torch.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
 
     return 2 * n**3 / median_time(product, repeats, warmup=2) / 1e9
 
 
-def train_flops_per_image(size: Size) -> float:
-    """Forward + backward FLOPs of ERFNet (19 classes) for one image (convolutions and matmuls)."""
-    model = create_model("erfnet", num_classes=NUM_CLASSES).train()
-    x = torch.randn(1, 3, *size)
+def train_flops_per_image(size: Size, model_name: str = "erfnet", num_classes: int = NUM_CLASSES, **kwargs: Any) -> float:
+    """Forward + backward FLOPs of one training image (convolutions and matmuls), counted on the meta
+    device (shapes only, nothing computed). Batch of 2 halved: BatchNorm after DeepLabV3's ASPP
+    pooling (1x1 maps) refuses a training batch of one."""
+    with torch.device("meta"):
+        model = create_model(model_name, num_classes=num_classes, **kwargs).train()
+        x = torch.randn(2, 3, *size)
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
-    return float(counter.get_total_flops())
+    return counter.get_total_flops() / 2
 
 
 # ----------------------------------------------------------------------------------- training
 def llseg_train(images: list[str], labels: list[str], size: Size, batch: int, precision: str, repeats: int,
-                workers: int = 0) -> tuple[float, ContinualLearner]:
-    """Images/s of ``ContinualLearner.learn`` (one epoch per call; the first call is the warm-up)."""
-    config = TrainConfig(recipe="finetune", epochs=1, batch_size=batch, input_size=size, precision=precision,
-                         num_workers=workers)
+                workers: int = 0, device: str = "auto", **config_kwargs: Any) -> tuple[float, ContinualLearner]:
+    """Images/s of ``ContinualLearner.learn`` (one epoch per call; the first call is the warm-up).
+
+    ``config_kwargs`` go to ``TrainConfig`` (model, dataset, optimizer, ...; default: ERFNet on Cityscapes
+    train ids with Adam); the recipe is ``finetune`` unless given. ``learn`` times its ``_fit``, whose
+    per-step ``float(loss)`` waits for the GPU.
+    """
+    config_kwargs.setdefault("recipe", "finetune")
+    config = TrainConfig(epochs=1, batch_size=batch, input_size=size, precision=precision, num_workers=workers,
+                         device=device, **config_kwargs)
     learner = ContinualLearner(config)
     learner.learn(images, labels, labels)  # warm-up: decodes into the cache, oneDNN primitive caches
     seconds = [learner.learn(images, labels, labels)["seconds"] for _ in range(repeats)]
@@ -191,10 +250,20 @@ def reference_batches(images: list[str], labels: list[str], size: Size, batch: i
         yield normalize(torch.stack(xs)).contiguous(), torch.stack(ys)
 
 
-def reference_train(images: list[str], labels: list[str], size: Size, batch: int, repeats: int) -> tuple[float, float]:
-    """(images/s, data share) of the plain fp32 loop: one epoch over ``images`` per repetition."""
-    model = create_model("erfnet", num_classes=NUM_CLASSES).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4)
+def reference_train(images: list[str], labels: list[str], size: Size, batch: int, repeats: int,
+                    model_name: str = "erfnet", num_classes: int = NUM_CLASSES, optimizer_name: str = "adam",
+                    device: torch.device = torch.device("cpu"), **model_kwargs: Any) -> tuple[float, float]:
+    """(images/s, data share) of the plain fp32 loop: one epoch over ``images`` per repetition.
+
+    ERFNet with ``torch.optim.Adam`` (Klingner's settings) or, with ``optimizer_name="sgd"``, e.g.
+    DeepLabV3 with ``torch.optim.SGD`` (Nesterov, momentum 0.9; torch's default implementation).
+    """
+    model = create_model(model_name, num_classes=num_classes, **model_kwargs).to(device).train()
+    if optimizer_name == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=0.9, nesterov=True,
+                                    weight_decay=WEIGHT_DECAY)
     rng = np.random.default_rng(0)
     data_time = [0.0]
 
@@ -205,8 +274,10 @@ def reference_train(images: list[str], labels: list[str], size: Size, batch: int
             item = next(batches, None)
             data_time[0] += time.perf_counter() - start
             if item is None:
+                sync(device)
                 return
-            loss = F.cross_entropy(model(item[0]), item[1], ignore_index=255)
+            image, target = item[0].to(device), item[1].to(device)
+            loss = F.cross_entropy(model(image), target, ignore_index=255)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -217,25 +288,31 @@ def reference_train(images: list[str], labels: list[str], size: Size, batch: int
     return len(images) / per_epoch, data_time[0] / repeats / per_epoch
 
 
-def adam_step_ms(**options: Any) -> float:
+def adam_step_ms(device: torch.device = torch.device("cpu"), **options: Any) -> float:
     """Milliseconds of one Adam step over ERFNet's parameters (channels_last, as in ``_fit``)."""
-    model = create_model("erfnet", num_classes=NUM_CLASSES).to(memory_format=torch.channels_last)
+    model = create_model("erfnet", num_classes=NUM_CLASSES).to(device, memory_format=torch.channels_last)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4, **options)
-    return 1000 * median_time(optimizer.step, 20, warmup=3)
+
+    def step() -> None:
+        optimizer.step()
+        sync(device)
+
+    return 1000 * median_time(step, 20, warmup=3)
 
 
 # ---------------------------------------------------------------------------------- inference
-def reference_predict(model: torch.nn.Module, images: list[str], size: Size) -> None:
+def reference_predict(model: torch.nn.Module, images: list[str], size: Size,
+                      device: torch.device = torch.device("cpu")) -> None:
     """Plain fp32 inference: decode, resize, forward, upsample to the image size, argmax."""
-    model.eval()
+    model.to(device).eval()
     with torch.no_grad():
         for path in images:
             pil = Image.open(path).convert("RGB")
             x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()).permute(2, 0, 1).float() / 255
-            logits = model(normalize(x)[None].contiguous())
-            F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).numpy()
+            logits = model(normalize(x)[None].contiguous().to(device))
+            F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -309,23 +386,86 @@ def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
 
 
+# Training rows: (model, label, native PNG size, input size, batch, images per timed epoch, repetitions)
+Config = tuple[str, str, Size, Size, int, int, int]
+
+
+def training_configs(models: Sequence[str], *, quick: bool, smoke: bool, cuda: bool, reps: int) -> list[Config]:
+    """The training rows of this run: ERFNet on street scenes, DeepLabV3 on VOC-style objects.
+
+    CPU: batches of 4 (2 at 512x512), two batches per timed epoch (16 images for the default-job config,
+    one batch at 512x1024). GPU: 4x the images per epoch, plus ERFNet 512x1024 (also with --quick) and
+    DeepLabV3-R101 at 513x513 batch 8. --quick drops ERFNet 512x1024 (CPU) and R101 512x512.
+    """
+    configs: list[Config] = []
+    if smoke:
+        if "erfnet" in models:
+            configs.append(("erfnet", "", (64, 128), (32, 64), 2, 4, 1))
+        configs += [(m, "", (64, 64), (64, 64), 2, 4, 1) for m in DEEPLAB if m in models]
+        return configs
+    more = 4 if cuda else 1
+    if "erfnet" in models:
+        configs += [("erfnet", "default job", JOB_NATIVE, JOB_INPUT, JOB_BATCH, 16 * more, reps),
+                    ("erfnet", "", NATIVE, (256, 512), 4, 8 * more, reps)]
+        if not quick or cuda:
+            configs.append(("erfnet", "GPU run only" if quick else "", NATIVE, NATIVE, 4, 4 * more, max(1, reps - 1)))
+    for model in (m for m in DEEPLAB if m in models):
+        configs.append((model, "", VOC_NATIVE, (256, 256), 4, 8 * more, reps))
+        if not (quick and model == "deeplabv3_resnet101"):
+            configs.append((model, "", VOC_NATIVE, (512, 512), 2, 4 * more, max(1, reps - 1)))
+        if cuda and model == "deeplabv3_resnet101":
+            configs.append((model, "GPU run only", VOC_NATIVE, (513, 513), 8, 8 * more, max(1, reps - 1)))
+    return configs
+
+
+def table(header: str, rows: list[str], empty: str = "Not measured in this run (see `--models`).") -> list[str]:
+    """A markdown table (header line, separator, rows), or ``empty`` without rows."""
+    if not rows:
+        return [empty]
+    return [header, "|" + "---|" * (header.count("|") - 1), *rows]
+
+
+def model_label(model: str) -> str:
+    return DEEPLAB.get(model, "ERFNet")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions, skip 512x1024 training")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions, skip ERFNet 512x1024 (CPU) and DeepLabV3-R101 512x512 training")
     parser.add_argument("--job", action="store_true", help="also time the default benchmark job (~3 minutes)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated training/inference rows to run (default: all of {','.join(MODELS)})")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, as the learner picks), cpu or cuda[:i]")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes and one repetition: exercises every code path in about a minute; "
+                             "the numbers mean nothing (use with --out)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args(argv)
-    reps = 2 if args.quick else 3
-    device = pick_device("auto")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    reps = 1 if args.smoke else 2 if args.quick else 3
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
     auto = resolve_precision("auto", device)
+    configs = training_configs(models, quick=args.quick, smoke=args.smoke, cuda=cuda, reps=reps)
     lines: list[str] = []
     say = lines.append
 
+    flags = "".join(f" {flag}" for flag, on in (("--quick", args.quick), ("--job", args.job), ("--smoke", args.smoke)) if on)
+    flags += f" --models {','.join(models)}" if models != list(MODELS) else ""
+    flags += f" --device {args.device}" if args.device != "auto" else ""
     say("# llseg speed benchmark\n")
-    say(f"Written by `benchmarks/speed.py{' --quick' if args.quick else ''}{' --job' if args.job else ''}` on "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.\n")
+    say(f"Written by `benchmarks/speed.py{flags}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.\n")
+    if args.smoke:
+        say("**Smoke run: tiny sizes and one repetition; the numbers below mean nothing.**\n")
     say(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
+    if cuda:
+        say(f"- GPU: **{device_name(device)}** (CUDA {torch.version.cuda}); llseg runs with AMP and channels_last, "
+            "the reference loops in plain fp32 NCHW on the same GPU")
     say(f"- precision `auto` resolves to **{auto}** here; medians of {reps} timed runs after a warm-up\n")
 
     job = None
@@ -334,45 +474,68 @@ def main(argv: Optional[list[str]] = None) -> int:
         job = run_job()
 
     log("matmul peak ...")
-    peak = {name: matmul_gflops(DTYPES[name], device) for name in dict.fromkeys(("fp32", auto))}
-    # (label, native PNG size, input size, batch, images per timed epoch, repetitions)
-    configs = [("default job", JOB_NATIVE, JOB_INPUT, JOB_BATCH, 16, reps), ("", NATIVE, (256, 512), 4, 8, reps)]
-    if not args.quick:
-        configs.append(("", NATIVE, NATIVE, 4, 4, max(1, reps - 1)))
-    train_rows, share_rows, limit_rows, infer_rows = [], [], [], []
+    mm_n = 256 if args.smoke else 8192 if cuda else 2048
+    peak = {name: matmul_gflops(DTYPES[name], device, n=mm_n) for name in dict.fromkeys(("fp32", auto))}
+    train_rows, share_rows, limit_rows, infer_rows, deeplab_rows = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="llseg-speed-") as tmp:
         log("writing PNGs ...")
-        data = {size: write_dataset(Path(tmp), 16 if size == JOB_NATIVE else 8, size) for size in (JOB_NATIVE, NATIVE)}
-        for label, native, size, batch, n, r in configs:
+        wanted: dict[tuple[str, Size], int] = {}
+        for model, _, native, *_, n, _ in configs:
+            key = ("voc" if model in DEEPLAB else "city", native)
+            wanted[key] = max(wanted.get(key, 0), n)
+        writers = {"city": write_dataset, "voc": write_voc_dataset}
+        data = {key: writers[key[0]](Path(tmp), n, key[1]) for key, n in wanted.items()}
+        for model, label, native, size, batch, n, r in configs:
             name = f"{fmt_size(size)} batch {batch}" + (f" ({label})" if label else "")
-            imgs, labs = data[native][0][:n], data[native][1][:n]
-            log(f"training {name} ...")
-            flops = train_flops_per_image(size)
-            ref, ref_share = reference_train(imgs, labs, size, batch, r)
-            fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r)
-            best, learner = (fp32, learner) if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r)
-            data_s = llseg_data_seconds(learner, imgs, labs, size, batch, r)
-            workers = llseg_train(imgs, labs, size, batch, auto, r, workers=1)[0] if size != NATIVE else None
-            train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
-            share_rows.append(f"| {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
-                              f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
-                              f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
+            if model in DEEPLAB:
+                imgs, labs = (paths[:n] for paths in data["voc", native])
+                log(f"training {model_label(model)} {name} ...")
+                flops = train_flops_per_image(size, model, VOC_CLASSES, **DEEPLAB_KWARGS)
+                ref, _ = reference_train(imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd", device, **DEEPLAB_KWARGS)
+                common: dict[str, Any] = dict(recipe="finetune", model=model, dataset="voc", optimizer="sgd", lr=SGD_LR,
+                                              weight_decay=WEIGHT_DECAY, model_kwargs=dict(DEEPLAB_KWARGS))
+                fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r, device=str(device), **common)
+                assert learner.classes == list(range(VOC_CLASSES)), learner.classes  # the model whose FLOPs we count
+                best = fp32 if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r, device=str(device), **common)[0]
+                del learner
+                if cuda:
+                    torch.cuda.empty_cache()
+                deeplab_rows.append(f"| {model_label(model)} | {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
+                                    f"{best:.2f} ({best / ref:.2f}x) |")
+            else:
+                imgs, labs = (paths[:n] for paths in data["city", native])
+                log(f"training ERFNet {name} ...")
+                flops = train_flops_per_image(size)
+                ref, ref_share = reference_train(imgs, labs, size, batch, r, device=device)
+                fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r, device=str(device))
+                best, learner = (fp32, learner) if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r,
+                                                                                   device=str(device))
+                data_s = llseg_data_seconds(learner, imgs, labs, size, batch, r)
+                workers = (llseg_train(imgs, labs, size, batch, auto, r, workers=1, device=str(device))[0]
+                           if size != NATIVE else None)
+                train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
+                share_rows.append(f"| {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
+                                  f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
+                                  f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
             for precision, rate in dict.fromkeys((("fp32", fp32), (auto, best))):
                 achieved = rate * flops / 1e9
-                limit_rows.append(f"| {name} | {precision} | {flops / 1e9:.2f} | {achieved:.0f} | {peak[precision]:.0f} | "
-                                  f"{100 * achieved / peak[precision]:.0f}% |")
+                limit_rows.append(f"| {model_label(model)} | {name} | {precision} | {flops / 1e9:.2f} | {achieved:.0f} | "
+                                  f"{peak[precision]:.0f} | {100 * achieved / peak[precision]:.0f}% |")
             log(f"  reference {ref:.2f} img/s, llseg fp32 {fp32:.2f}, llseg {auto} {best:.2f}")
+            if model in DEEPLAB:
+                continue
 
-            log(f"inference {name} ...")
+            log(f"inference ERFNet {name} ...")
             ref_model = create_model("erfnet", num_classes=NUM_CLASSES)
-            ref_infer = n / median_time(lambda: reference_predict(ref_model, imgs, size), r)
+            ref_infer = n / median_time(lambda: reference_predict(ref_model, imgs, size, device), r)
             llseg_infer = n / median_time(lambda: list(learner.predict(imgs)), r)
             infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
                               f"{llseg_infer:.2f} ({llseg_infer / ref_infer:.2f}x) |")
         train_rss = maxrss_mib()
 
     log("metrics ...")
-    records, targets = metric_inputs(8 if args.quick else 16, NATIVE)
+    metric_size = (64, 128) if args.smoke else NATIVE
+    records, targets = metric_inputs(2 if args.smoke else 8 if args.quick else 16, metric_size)
     for a, b in zip(reference_scorer(records, targets, NUM_CLASSES), llseg_scorer(records, targets, NUM_CLASSES)):
         np.testing.assert_array_equal(a, b)  # same matrices, or the comparison means nothing
     ref_metric = len(records) / median_time(lambda: reference_scorer(records, targets, NUM_CLASSES), reps)
@@ -380,40 +543,52 @@ def main(argv: Optional[list[str]] = None) -> int:
     plain = len(records) / median_time(lambda: [numpy_confusion(r.pred, t, NUM_CLASSES) for r, t in zip(records, targets)], reps)
 
     log("optimizer ...")
-    adam = {name: adam_step_ms(**opts) for name, opts in
+    adam = {name: adam_step_ms(device, **opts) for name, opts in
             (("default (for-loop)", {}), ("foreach=True", {"foreach": True}), ("fused=True", {"fused": True}))}
 
+    def epochs_text(rows: list[Config]) -> str:
+        return ", ".join(f"{n} ({model_label(model) + ' ' if model in DEEPLAB else ''}{fmt_size(size)}"
+                         f"{', ' + label if label else ''})" for model, label, _, size, _, n, _ in rows)
+
+    erfnet_configs = [c for c in configs if c[0] == "erfnet"]
+    deeplab_configs = [c for c in configs if c[0] in DEEPLAB]
     say("## Training throughput (images/s, ERFNet, 19 classes)\n")
     say("Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
         "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
-        f"the precision `auto` resolves to ({auto}). Timed epochs of 16 (default-job config), 8 (256x512) and "
-        "4 (512x1024) images.\n")
-    say(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |")
-    say("|---|---|---|---|")
-    lines.extend(train_rows)
-    say("\n## Share of step time spent waiting for data\n")
+        f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(erfnet_configs) or '–'} images.\n")
+    lines.extend(table(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", train_rows))
+    say("\n## Training throughput (images/s, DeepLabV3, 21 classes)\n")
+    voc_natives = ", ".join(dict.fromkeys(fmt_size(c[2]) for c in deeplab_configs)) or fmt_size(VOC_NATIVE)
+    say(f"Synthetic VOC-style object images (`render_objects`, {voc_natives} PNGs, ids 0..20 and 255; every "
+        "label holds all 21 classes), expanding head, output stride 16, random init. Reference: plain fp32 loop, "
+        "contiguous NCHW, PIL decode + resize from PNG every step, cross-entropy, plain SGD (`torch.optim.SGD`, "
+        f"Nesterov momentum 0.9, lr {SGD_LR}, weight decay {WEIGHT_DECAY}, torch's default implementation). llseg: "
+        f"`ContinualLearner.learn` with `TrainConfig(recipe=\"finetune\", dataset=\"voc\", optimizer=\"sgd\", lr={SGD_LR}, "
+        "input_size=(S, S))` (cached decode, augmentation, channels_last, fused SGD, poly schedule), in fp32 and in "
+        f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(deeplab_configs) or '–'} images.\n")
+    lines.extend(table(f"| model | input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", deeplab_rows))
+    say("\n## Share of step time spent waiting for data (ERFNet)\n")
     say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does: warm in-memory "
         "decode cache, resize, flip, rescale, crop, colour jitter; num_workers=0) over the measured llseg step time. "
         "PNG decode: what the cache saves per image and epoch. Reference: PIL decode + resize share of its own loop. "
         "Last columns: llseg training throughput with DataLoader workers 0 (default) and 1.\n")
-    say(f"| input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
-        "reference data share | img/s, 0 workers | img/s, 1 worker |")
-    say("|---|---|---|---|---|---|---|---|")
-    lines.extend(share_rows)
+    lines.extend(table(f"| input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
+                       "reference data share | img/s, 0 workers | img/s, 1 worker |", share_rows))
     say("\n## Fraction of the machine's limit\n")
-    say("Peak `torch.mm` 2048x2048: " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
+    say(f"Peak `torch.mm` {mm_n}x{mm_n} on {device}: " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
         "Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
-        "(convolutions and matmuls).\n")
-    say("| input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | fraction of peak |")
-    say("|---|---|---|---|---|---|")
-    lines.extend(limit_rows)
-    say("\n## Inference throughput (images/s)\n")
+        "(convolutions and matmuls); achieved = llseg images/s x FLOPs per image.\n")
+    if cuda:
+        say(f"On CUDA, fp32 convolutions use TF32 when `torch.backends.cudnn.allow_tf32` ({torch.backends.cudnn.allow_tf32}) "
+            f"while the fp32 `torch.mm` peak uses it only when `torch.backends.cuda.matmul.allow_tf32` "
+            f"({torch.backends.cuda.matmul.allow_tf32}): fp32 fractions can then exceed 100%.\n")
+    lines.extend(table("| model | input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | "
+                       "fraction of peak |", limit_rows))
+    say("\n## Inference throughput (images/s, ERFNet)\n")
     say("Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
         "`ContinualLearner.predict` (also the task-restricted maps).\n")
-    say(f"| input | reference fp32 | llseg {auto} |")
-    say("|---|---|---|")
-    lines.extend(infer_rows)
-    say(f"\n## Metric accumulation ({fmt_size(NATIVE)} images, 19 classes, 3 groups)\n")
+    lines.extend(table(f"| input | reference fp32 | llseg {auto} |", infer_rows))
+    say(f"\n## Metric accumulation ({fmt_size(metric_size)} images, 19 classes, 3 groups)\n")
     say("Everything `IncrementalScorer` keeps per image (class-incremental, per-task and task-union matrices: "
         "8 confusion matrices). Reference: one textbook numpy confusion per matrix and image, restricted targets "
         "via `np.isin`. Both give identical matrices (checked).\n")
@@ -422,7 +597,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     say(f"| per-image numpy reference (8 matrices) | {ref_metric:.1f} | 1.0x |")
     say(f"| llseg `IncrementalScorer.update` | {llseg_metric:.1f} | **{llseg_metric / ref_metric:.1f}x** |")
     say(f"| (for scale: one textbook numpy confusion matrix per image) | {plain:.1f} | |")
-    say("\n## Adam step over ERFNet's parameters (ms)\n")
+    say(f"\n## Adam step over ERFNet's parameters (ms, {device})\n")
     say("| implementation | ms per step |")
     say("|---|---|")
     lines.extend(f"| {name} | {ms:.2f} |" for name, ms in adam.items())
@@ -433,9 +608,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         say(f"Wall time **{minutes(job[0])}** (precision auto = {auto}); peak RSS of the job process {job[1]:.0f} MiB.")
     say("\n## Peak memory\n")
     say(f"Peak RSS of this benchmark process after the training and inference sections: {train_rss:.0f} MiB; "
-        f"at the end: {maxrss_mib():.0f} MiB.")
+        f"at the end: {maxrss_mib():.0f} MiB." + (f" Peak GPU memory allocated: "
+                                                   f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB." if cuda else ""))
     say("\n## Pending\n")
-    say("- DeepLabV3 (R50/R101/MobileNetV3) is in the model registry, but its estimator and recipes are not; its rows will be added with them.")
+    say("- DeepLabV3: training throughput and fraction of the limit only; its inference and data-wait rows are not measured.")
+    if not cuda:
+        say("- GPU rows (AMP + channels_last, ERFNet 512x1024, DeepLabV3-R101 513x513): run this script on a CUDA machine.")
     args.out.write_text("\n".join(lines) + "\n")
     log(f"wrote {args.out}")
     return 0

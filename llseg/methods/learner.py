@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from llseg import __version__
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
 from llseg.data.imageio import read_label_png
-from llseg.data.labels import DatasetInfo, get_dataset_info
+from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import ClassIncrementalSpec, CityClassIncrementalSpec, get_preset
 from llseg.data.transforms import TrainAugment, normalize, resize_pair
@@ -326,15 +326,14 @@ class ContinualLearner:
         self.memory = [candidates[i] for i in chosen]
 
     def _target_lut(self, classes: Sequence[int]) -> np.ndarray:
-        """Train id -> target channel: ``classes`` keep their channel in the model; with ``unknown``
-        (or for memory labels, which hold every class) other classes become background."""
+        """Train id -> target channel (unknown-shifted with ``unknown``). Every learned class keeps
+        its channel; when ``classes`` is a subset (memory labels, which are full labels), the
+        other classes become background."""
         lut = channel_lut(self.classes)
-        if len(classes) < len(self.classes):  # memory: full labels keep the old classes only
-            bg = channel_lut(self.classes)[self.info.background_id]
+        if len(classes) < len(self.classes):
             keep = np.zeros(256, dtype=bool)
-            keep[list(classes)] = True
-            keep[255] = True
-            lut = np.where(keep, lut, bg).astype(np.uint8)
+            keep[[*classes, IGNORE_INDEX]] = True
+            lut = np.where(keep, lut, lut[self.info.background_id]).astype(np.uint8)
         return ssul.unknown_lut(lut, 0) if self.config.unknown else lut
 
     def _pairs_dataset(self, pairs: Sequence[tuple[str, str]], lut: np.ndarray, seed: int) -> SegmentationPairs:

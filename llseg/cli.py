@@ -33,16 +33,28 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.kind == "aerial":
+        from llseg.data.synthetic_aerial import generate_aerial_dataset
+        from llseg.errors import ConfigError
+
+        if args.images_per_city is not None or args.class_tint:
+            raise ConfigError("--images-per-city and --class-tint do not apply to --kind aerial; drop them")
+        print(generate_aerial_dataset(args.out, seed=args.seed, size=args.size))
+        return 0
     if args.kind == "objects":
         from llseg.data.synthetic_objects import generate_objects_dataset
         from llseg.errors import ConfigError
 
         if args.images_per_city is not None:
             raise ConfigError("--images-per-city applies to --kind city only; drop it for --kind objects")
-        print(generate_objects_dataset(args.out, seed=args.seed, size=args.size))
+        print(generate_objects_dataset(args.out, seed=args.seed, size=args.size, class_tint=args.class_tint))
         return 0
     from llseg.data.synthetic import generate_city_dataset
 
+    if args.class_tint:
+        from llseg.errors import ConfigError
+
+        raise ConfigError("--class-tint applies to --kind objects only; drop it for --kind city")
     summary = generate_city_dataset(
         args.out, seed=args.seed, size=args.size, images_per_city=args.images_per_city
     )
@@ -53,9 +65,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from llseg.data.prepare import prepare
 
+    isprs = {
+        key: value
+        for key, value in (("patch_size", args.patch_size), ("background", args.background), ("clutter", args.clutter),
+                           ("eroded", args.eroded or None), ("colour_tolerance", args.colour_tolerance))
+        if value is not None
+    }
     manifest = prepare(
         args.dataset, root=args.root, split=args.split, out=args.out, seed=args.seed,
-        train_list=args.train_list, test_list=args.test_list,
+        train_list=args.train_list, test_list=args.test_list, isprs_options=isprs,
     )
     print(manifest.summary())
     return 0
@@ -116,31 +134,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic dataset: city scenes (Cityscapes layout) or objects (VOC layout)")
-    p.add_argument("--kind", choices=["city", "objects"], default="city",
-                   help="city: street scenes in Cityscapes layout (default); objects: VOC classes in VOC 2012 layout")
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic dataset: city scenes (Cityscapes layout), objects (VOC layout) or aerial tiles (ISPRS layout)",
+    )
+    p.add_argument("--kind", choices=["city", "objects", "aerial"], default="city",
+                   help="city: street scenes in Cityscapes layout (default); objects: VOC classes in VOC 2012 layout; "
+                        "aerial: Potsdam RGB and Vaihingen IRRG tiles in the ISPRS layout")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_size, default=None, help="image size HxW (default: the generator's)")
     p.add_argument("--images-per-city", type=int, default=None, help="train images per city (default: the generator's)")
+    p.add_argument("--class-tint", type=float, default=0.0,
+                   help="objects only: 0..1, share of each object's colour from its class hue (default 0: shape and "
+                        "texture only; ~0.5 makes classes learnable from scratch within CPU minutes)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="build an incremental split: label maps, Ianvs index files, manifest")
-    p.add_argument("--dataset", required=True, choices=["cityscapes", "voc"], help="dataset format of --root")
+    p.add_argument("--dataset", required=True, choices=["cityscapes", "voc", "isprs"], help="dataset format of --root")
     p.add_argument("--root", type=Path, required=True,
-                   help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes) or JPEGImages/ (voc)")
+                   help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes), JPEGImages/ (voc) "
+                        "or potsdam/ and vaihingen/ (isprs)")
     p.add_argument("--split", required=True,
-                   help="split preset: cil-3 (cityscapes); voc-15-1, voc-15-1-disjoint, voc-15-5, ... (voc)")
+                   help="split preset: cil-3 (cityscapes); voc-15-1, voc-15-1-disjoint, voc-15-5, ... (voc); "
+                        "isprs-4-1, isprs-2-3, isprs-2-2-1, isprs-2-1 (isprs)")
     p.add_argument("--out", type=Path, required=True, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-list", default=None,
                    help="voc only: list in ImageSets/Segmentation/ to draw the tasks from (default train; SBD: train_aug)")
     p.add_argument("--test-list", default=None, help="voc only: list for test_index.txt (default val)")
+    p.add_argument("--patch-size", type=int, default=None,
+                   help="isprs only: square patch side in px (default 512; the last row and column overlap)")
+    p.add_argument("--background", choices=["impervious", "none"], default=None,
+                   help="isprs only: impervious surfaces as the background class (default, IDEC/LAG; estimator "
+                        "dataset isprs) or no background (dataset isprs-nobg)")
+    p.add_argument("--clutter", choices=["background", "ignore"], default=None,
+                   help="isprs only: clutter in training labels: folded into the background (default with "
+                        "--background impervious, LAG) or ignored; always ignored at test")
+    p.add_argument("--eroded", action="store_true",
+                   help="isprs only: read the eroded-boundary labels (*_noBoundary); their boundaries are ignored")
+    p.add_argument("--colour-tolerance", type=int, default=None,
+                   help="isprs only: accept label colours within this distance (per channel, 0..127) of the table")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train the stages of a prepared split; one checkpoint per stage")
     p.add_argument("--prepared", type=Path, required=True, help="output folder of 'llseg prepare'")
-    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil", "ssul"])
+    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil", "ssul", "mib", "plop", "idec", "lag"])
     p.add_argument("--model", default="erfnet", help="model registry name")
     p.add_argument("--out", type=Path, required=True, help="folder for stage<k>.pt and results")
     p.add_argument("--set", type=_assignment, action="append", default=[], metavar="KEY=VALUE",

@@ -4,11 +4,12 @@ Label conventions used everywhere in llseg:
 
 * label maps hold *train ids* ``0 .. num_classes-1``; ``255`` (:data:`IGNORE_INDEX`) means "ignore";
 * ``DatasetInfo.background_id`` names the background class, or is ``None`` when the dataset has
-  none. Cityscapes has none: train id 0 is *road*. Pascal VOC uses 0 = background.
+  none. Cityscapes has none: train id 0 is *road*. Pascal VOC uses 0 = background. ISPRS comes
+  twice: ``isprs`` (impervious surfaces = background, as in IDEC/LAG) and ``isprs-nobg`` (none).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -157,7 +158,46 @@ VOC = DatasetInfo(
     valid_ids=frozenset(range(len(VOC_CLASS_NAMES))) | {IGNORE_INDEX},
 )
 
-DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES, "voc": VOC}
+# ISPRS 2D semantic labelling, Potsdam and Vaihingen: colour-coded label tiles with six classes.
+# Rows: (class name, label colour); the row index is the source id that llseg's patch labels hold.
+ISPRS_SOURCE_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("impervious surfaces", (255, 255, 255)),
+    ("building", (0, 0, 255)),
+    ("low vegetation", (0, 255, 255)),
+    ("tree", (0, 255, 0)),
+    ("car", (255, 255, 0)),
+    ("clutter", (255, 0, 0)),
+)
+ISPRS_DOMAINS: tuple[str, ...] = ("potsdam", "vaihingen")  # Potsdam RGB tiles, Vaihingen IRRG tiles
+ISPRS_CLUTTER = 5  # source id of clutter/background: never a benchmark class (LAG, methods.md §8.2)
+ISPRS_BOUNDARY_COLOUR = (0, 0, 0)  # the eroded label variants (*_noBoundary) mark boundary pixels black
+
+
+def _isprs_lut() -> np.ndarray:
+    """Source ids -> train ids: 0..4 keep their id, clutter (5) and every other id become 255."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[:ISPRS_CLUTTER] = np.arange(ISPRS_CLUTTER)
+    return lut
+
+
+ISPRS_SOURCE_TO_TRAIN = _isprs_lut()
+
+
+# Train ids 0..4 (impervious surfaces, building, low vegetation, tree, car); clutter is ignored (255).
+# "isprs": impervious surfaces doubles as the background (the IDEC/LAG loaders' convention: pixels of
+# other steps' classes train as class 0, SSUL's unknown class is drawn from it). "isprs-nobg": no
+# background class, pixels of other steps' classes are ignored (methods.md §8.2, §3.4).
+ISPRS = DatasetInfo(
+    name="isprs",
+    class_names=tuple(name for name, _ in ISPRS_SOURCE_CLASSES[:ISPRS_CLUTTER]),
+    palette=tuple(colour for _, colour in ISPRS_SOURCE_CLASSES[:ISPRS_CLUTTER]),
+    background_id=0,
+    id_to_train_id=ISPRS_SOURCE_TO_TRAIN,
+    valid_ids=frozenset(range(len(ISPRS_SOURCE_CLASSES))) | {IGNORE_INDEX},
+)
+ISPRS_NOBG = replace(ISPRS, name="isprs-nobg", background_id=None)
+
+DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES, "voc": VOC, "isprs": ISPRS, "isprs-nobg": ISPRS_NOBG}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

@@ -1,8 +1,9 @@
 """``llseg prepare``: turn a dataset into an incremental split for Ianvs.
 
 :func:`prepare` dispatches on the dataset: Cityscapes is built here, Pascal VOC (and the
-synthetic objects dataset, which has its layout) in :mod:`llseg.data.prepare_voc`. Both write
-the same kinds of files; the manifest and the label writer are shared
+synthetic objects dataset, which has its layout) in :mod:`llseg.data.prepare_voc`, ISPRS
+Potsdam -> Vaihingen (and the synthetic aerial dataset) in :mod:`llseg.data.prepare_isprs`. All
+write the same kinds of files; the manifest and the label writer are shared
 (:mod:`llseg.data.prepare_common`).
 
 Cityscapes output folder layout (all paths in index files are relative to ``<out>``)::
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from llseg.data.prepare_common import (
     TaskSummary,
     check_train_ratio,
 )
+from llseg.data.prepare_isprs import prepare_isprs
 from llseg.data.prepare_voc import prepare_voc
 from llseg.data.scan import scan_class_counts
 from llseg.data.splits import (
@@ -55,7 +57,7 @@ from llseg.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("cityscapes", "voc")
+DATASETS = ("cityscapes", "voc", "isprs")
 TEST_SPLIT = "val"  # Cityscapes' val split is the benchmark's test set
 
 
@@ -69,17 +71,33 @@ def prepare(
     train_ratio: float = 0.8,
     train_list: Optional[str] = None,
     test_list: Optional[str] = None,
+    isprs_options: Optional[dict[str, Any]] = None,
 ) -> Manifest:
     """Build the incremental split ``split`` of the ``dataset`` at ``root`` into ``out``.
 
-    ``dataset`` is ``"cityscapes"`` (see :func:`prepare_cityscapes`) or ``"voc"`` (see
+    ``dataset`` is ``"cityscapes"`` (see :func:`prepare_cityscapes`), ``"voc"`` (see
     :func:`llseg.data.prepare_voc.prepare_voc`; ``train_list`` / ``test_list`` name its lists,
-    default ``train`` / ``val``).
+    default ``train`` / ``val``) or ``"isprs"`` (see :func:`llseg.data.prepare_isprs.prepare_isprs`;
+    ``isprs_options`` are its keyword arguments ``patch_size``, ``background``, ``clutter``,
+    ``eroded`` and ``colour_tolerance``).
 
     Raises:
-        ConfigError: unknown dataset, or list names given for Cityscapes; see the builders.
+        ConfigError: unknown dataset, or list names or ISPRS options given for another dataset;
+            see the builders.
         DataError: see the builders.
     """
+    if isprs_options and dataset != "isprs":
+        raise ConfigError(
+            f"{', '.join(isprs_options)} (--{' --'.join(k.replace('_', '-') for k in isprs_options)}) apply to "
+            f"dataset isprs only; drop them for {dataset}"
+        )
+    if dataset == "isprs":
+        if train_list is not None or test_list is not None:
+            raise ConfigError(
+                "train_list and test_list (--train-list, --test-list) apply to dataset voc only; isprs takes its "
+                "train and test tiles from the standard ISPRS lists: drop them"
+            )
+        return prepare_isprs(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, **(isprs_options or {}))
     if dataset == "voc":
         return prepare_voc(
             root=root, split=split, out=out, seed=seed, train_ratio=train_ratio,

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -37,7 +37,8 @@ class TaskSummary:
     chunk size. VOC: ``available`` images of the train list pass the task's filter (overlap or
     disjoint), ``train_images`` + ``eval_images`` = ``available`` are the distinct images on
     each side, ``used`` = chunk size, of which ``repeated`` lines repeat an image (padding);
-    ``cities`` is empty, ``skipped`` and ``dropped`` are 0.
+    ``cities`` is empty, ``skipped`` and ``dropped`` are 0. ISPRS: as VOC, the images being the
+    patches of the train tiles of the task's ``domain`` (``potsdam`` or ``vaihingen``).
     ``*_part_missing`` name task classes absent from the chunk's Ianvs train or eval part.
     """
 
@@ -54,6 +55,7 @@ class TaskSummary:
     train_images: Optional[int] = None
     eval_images: Optional[int] = None
     repeated: int = 0
+    domain: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ class Manifest:
     ``files`` maps paths relative to the output folder to their line count (index files) or
     PNG count (label folders). ``root`` is the dataset root as given (relative stays relative).
     ``mode`` (overlap or disjoint) and ``train_list`` (the list the train index is drawn from)
-    are set for VOC only; ``test.split`` names the test split or list.
+    are set for VOC and ISPRS (``train``: the train tiles); ``test.split`` names the test split or
+    list. ISPRS only: ``options`` holds the prepare settings (background, clutter, patch size,
+    ...) and ``domains`` per domain the tile and patch counts of each side.
     """
 
     spec: str
@@ -95,6 +99,8 @@ class Manifest:
     first_line_missing: tuple[str, ...] = ()
     mode: Optional[str] = None
     train_list: Optional[str] = None
+    options: dict[str, Any] = field(default_factory=dict)
+    domains: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def save(self, path: PathLike) -> None:
         path = Path(path)
@@ -134,8 +140,9 @@ class Manifest:
                     f"{t.skipped} without task pixels, {t.used} used, {t.dropped} dropped"
                 )
             else:
+                source = f"patches of the {t.domain} {self.train_list} tiles" if t.domain else f"of the {self.train_list} list"
                 lines.append(
-                    f"{head}; images: {t.available} of the {self.train_list} list ({self.mode}), "
+                    f"{head}; images: {t.available} {source} ({self.mode}), "
                     f"{t.train_images} train + {t.eval_images} eval; {t.repeated} of {t.used} lines are repeats"
                 )
         lines.append(
@@ -151,6 +158,10 @@ class Manifest:
                 "changes neither training nor scores. Every image is on the same side in all tasks: no image is "
                 "both trained on and evaluated"
             )
+        if self.options:
+            lines.append("  options: " + ", ".join(f"{key} {value}" for key, value in self.options.items()))
+        for domain, counts in self.domains.items():
+            lines.append(f"  {domain}: " + ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items()))
         for role, s in (("validation (checkpoint selection)", self.validation), ("test", self.test)):
             if s.cities:
                 lines.append(f"  {role}: {s.index}, {s.images} images of the {s.split} split ({', '.join(s.cities)})")
@@ -164,7 +175,8 @@ class Manifest:
         if self.first_line_missing:
             lines.append(
                 f"  warning: the first line of train_index.txt (Ianvs' fwt_splitting round 0 trains on it alone) "
-                f"has no {', '.join(self.first_line_missing)}; the estimator will learn these as a separate group"
+                f"has no {', '.join(self.first_line_missing)}; give the estimator the hyperparameter split: {self.spec} "
+                "so that round 0 still builds step 0's whole class group (without it these classes become a later, separate group)"
             )
         if n_train < SEDNA_MIN_TRAIN_SAMPLE:
             lines.append(

@@ -38,6 +38,7 @@ nor scores. The first line is the task-1 train image that shows the most task-1 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -146,6 +147,48 @@ def _cycle(images: np.ndarray, n: int) -> np.ndarray:
     return images[np.arange(n) % len(images)]
 
 
+@dataclass(frozen=True)
+class PaddedChunks:
+    """The padded one-task-per-chunk layout of the module docstring (values are image indices).
+
+    Attributes:
+        is_train: ``bool (n_images,)``: the side of each image, the same in every task.
+        sides: per task, its (train-side, eval-side) images in seeded order; the first train-side
+            image of task 1 is the first line.
+        size: chunk length L; ``n_train`` = ``int(L * train_ratio)`` train lines per chunk.
+    """
+
+    is_train: np.ndarray
+    sides: tuple[tuple[np.ndarray, np.ndarray], ...]
+    size: int
+    n_train: int
+
+    def lines(self, t: int) -> np.ndarray:
+        """The image of every line of chunk ``t``: its train part, then its eval part."""
+        train_side, eval_side = self.sides[t]
+        return np.concatenate([_cycle(train_side, self.n_train), _cycle(eval_side, self.size - self.n_train)])
+
+
+def padded_chunks(member: np.ndarray, first_task_present: np.ndarray, train_ratio: float, seed: int) -> PaddedChunks:
+    """Lay out ``member`` (``bool (n_images, n_tasks)``, every task >= 2 images) as padded chunks.
+
+    ``first_task_present`` (``bool (n_images, k)``: which of task 1's classes an image shows)
+    picks the first line: the task-1 train-side image that shows the most of them.
+    """
+    rng = np.random.default_rng(seed)
+    is_train = assign_sides(member, train_ratio, rng)
+    sides = []
+    for t in range(member.shape[1]):
+        images = np.flatnonzero(member[:, t])
+        sides.append((rng.permutation(images[is_train[images]]), rng.permutation(images[~is_train[images]])))
+    size = padded_chunk_size([len(a) for a, _ in sides], [len(e) for _, e in sides], train_ratio)
+    # fwt_splitting's round 0 trains on the first line alone: let it show every task-1 class it can
+    first_train = sides[0][0]
+    best = int(np.argmax(first_task_present[first_train].sum(axis=1)))
+    first_train[[0, best]] = first_train[[best, 0]]
+    return PaddedChunks(is_train, tuple(sides), size, int(size * train_ratio))
+
+
 def _label_rel(kind: str, sample: VOCSample) -> str:
     return f"labels/{kind}/{sample.id}.png"
 
@@ -212,29 +255,18 @@ def prepare_voc(
     )
     member = membership(spec, counts)
     _check_task_sizes(spec, member, split, train_list)
-    rng = np.random.default_rng(seed)
-    is_train = assign_sides(member, train_ratio, rng)
-    sides: list[tuple[np.ndarray, np.ndarray]] = []  # per task: (train-side, eval-side) images, seeded order
-    for t in range(spec.num_steps):
-        images = np.flatnonzero(member[:, t])
-        sides.append((rng.permutation(images[is_train[images]]), rng.permutation(images[~is_train[images]])))
-    size = padded_chunk_size([len(a) for a, _ in sides], [len(e) for _, e in sides], train_ratio)
-    n_train = int(size * train_ratio)
-
-    # fwt_splitting's round 0 trains on the first line alone: let it show every task-1 class it can
-    first_train, _ = sides[0]  # swapped in place below
-    best = int(np.argmax((counts[first_train][:, spec.tasks[0]] > 0).sum(axis=1)))
-    first_train[[0, best]] = first_train[[best, 0]]
-    first_missing = _missing(counts[first_train[:1]], spec.tasks[0])
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
+    size, is_train = chunks.size, chunks.is_train
+    first_missing = _missing(counts[chunks.sides[0][0][:1]], spec.tasks[0])
 
     outputs: dict[int, list[tuple[str, np.ndarray]]] = {}  # train-list image -> its label files
     train_rows, summaries = [], []
-    for t, (classes, (train_side, eval_side)) in enumerate(zip(spec.tasks, sides)):
+    for t, (classes, (train_side, eval_side)) in enumerate(zip(spec.tasks, chunks.sides)):
         lut, task = train_label_lut(spec, t), f"task{t + 1}"
         for i in np.concatenate([train_side, eval_side]):
             outputs.setdefault(int(i), [(_label_rel("full", train_samples[i]), IDENTITY_LUT)])
             outputs[int(i)].append((_label_rel(task, train_samples[i]), lut))
-        for i in np.concatenate([_cycle(train_side, n_train), _cycle(eval_side, size - n_train)]):
+        for i in chunks.lines(t):
             s = train_samples[i]
             train_rows.append((s.image, out / _label_rel("full", s), out / _label_rel(task, s)))
         summaries.append(

@@ -13,7 +13,7 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from llseg.data.labels import CITYSCAPES, IGNORE_INDEX
+from llseg.data.labels import CITYSCAPES, IGNORE_INDEX, ISPRS, ISPRS_DOMAINS, ISPRS_NOBG
 from llseg.errors import ConfigError, DataError
 
 Mode = Literal["overlap", "disjoint", "sequential"]
@@ -293,6 +293,73 @@ class CityClassIncrementalSpec:
         return membership(self.classes, image_classes) & domain_membership(self.domains, image_domains)
 
 
+@dataclass(frozen=True)
+class ClassDomainIncrementalSpec(ClassIncrementalSpec):
+    """Class-incremental split whose step ``t`` draws its images from the domain
+    ``step_domains[t]`` only; unlike :class:`CityClassIncrementalSpec` a domain may serve several
+    steps (LAG's ISPRS protocol: Potsdam RGB at step 0, Vaihingen IRRG at every later step).
+    Everything label-related is the :class:`ClassIncrementalSpec` part (:func:`train_label_lut`,
+    :func:`test_label_lut`, :func:`membership` for the class filter).
+
+    Attributes:
+        step_domains: one domain name per step; stored as a tuple.
+        dataset: the dataset the domain names belong to.
+    """
+
+    step_domains: Sequence[str] = ()
+    dataset: str = "isprs"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        domains = tuple(self.step_domains)
+        if len(domains) != self.num_steps:
+            raise ConfigError(f"{self.num_steps} class groups but {len(domains)} step domains {list(domains)}; give one per step")
+        bad = [d for d in domains if not isinstance(d, str) or not d or any(ch.isspace() for ch in d)]
+        if bad:
+            raise ConfigError(f"domain names must be non-empty strings without spaces, got {bad}")
+        object.__setattr__(self, "step_domains", domains)
+
+    def membership(self, image_classes: ImageClasses, image_domains: Sequence[str]) -> np.ndarray:
+        """``bool (n_images, n_steps)``: the image is of the step's domain and passes the class filter."""
+        if len(image_domains) != len(image_classes):
+            raise DataError(f"{len(image_classes)} class rows but {len(image_domains)} domains")
+        in_domain = np.asarray(image_domains, dtype=object)[:, None] == np.asarray(self.step_domains, dtype=object)[None, :]
+        return membership(self, image_classes) & in_domain.reshape(len(image_domains), self.num_steps)
+
+
+ISPRS_TASKS = ("4-1", "2-3", "2-2-1", "2-1")
+ISPRS_BACKGROUNDS = ("impervious", "none")
+
+
+def isprs_split(task: str, background: str = "impervious") -> ClassDomainIncrementalSpec:
+    """The ISPRS Potsdam -> Vaihingen split ``task`` (methods.md §8.2), e.g. ``"2-2-1"``.
+
+    Train ids 0..4 = impervious surfaces, building, low vegetation, tree, car; the counts are the
+    papers' (class 0 included). Step 0 uses Potsdam, later steps Vaihingen. ``background``:
+    ``"impervious"``: class 0 is the background (``background_id`` 0, learned at step 0; other
+    steps' classes train as 0); ``"none"``: no background (other steps' classes train as 255).
+    Both give the same class groups, so old / new / all are the papers' "1-2 / 3-5 / all".
+    ``dataset`` names the matching :data:`~llseg.data.labels.DATASETS` entry (``isprs`` or
+    ``isprs-nobg``), the estimator's ``dataset`` hyperparameter.
+    """
+    if task not in ISPRS_TASKS:
+        raise ConfigError(f"unknown isprs task {task!r}; valid: {', '.join(ISPRS_TASKS)}")
+    if background not in ISPRS_BACKGROUNDS:
+        raise ConfigError(f"background must be one of {', '.join(ISPRS_BACKGROUNDS)}, got {background!r}")
+    counts = list(parse_increments(task, ISPRS.num_classes))
+    if background == "impervious":
+        counts[0] -= 1  # class 0 is the background, not one of step 0's learnable classes
+    first, later = ISPRS_DOMAINS
+    return ClassDomainIncrementalSpec(
+        num_classes=ISPRS.num_classes,
+        increments=counts,
+        mode="overlap",
+        background_id=0 if background == "impervious" else None,
+        step_domains=(first,) + (later,) * (len(counts) - 1),
+        dataset=ISPRS.name if background == "impervious" else ISPRS_NOBG.name,
+    )
+
+
 def eval_covering_order(present: np.ndarray, n_train: int) -> np.ndarray:
     """Reorder a chunk so that its tail (the eval part) covers the classes the head also has.
 
@@ -364,6 +431,10 @@ PRESETS: dict[str, Preset] = {
         for name in ("15-5", "15-1", "10-1", "5-3", "19-1")
         for mode, suffix in (("overlap", ""), ("disjoint", "-disjoint"))
     },
+    # ISPRS Potsdam RGB -> Vaihingen IRRG (LAG, methods.md §8.2): step 0 on Potsdam, later steps on
+    # Vaihingen; clutter is never a class. Registered with impervious surfaces as the background;
+    # `llseg prepare --background none` builds the variant without one (same class groups).
+    **{f"isprs-{task}": isprs_split(task) for task in ISPRS_TASKS},
 }
 
 

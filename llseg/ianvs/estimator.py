@@ -24,6 +24,9 @@ from llseg.data.predictions import save_prediction
 from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner, read_checkpoint
+from llseg.methods.idec import IDEC_VOC_FLAGS
+from llseg.methods.lag import LAG_VOC_FLAGS
+from llseg.methods.mib import MIB_VOC_SETTINGS
 from llseg.methods.ssul import SSUL_VOC_FLAGS
 
 
@@ -73,11 +76,13 @@ class SegmentationEstimator:
         return self.learner.learn(images, full, [str(v) for v in np.asarray(train_data.y).reshape(-1)])
 
     def predict(self, data: Any, **kwargs: Any) -> list[str]:
-        """Write one prediction record per row and return their paths, in row order."""
+        """Write one prediction record per distinct image and return the records' paths in row
+        order (a repeated row, e.g. a padded index line, reuses its image's record)."""
         images = [str(v) for v in _rows(data)[:, 0]]
         out = self._prediction_dir()
-        paths = []
-        for image, prediction in zip(images, self.learner.predict(images)):
+        written: dict[str, str] = {}
+        distinct = list(dict.fromkeys(images))
+        for image, prediction in zip(distinct, self.learner.predict(distinct)):
             digest = hashlib.sha1(image.encode()).hexdigest()[:10]
             path = out / f"{Path(image).stem}-{digest}.npz"
             save_prediction(
@@ -89,8 +94,8 @@ class SegmentationEstimator:
                 group_sizes=prediction.group_sizes.tolist(),
                 num_classes=prediction.num_classes,
             )
-            paths.append(str(path))
-        return paths
+            written[image] = str(path)
+        return [written[image] for image in images]
 
     def evaluate(self, data: Any, **kwargs: Any) -> dict[str, Any]:
         """Scores on rows with labels (y = label paths), computed in memory: nothing is written."""
@@ -141,15 +146,24 @@ class ERFNetEstimator(SegmentationEstimator):
 @register(GENERAL, "llseg_deeplabv3")
 class DeepLabV3Estimator(SegmentationEstimator):
     """DeepLabV3 (``model``: deeplabv3_resnet101, deeplabv3_resnet50 or deeplabv3_mobilenet_v3_large)
-    with ``recipe: ssul | finetune | joint``. Defaults follow SSUL on VOC (methods.md §2): SGD
-    (Nesterov 0.9), lr 0.01 with the backbone at 0.001, weight decay 1e-4, poly schedule, and for
-    ``ssul`` the flags of SSUL's VOC command (:data:`llseg.methods.ssul.SSUL_VOC_FLAGS`)."""
+    with ``recipe: ssul | mib | plop | idec | lag | finetune | joint``. Defaults follow SSUL on VOC
+    (methods.md §2): SGD (Nesterov 0.9), lr 0.01 with the backbone at 0.001, weight decay 1e-4, poly
+    schedule, and for ``ssul`` the flags of SSUL's VOC command (:data:`llseg.methods.ssul.SSUL_VOC_FLAGS`).
+    ``mib`` and ``plop`` train every parameter at lr 0.01 in step 0 and 0.001 later (methods.md §5, §6;
+    :data:`llseg.methods.mib.MIB_VOC_SETTINGS`); their own flags default to the papers' values.
+    ``idec`` and ``lag`` take the flags of their published VOC commands
+    (:data:`llseg.methods.idec.IDEC_VOC_FLAGS`, :data:`llseg.methods.lag.LAG_VOC_FLAGS`) with
+    ``kd_on_frozen: false`` (the body trains at ``backbone_lr`` 0.001 in later steps, so the
+    distillation acts), except LAG's ``rho``: 0.5 instead of the code's 1.0, because with ρ = 1 every
+    channel is semantic-invariant and the SFP term vanishes."""
 
     architectures = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
     defaults = {"dataset": "voc", "recipe": "ssul", "optimizer": "sgd", "lr": 0.01, "backbone_lr": 0.001,
                 "weight_decay": 1e-4, "lr_policy": "poly"}
+    recipe_defaults: dict[str, dict[str, Any]] = {"ssul": SSUL_VOC_FLAGS, "mib": MIB_VOC_SETTINGS,
+                                                  "plop": MIB_VOC_SETTINGS, "idec": IDEC_VOC_FLAGS,
+                                                  "lag": {**LAG_VOC_FLAGS, "rho": 0.5}}
 
     def __init__(self, **hyperparameters: Any) -> None:
-        if hyperparameters.get("recipe", self.defaults["recipe"]) == "ssul":
-            hyperparameters = {**SSUL_VOC_FLAGS, **hyperparameters}
-        super().__init__(**hyperparameters)
+        recipe = hyperparameters.get("recipe", self.defaults["recipe"])
+        super().__init__(**{**self.recipe_defaults.get(recipe, {}), **hyperparameters})

@@ -7,22 +7,28 @@ scores by ``__name__`` and Ianvs reads ``scores["accuracy"]`` (ianvs-sedna.md §
 
 All functions share one cached scoring pass per (labels, predictions) set, so a testenv listing
 ten metrics reads every file once.
+
+Per-domain scores (``mIoU_all_potsdam``, ``mIoU_old_vaihingen``, ...) are the same scores over the
+samples of one domain. A sample's domain is the name of the folder holding its label file:
+``llseg prepare --dataset isprs`` writes ``labels/<kind>/<domain>/<patch>.png`` (docs/metrics.md).
 """
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from llseg.data.imageio import read_label_png
+from llseg.data.labels import ISPRS_DOMAINS
 from llseg.data.predictions import load_prediction
 from llseg.ianvs.registry import GENERAL, register
 from llseg.metrics.incremental import IncrementalScorer, union_name
 
 MAX_TASKS = 12  # VOC 10-1 has 11 steps
+DOMAIN_SCORES = ("mIoU_old", "mIoU_new", "mIoU_all", "hIoU")  # registered per domain as <score>_<domain>
 
 
 def _paths(values: Any) -> tuple[str, ...]:
@@ -63,6 +69,22 @@ def _scores(n: int, key: tuple[tuple[str, int], ...]) -> tuple[tuple[str, Any], 
     return tuple(scorer.table().items())
 
 
+def label_domain(path: str) -> str:
+    """The domain of a sample: the name of the folder that holds its label file."""
+    return os.path.basename(os.path.dirname(path))
+
+
+def domain_scores(y_true: Any, y_pred: Any, domain: str) -> Optional[dict[str, Any]]:
+    """:func:`scores` over the samples whose label lies in a folder named ``domain``; None if there are none."""
+    labels, preds = _paths(y_true), _paths(y_pred)
+    if len(labels) != len(preds):
+        raise ValueError(f"{len(labels)} labels but {len(preds)} predictions")
+    keep = [(label, pred) for label, pred in zip(labels, preds) if label_domain(label) == domain]
+    if not keep:
+        return None
+    return scores([label for label, _ in keep], [pred for _, pred in keep])
+
+
 @register(GENERAL, "accuracy")
 def accuracy(y_true: Any, y_pred: Any, **kwargs: Any) -> float:
     """Class-incremental mIoU over the classes present in the labels (the model-eval metric)."""
@@ -79,6 +101,17 @@ def _metric(name: str) -> Callable[..., float]:
     return register(GENERAL, name)(metric)
 
 
+def _domain_metric(name: str, domain: str) -> Callable[..., float]:
+    def metric(y_true: Any, y_pred: Any, **kwargs: Any) -> float:
+        table = domain_scores(y_true, y_pred, domain)
+        value = None if table is None else table.get(name)
+        return float("nan") if value is None else float(value)
+
+    metric.__name__ = metric.__qualname__ = f"{name}_{domain}"
+    metric.__doc__ = f"llseg score {name!r} over the {domain} samples only (NaN without any)."
+    return register(GENERAL, f"{name}_{domain}")(metric)
+
+
 METRICS: dict[str, Callable[..., float]] = {"accuracy": accuracy}
 for _name in ("mIoU_old", "mIoU_new", "mIoU_all", "hIoU"):
     METRICS[_name] = _metric(_name)
@@ -86,3 +119,6 @@ for _k in range(1, MAX_TASKS + 1):
     METRICS[f"mIoU_task{_k}"] = _metric(f"mIoU_task{_k}")
     if _k > 1:
         METRICS[union_name(_k)] = _metric(union_name(_k))
+for _domain in ISPRS_DOMAINS:
+    for _name in DOMAIN_SCORES:
+        METRICS[f"{_name}_{_domain}"] = _domain_metric(_name, _domain)

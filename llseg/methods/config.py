@@ -9,12 +9,29 @@ from typing import Any, Optional
 from llseg.errors import ConfigError
 from llseg.methods.optim import LR_POLICIES, OPTIMIZERS
 
-RECIPES = ("joint", "finetune", "cil", "ssul")
+RECIPES = ("joint", "finetune", "cil", "ssul", "mib", "plop", "idec", "lag")
 LOSS_TYPES = ("ce", "bce")
-# SSUL's flags (methods.md §2); they change nothing in the other recipes, so setting them there is an error.
+# Flags that only some recipes read (methods.md §2-§6); they change nothing in the other
+# recipes, so setting them there (to a non-default value) is an error.
 SSUL_ONLY = ("unknown", "saliency_dir", "pseudo", "freeze", "bn_freeze", "w_transfer", "mem_size")
+# IDEC and LAG are SSUL forks (methods.md §3, §4): SSUL's flags plus their feature distillation.
+FEATURE_KD_FLAGS = ("KD_loss_type", "use_KD_layer_weight", "lamb", "lambda_kd", "kd_on_frozen")
+IDEC_FLAGS = ("contrastive_learning", "lambda_arcl")
+LAG_FLAGS = ("feature_decoupling", "rho", "uncertainty_pseudo", "uncertainty_margin", "lambda_dcl", "lambda_spm",
+             "lambda_sfp", "lambda_nsc")
+RECIPE_FLAGS: dict[str, tuple[str, ...]] = {
+    "ssul": SSUL_ONLY,
+    "mib": ("loss_kd", "alpha", "init_balanced"),
+    "plop": ("pod_factor", "pod_logits_factor", "threshold", "classif_adaptive_factor", "init_balanced"),
+    "idec": SSUL_ONLY + FEATURE_KD_FLAGS + IDEC_FLAGS,
+    "lag": SSUL_ONLY + FEATURE_KD_FLAGS + LAG_FLAGS,
+}
+KD_LOSS_TYPES = ("KD_loss", "KLDiv_loss", "L1_loss", "L2_loss")  # llseg.methods.idec.KD_LOSS_TYPES
+# Recipes whose losses are softmax-based (loss_type must stay ce).
+SOFTMAX_ONLY = ("mib", "plop")
 # Keys whose default is None: the type their values convert to.
-OPTIONAL_TYPES: dict[str, type] = {"backbone_lr": float, "split": str, "saliency_dir": str, "amp": bool}
+OPTIONAL_TYPES: dict[str, type] = {"backbone_lr": float, "lr_incremental": float, "split": str,
+                                   "saliency_dir": str, "amp": bool}
 
 
 def parse_size(value: Any, key: str) -> Optional[tuple[int, int]]:
@@ -43,8 +60,12 @@ class TrainConfig:
 
     Attributes:
         recipe: ``joint`` (all classes at once, full labels, retrained on every round's data so far),
-            ``finetune`` (new labels only, no distillation), ``cil`` (Klingner's distillation) or
-            ``ssul`` (Cha et al.: per-step heads, frozen old model, pseudo-labels; DeepLabV3 only).
+            ``finetune`` (new labels only, no distillation), ``cil`` (Klingner's distillation),
+            ``ssul`` (Cha et al.: per-step heads, frozen old model, pseudo-labels), ``mib``
+            (Cermelli et al.: unbiased CE and KD), ``plop`` (Douillard et al.: local POD, entropy
+            pseudo-labels), ``idec`` (Zhao et al.: SSUL + dense feature distillation DADA and
+            ARCL) or ``lag`` (Yuan et al.: SSUL + feature distillation and semantic-invariance
+            terms); the last five need DeepLabV3 and a dataset with a background class.
         split: split preset (``llseg.data.splits``, e.g. ``voc-15-1``) whose steps are the class
             groups: a stage that shows any class of a step adds the whole step as one group, so a
             first round that sees only some step-0 classes still builds step 0's head. Without it,
@@ -64,10 +85,15 @@ class TrainConfig:
         lr_policy: ``poly`` | ``warm_poly`` | ``step`` per iteration (see ``llseg.methods.optim``);
             ``step_size`` iterations per decay for ``step``.
         backbone_lr: learning rate of ``model.backbone`` (SSUL: 0.001 with lr 0.01); None = lr.
+        lr_incremental: learning rate instead of ``lr`` in steps ≥ 1 (MiB/PLOP: 0.001 after 0.01 in
+            step 0); None = lr. The step is the index of the learner's newest class group.
+        data_ratio: LAG's data-limited protocol (methods.md §4.1): steps ≥ 1 train on
+            round(δ · N_t) of the step's N_t distinct training images (at least 1), a random
+            subset fixed by ``seed`` and the stage number; step 0 uses every image. Any recipe.
         loss_type: ``ce`` (softmax cross-entropy) or ``bce`` (SSUL's per-class sigmoid BCE; also
             switches prediction and pseudo-labelling to sigmoid).
 
-    SSUL only (methods.md §2):
+    SSUL, IDEC and LAG (methods.md §2):
         unknown: an unknown channel; background pixels are labelled unknown (all of them, or the
             salient ones when ``saliency_dir`` holds ``<image stem>.png`` maps); merged into the
             background at inference.
@@ -76,6 +102,50 @@ class TrainConfig:
             at lr · 1e-4). bn_freeze: steps ≥ 1 keep every BatchNorm in eval mode, affine frozen.
         w_transfer: initialise each new head from the unknown head (needs ``unknown``).
         mem_size: class-balanced exemplar memory of earlier steps' images; half of every batch.
+
+    MiB only (methods.md §5; defaults are ``--method MiB``'s):
+        loss_kd: weight of the unbiased distillation (10). alpha: teacher logit scale (1).
+
+    PLOP only (methods.md §6; defaults are ``--method PLOP``'s; PLOP always pseudo-labels):
+        pod_factor, pod_logits_factor: local POD weights λ of the backbone stages and ASPP (0.01)
+            and of the low-resolution logits (0.0005); 0 turns a term off.
+        threshold: floor of the per-class median entropy thresholds (0.001).
+        classif_adaptive_factor: weight each image's cross-entropy by ν, its share of background
+            pixels that received a pseudo-label.
+
+    MiB and PLOP:
+        init_balanced: new classes start from the background classifier, biases β_b − log(|C_t|+1).
+
+    IDEC and LAG (methods.md §3, §4; ``llseg.methods.idec``): the model gets the ASPPs on layer1..3
+    (``aspp_taps``); in steps with a teacher the loss is SSUL's BCE plus an auxiliary feature loss.
+    Defaults are those of the published commands where they exist:
+        KD_loss_type: feature distance D of the distillation, ``KD_loss`` (MiB-style, softmax over
+            channels, teacher sharpened ×2), ``KLDiv_loss``, ``L1_loss`` or ``L2_loss``.
+        use_KD_layer_weight: DADA = λ^(e/E)·(0.5 D_l1 + 1.0 D_l2 + 2.0 D_l3) + D_out; else the
+            unweighted sum of the four. lamb: λ (1.0 = no decay; LAG's code default 0.9); e is the
+            1-based epoch and E = ``epochs``.
+        lambda_kd: weight of DADA (1).
+        kd_on_frozen: ``false`` (llseg's default, the papers' method): with ``freeze`` the body
+            (backbone, ASPP and the tap ASPPs) also trains in steps ≥ 1, at ``backbone_lr`` or, when
+            that is unset, at lr · 0.1 (BatchNorm stays frozen with ``bn_freeze``), so the feature
+            terms regularise it; the heads train as in SSUL. ``true``: SSUL's freezing exactly, as the
+            released code runs: the terms are computed and logged but have zero gradient
+            (methods.md §3.3, §11). Needs ``freeze``.
+    IDEC only:
+        contrastive_learning: add ARCL (region triplet loss on the ASPP output; off in the released
+            commands). lambda_arcl: its weight (1).
+    LAG only (terms reconstructed, methods.md §4.2; ``llseg.methods.lag``):
+        feature_decoupling: add the decoupled contrastive loss (DCL) on the ASPP output.
+        rho: share of the ASPP channels, the most stable ones, treated as semantic-invariant (SPM
+            acts on them); the others are sample-specific (SFP). ρ = 1 (the code's default) leaves
+            no sample-specific channel, so SFP vanishes; the default here is 0.5 (llseg's choice).
+        uncertainty_pseudo: pseudo-labels also need the old model's top-2 margin p(1) − p(2) >=
+            ``uncertainty_margin`` (0.2, llseg's choice; the released rule is a bug, §4.2 item 5).
+        lambda_dcl, lambda_spm, lambda_sfp, lambda_nsc: term weights ([unverified]; 0 turns a term
+            off): 1, except λ_nsc 0.1. NSC projects the 256-channel feature difference on unit
+            prototype directions, so it is up to ~C times a per-channel MSE; at λ_nsc = 1 the
+            synthetic behaviour test (tests/methods/test_ssul_behaviour.py, body lr 0.005) diverged
+            to NaN, at 0.3 and 0.1 it trained stably.
     """
 
     recipe: str = "cil"
@@ -114,6 +184,30 @@ class TrainConfig:
     bn_freeze: bool = False
     w_transfer: bool = False
     mem_size: int = 0
+    lr_incremental: Optional[float] = None
+    data_ratio: float = 1.0
+    loss_kd: float = 10.0
+    alpha: float = 1.0
+    init_balanced: bool = True
+    pod_factor: float = 0.01
+    pod_logits_factor: float = 0.0005
+    threshold: float = 0.001
+    classif_adaptive_factor: bool = True
+    KD_loss_type: str = "KD_loss"
+    use_KD_layer_weight: bool = True
+    lamb: float = 1.0
+    lambda_kd: float = 1.0
+    kd_on_frozen: bool = False
+    contrastive_learning: bool = False
+    lambda_arcl: float = 1.0
+    feature_decoupling: bool = True
+    rho: float = 0.5
+    uncertainty_pseudo: bool = False
+    uncertainty_margin: float = 0.2
+    lambda_dcl: float = 1.0
+    lambda_spm: float = 1.0
+    lambda_sfp: float = 1.0
+    lambda_nsc: float = 0.1
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict[str, Any], *, source: str = "hyperparameters") -> "TrainConfig":
@@ -141,11 +235,17 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
         if self.mem_size < 0 or not 0.0 <= self.pseudo_thresh <= 1.0:
             raise ConfigError("need mem_size >= 0 and 0 <= pseudo_thresh <= 1")
-        if self.recipe != "ssul":
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            misplaced = [k for k in SSUL_ONLY if getattr(self, k) != defaults[k]]
-            if misplaced:
-                raise ConfigError(f"{', '.join(misplaced)} apply to recipe ssul only, not {self.recipe!r}")
+        if not 0.0 < self.data_ratio <= 1.0:
+            raise ConfigError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
+        if self.lr_incremental is not None and self.lr_incremental <= 0:
+            raise ConfigError(f"lr_incremental must be > 0, got {self.lr_incremental}")
+        if min(self.loss_kd, self.pod_factor, self.pod_logits_factor) < 0 or self.alpha <= 0:
+            raise ConfigError("need loss_kd, pod_factor, pod_logits_factor >= 0 and alpha > 0")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold (a normalised entropy) must be in [0, 1], got {self.threshold}")
+        self._check_recipe_flags()
+        if self.recipe in SOFTMAX_ONLY and self.loss_type != "ce":
+            raise ConfigError(f"recipe {self.recipe} uses softmax losses; loss_type must be ce, got {self.loss_type!r}")
         if self.w_transfer and not self.unknown:
             raise ConfigError("w_transfer copies the unknown head; set unknown: true")
         if self.saliency_dir and not self.unknown:
@@ -154,6 +254,46 @@ class TrainConfig:
             raise ConfigError("amp: true contradicts precision: fp32; drop one of them")
         if self.mem_size and self.batch_size < 2:
             raise ConfigError("mem_size fills half of every batch; use batch_size >= 2")
+        self._check_feature_kd()
+
+    def _check_feature_kd(self) -> None:
+        """IDEC/LAG values and the flags that only act together with another one."""
+        if self.KD_loss_type not in KD_LOSS_TYPES:
+            raise ConfigError(f"KD_loss_type must be one of {', '.join(KD_LOSS_TYPES)}, got {self.KD_loss_type!r}")
+        weights = ("lamb", "lambda_kd", "lambda_arcl", "lambda_dcl", "lambda_spm", "lambda_sfp", "lambda_nsc")
+        negative = [k for k in weights if getattr(self, k) < 0]
+        if negative:
+            raise ConfigError(f"{', '.join(negative)} must be >= 0")
+        if not 0.0 <= self.rho <= 1.0:
+            raise ConfigError(f"rho (a share of channels) must be in [0, 1], got {self.rho}")
+        if not 0.0 <= self.uncertainty_margin <= 1.0:
+            raise ConfigError(f"uncertainty_margin (a probability margin) must be in [0, 1], got {self.uncertainty_margin}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        needs = (("kd_on_frozen", "freeze", "kd_on_frozen: true keeps the frozen body of freeze; without freeze the body trains anyway"),
+                 ("lamb", "use_KD_layer_weight", "lamb decays the layer weights of use_KD_layer_weight"),
+                 ("lambda_arcl", "contrastive_learning", "lambda_arcl weights ARCL"),
+                 ("lambda_dcl", "feature_decoupling", "lambda_dcl weights the DCL of feature_decoupling"),
+                 ("uncertainty_pseudo", "pseudo", "uncertainty_pseudo refines the pseudo-labels"),
+                 ("uncertainty_margin", "uncertainty_pseudo", "uncertainty_margin is the threshold of uncertainty_pseudo"))
+        for flag, required, why in needs:
+            if getattr(self, flag) != defaults[flag] and not getattr(self, required):
+                raise ConfigError(f"{why}; set {required}: true (or drop {flag})")
+
+    def _check_recipe_flags(self) -> None:
+        """Flags of other recipes must keep their defaults; the error names them and their recipes."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        owners: dict[str, list[str]] = {}
+        for recipe, flags in RECIPE_FLAGS.items():
+            for flag in flags:
+                owners.setdefault(flag, []).append(recipe)
+        misplaced: dict[tuple[str, ...], list[str]] = {}
+        for flag, recipes in owners.items():
+            if self.recipe not in recipes and getattr(self, flag) != defaults[flag]:
+                misplaced.setdefault(tuple(recipes), []).append(flag)
+        if misplaced:
+            recipes, flags = next(iter(misplaced.items()))
+            plural = "s" if len(recipes) > 1 else ""
+            raise ConfigError(f"{', '.join(flags)} apply to recipe{plural} {', '.join(recipes)} only, not {self.recipe!r}")
 
     @property
     def effective_precision(self) -> str:

@@ -2,8 +2,8 @@
 
 Every :meth:`ContinualLearner.learn` call is one stage. The classes it learns are the train ids
 present in that stage's training labels that the model does not know yet; they are appended as
-a new group of output channels (old channels keep their index). How a stage trains depends on
-the recipe (methods.md §1):
+a new group of output channels (old channels keep their index). The learner is the generic loop;
+what a stage does differently per recipe lives in :mod:`llseg.methods.recipes`:
 
 * ``finetune``: grow the current model and train it on the new labels only (the lower bound);
 * ``cil``: Klingner et al.: a student (fresh by default) learns the new labels with cross-entropy
@@ -17,7 +17,20 @@ the recipe (methods.md §1):
   frozen previous model pseudo-labels the background (``pseudo``), steps ≥ 1 can freeze all but
   the new heads (``freeze``, ``bn_freeze``), and a class-balanced memory of earlier images fills
   half of every batch (``mem_size``). A stage with no new class continues the current step
-  (same freezing, no teacher).
+  (same freezing, no teacher);
+* ``mib``: Cermelli et al. (methods.md §5) on DeepLabV3 with one expanding classifier: unbiased
+  cross-entropy and unbiased distillation from the frozen previous model, ``init_balanced``;
+* ``plop``: Douillard et al. (methods.md §6): entropy pseudo-labels with per-class median
+  thresholds, adaptive CE factor, local POD on the backbone stages, ASPP and logits;
+* ``idec`` / ``lag``: Zhao et al. / Yuan et al. (methods.md §3, §4): SSUL plus feature
+  distillation on the main and layer1..3 ASPPs (IDEC's DADA, optional ARCL; LAG's DCL, SPM, SFP,
+  NSC), with the body trainable at a low lr in later steps unless ``kd_on_frozen``.
+
+The recipe learns the 1-based epoch before each epoch (``Recipe.begin_epoch``); the stage summary
+holds the mean of every loss term the recipe recorded (``loss_terms``) and ``aux_gradient``.
+
+With ``data_ratio`` < 1, steps ≥ 1 train on a seeded subset of the step's images (LAG's
+data-limited protocol), whatever the recipe.
 
 Repeated (image, label) lines within one stage are used once: prepared VOC indexes pad small steps
 with repeats so that Ianvs' equal chunks hold one step each (see ``llseg.data.prepare_voc``).
@@ -46,8 +59,8 @@ from llseg.data.transforms import TrainAugment, normalize, resize_pair
 from llseg.errors import ConfigError, DataError
 from llseg.methods import ssul
 from llseg.methods.config import TrainConfig
-from llseg.methods.losses import entropy_weighted_distillation, labelled_cross_entropy
 from llseg.methods.optim import make_optimizer, make_schedule
+from llseg.methods.recipes import Stage, TeacherBatch, TeacherOutputs, make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
 from llseg.runtime import autocast, pick_device, resolve_precision, seed_everything
@@ -80,6 +93,7 @@ class ContinualLearner:
             (they get channels after all groups).
         seen: ``joint`` only: (image, full label) pairs of every stage so far.
         memory: ``ssul`` with ``mem_size``: exemplar (image, full label) pairs of earlier stages.
+        recipe: the :class:`~llseg.methods.recipes.Recipe` of ``config.recipe``.
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -87,10 +101,11 @@ class ContinualLearner:
         self.info: DatasetInfo = get_dataset_info(config.dataset)
         self.device = pick_device(config.device)
         self.precision = resolve_precision(config.effective_precision, self.device)
+        self.recipe = make_recipe(config)
         self.model_kwargs = self._model_kwargs(config)
         self.split_steps = self._split_steps(config, self.info)
-        if config.recipe == "ssul" and self.info.background_id is None:
-            raise ConfigError(f"recipe ssul needs a dataset with a background class; {self.info.name} has none")
+        if self.recipe.needs_background and self.info.background_id is None:
+            raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
         self.model: Optional[nn.Module] = None
         self.groups: list[list[int]] = []
         self.pending: list[int] = []
@@ -99,18 +114,11 @@ class ContinualLearner:
         self.stages = 0
         self.cache = DecodedCache()
 
-    @staticmethod
-    def _model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    def _model_kwargs(self, cfg: TrainConfig) -> dict[str, Any]:
         kwargs = dict(cfg.model_kwargs)
         if "unknown" in kwargs:
             raise ConfigError("model_kwargs: unknown is set by the recipe; use the ssul hyperparameter unknown instead")
-        if cfg.recipe == "ssul":
-            if not cfg.model.startswith("deeplabv3"):
-                raise ConfigError(f"recipe ssul needs a DeepLabV3 model (one head per step), not {cfg.model!r}")
-            if kwargs.setdefault("head", "per_step") != "per_step":
-                raise ConfigError(f"recipe ssul needs model_kwargs head: per_step, got {kwargs['head']!r}")
-            kwargs["unknown"] = cfg.unknown
-        return kwargs
+        return self.recipe.model_kwargs(kwargs)
 
     @staticmethod
     def _split_steps(cfg: TrainConfig, info: DatasetInfo) -> Optional[list[list[int]]]:
@@ -158,12 +166,11 @@ class ContinualLearner:
             return
         for size in sizes if self.per_step_heads else [sum(sizes)]:
             model.add_classes(size)
-            if self.config.w_transfer:
-                ssul.transfer_unknown_head(model.classifier.heads)
+            self.recipe.after_grow(model, size)
         model.to(self.device)
 
     def state_dict(self) -> dict[str, Any]:
-        """Self-describing checkpoint: architecture, classes, recipe, hyperparameters, weights."""
+        """Self-describing checkpoint (a snapshot): architecture, classes, recipe, hyperparameters, weights."""
         if self.model is None:
             raise RuntimeError("nothing to save: the model has not been trained or loaded yet")
         return {
@@ -172,14 +179,15 @@ class ContinualLearner:
             "architecture": self.config.model,
             "dataset": self.config.dataset,
             "class_names": [self.info.class_names[c] for c in self.classes],
-            "groups": self.groups,
-            "pending": self.pending,
-            "seen": self.seen,
-            "memory": self.memory,
+            "groups": [list(g) for g in self.groups],
+            "pending": list(self.pending),
+            "seen": list(self.seen),
+            "memory": list(self.memory),
             "stages": self.stages,
             "recipe": self.config.recipe,
             "hyperparameters": self.config.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            # copies: later training must not change a state held in memory
+            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
         }
 
     def save(self, path: str | Path) -> None:
@@ -251,63 +259,76 @@ class ContinualLearner:
         if not len(images) == len(full_labels) == len(train_labels):
             raise ValueError(f"{len(images)} images, {len(full_labels)} full labels, {len(train_labels)} train labels")
         rows = list(dict.fromkeys(zip(images, full_labels, train_labels)))  # repeats used once, order kept
-        cfg = self.config
+        cfg, recipe = self.config, self.recipe
         self.stages += 1
         seed_everything(cfg.seed + self.stages)
         n_old = sum(len(g) for g in self.groups)
         new_groups = self._new_groups(self._present([t for _, _, t in rows]))
-        if cfg.unknown and not self.groups and new_groups and new_groups[0][0] != self.info.background_id:
+        if recipe.background_first and not self.groups and new_groups and new_groups[0][0] != self.info.background_id:
             raise DataError(
-                f"recipe ssul with unknown needs the background ({self.info.class_names[self.info.background_id or 0]}) "
+                f"recipe {cfg.recipe} needs the background ({self.info.class_names[self.info.background_id or 0]}) "
                 "in the first stage's labels; the first stage must be step 0 of the split"
             )
+        used = self._limit_data(rows, step=len(self.groups) + len(new_groups) - 1)
         teacher: Optional[nn.Module] = None
-        pairs = [(i, t) for i, _, t in rows]
-
-        if cfg.recipe == "joint":
-            self.groups += new_groups
-            self.seen = list(dict.fromkeys([*self.seen, *((i, f) for i, f, _ in rows)]))
+        if recipe.keeps_teacher and self.model is not None and new_groups:
+            teacher = self._frozen(copy.deepcopy(self.model))
+        self.groups += new_groups
+        pairs = [(i, t) for i, _, t in used]
+        if recipe.replays_seen:
+            self.seen = list(dict.fromkeys([*self.seen, *((i, f) for i, f, _ in used)]))
             pairs = self.seen
             assigned = {c for g in self.groups for c in g}
             self.pending = [c for c in self._present([label for _, label in pairs]) if c not in assigned]
+        if recipe.fresh_student or self.model is None:
             student = self._new_model()
-        elif cfg.recipe == "cil":
-            if self.model is not None and new_groups:
-                teacher = self._frozen(self.model)
-            self.groups += new_groups
-            if cfg.init_from_teacher and self.model is not None:
-                student = copy.deepcopy(self.model)
-                self._grow(student, [len(g) for g in new_groups])
-            else:
-                student = self._new_model()
-        else:  # finetune, ssul: continue from the current model
-            if cfg.recipe == "ssul" and self.model is not None and new_groups:
-                teacher = self._frozen(copy.deepcopy(self.model))
-            self.groups += new_groups
-            if self.model is None:
-                student = self._new_model()
-            else:
-                student = self.model
-                self._grow(student, [len(g) for g in new_groups])
+        else:
+            student = self.model
+            self._grow(student, [len(g) for g in new_groups])
+        # with new classes the old ones are the teacher's; else those of the steps before the newest
+        old = n_old if new_groups else sum(len(g) for g in self.groups[:-1])
+        stage = Stage(step=len(self.groups) - 1, old_classes=old, classes=len(self.classes))
 
         start = time.perf_counter()
-        losses = self._fit(student, teacher, pairs)
+        losses = self._fit(student, teacher, pairs, stage)
         self.model = student
         if cfg.mem_size:
-            self._update_memory([(i, f) for i, f, _ in rows])
+            self._update_memory([(i, f) for i, f, _ in used])
         summary = {
             "stage": self.stages,
             "recipe": cfg.recipe,
             "new_classes": [self.info.class_names[c] for g in new_groups for c in g],
+            "stage_images": len(rows),
+            "used_images": len(used),
             "num_images": len(pairs),
             "old_classes": n_old,
             "memory": len(self.memory),
             "final_loss": losses[-1] if losses else float("nan"),
             "seconds": round(time.perf_counter() - start, 3),
+            **recipe.stage_report(),
         }
-        log.info("stage %d (%s): learned %s on %d images, loss %.4f, %.1fs", self.stages, cfg.recipe,
-                 summary["new_classes"] or "no new class", len(pairs), summary["final_loss"], summary["seconds"])
+        log.info("stage %d (%s): learned %s on %d images (%d of the stage's %d), loss %.4f, %.1fs", self.stages,
+                 cfg.recipe, summary["new_classes"] or "no new class", len(pairs), len(used), len(rows),
+                 summary["final_loss"], summary["seconds"])
+        if not np.isfinite(summary["final_loss"]):
+            log.warning("stage %d (%s): the loss is not finite (%s): training diverged; lower the learning rates "
+                        "or the loss weights", self.stages, cfg.recipe, summary["final_loss"])
+        if summary["loss_terms"]:
+            gradient = {True: "yes", False: "none (kd_on_frozen: frozen body)", None: "no auxiliary term"}
+            log.info("stage %d (%s): loss terms, means over the stage: %s; auxiliary gradient: %s", self.stages,
+                     cfg.recipe, ", ".join(f"{k} {v:.4g}" for k, v in summary["loss_terms"].items()),
+                     gradient[summary["aux_gradient"]])
         return summary
+
+    def _limit_data(self, rows: list[tuple[str, str, str]], *, step: int) -> list[tuple[str, str, str]]:
+        """``data_ratio`` δ: in steps ≥ 1 a random subset of round(δ·N) rows (at least 1), fixed by
+        the seed and the stage number, in their original order; step 0 keeps every row."""
+        ratio = self.config.data_ratio
+        if step < 1 or ratio >= 1.0:
+            return rows
+        keep = max(1, round(ratio * len(rows)))
+        chosen = np.random.default_rng([self.config.seed, self.stages]).choice(len(rows), size=keep, replace=False)
+        return [rows[i] for i in sorted(chosen)]
 
     @staticmethod
     def _frozen(model: nn.Module) -> nn.Module:
@@ -367,51 +388,29 @@ class ContinualLearner:
             drop_last=len(data) > batch_size and len(data) % batch_size == 1,  # no 1-sample BN batch
         )
 
-    def _param_groups(self, student: nn.Module, step: int) -> list[dict]:
-        """Optimiser groups: SSUL freezing in steps ≥ 1, else everything (backbone at ``backbone_lr``)."""
-        cfg = self.config
-        incremental = cfg.recipe == "ssul" and step >= 1
-        for p in student.parameters():
-            p.requires_grad_(not (incremental and cfg.freeze))
-        if incremental and cfg.freeze:
-            groups = ssul.frozen_step_groups(student.classifier.heads, lr=cfg.lr, unknown=cfg.unknown)
-            for g in groups:
-                for p in g["params"]:
-                    p.requires_grad_(True)
-        elif cfg.backbone_lr is not None:
-            backbone = getattr(student, "backbone", None)
-            if backbone is None:
-                raise ConfigError(f"backbone_lr: model {cfg.model!r} has no backbone module")
-            ids = {id(p) for p in backbone.parameters()}
-            groups = [{"params": list(backbone.parameters()), "lr": cfg.backbone_lr},
-                      {"params": [p for p in student.parameters() if id(p) not in ids], "lr": cfg.lr}]
-        else:
-            groups = [{"params": list(student.parameters()), "lr": cfg.lr}]
-        if incremental and cfg.bn_freeze:
-            ssul.freeze_batchnorm(student)
-        return ssul.trainable(groups)
-
     def _loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        logits = student(image)
-        teacher_logits = None
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = teacher(image)
-        if cfg.recipe == "ssul" and cfg.pseudo and teacher_logits is not None:
-            target = ssul.pseudo_label(target, teacher_logits, loss_type=cfg.loss_type,
-                                       threshold=cfg.pseudo_thresh, unknown=cfg.unknown)
-        loss = ssul.bce_with_ignore(logits, target) if cfg.loss_type == "bce" else labelled_cross_entropy(logits, target)
-        if cfg.recipe == "cil" and teacher_logits is not None:
-            loss = loss + entropy_weighted_distillation(
-                logits, teacher_logits, target == 255, temperature=cfg.temperature, lambda_gs=cfg.lambda_gs,
-            )
-        return loss
+        """Loss of one batch (image N×3×H×W, target N×H×W channel ids), as the recipe defines it."""
+        return self.recipe.loss(student, teacher, image, target)
 
-    def _fit(self, student: nn.Module, teacher: Optional[nn.Module], pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def _teacher_outputs(self, teacher: nn.Module, loader: DataLoader) -> TeacherOutputs:
+        """A :class:`TeacherBatch` (targets, teacher logits, the recipe's ``teacher_maps``) per batch
+        of ``loader``, computed only when iterated."""
+        names = self.recipe.teacher_maps
+        for image, target in loader:
+            image = image.to(self.device).contiguous(memory_format=torch.channels_last)
+            maps: dict[str, torch.Tensor] = {}
+            with torch.no_grad(), autocast(self.precision, self.device):
+                if names:
+                    features = teacher.forward_features(image)
+                    logits, maps = features["logits"], {k: features[k].float() for k in names}
+                else:
+                    logits = teacher(image)
+            yield TeacherBatch(target.to(self.device), logits.float(), maps)
+
+    def _fit(self, student: nn.Module, teacher: Optional[nn.Module], pairs: Sequence[tuple[str, str]],
+             stage: Stage) -> list[float]:
         cfg = self.config
-        step = len(self.groups) - 1
-        use_memory = cfg.recipe == "ssul" and step >= 1 and bool(self.memory)
+        use_memory = stage.step >= 1 and bool(self.memory)
         main_batch = cfg.batch_size - cfg.batch_size // 2 if use_memory else cfg.batch_size
         if len(pairs) == 1 and not use_memory:  # Ianvs' round 0: BatchNorm (ASPP pooling) needs 2 samples
             pairs = [pairs[0], pairs[0]]  # two differently augmented views
@@ -422,15 +421,20 @@ class ContinualLearner:
             old = [c for g in self.groups[:-1] for c in g]
             memory = self._pairs_dataset(self.memory, self._target_lut(old), cfg.seed + 1000 * self.stages + 500)
             memory_batches = _cycle(self._loader(memory, cfg.batch_size // 2, cfg.seed + self.stages + 500), memory)
+        teacher_outputs = None
+        if teacher is not None:  # a separate loader, so the training order does not depend on its use
+            teacher_outputs = self._teacher_outputs(teacher, self._loader(data, main_batch, cfg.seed + self.stages))
+        self.recipe.begin_stage(stage, teacher_outputs)
         student.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and CUDA
         student.train()
-        optimizer = make_optimizer(cfg.optimizer, self._param_groups(student, step), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(cfg.optimizer, self.recipe.param_groups(student), lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(loader), power=cfg.lr_power, step_size=cfg.step_size)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         epoch_losses: list[float] = []
         bar = tqdm(range(cfg.epochs), desc=f"stage {self.stages} {cfg.recipe}", unit="epoch", disable=None, leave=False)
         for epoch in bar:
             data.epoch = epoch
+            self.recipe.begin_epoch(epoch + 1, cfg.epochs)
             total, batches = 0.0, 0
             for image, target in loader:
                 if memory_batches is not None:
@@ -464,9 +468,7 @@ class ContinualLearner:
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """N×K×H×W scores whose argmax is the prediction, channel k = ``classes[k]``: the logits,
         or with ``unknown`` SSUL's probabilities with the unknown merged into the background."""
-        if self.config.unknown:
-            return ssul.merge_unknown(ssul.probabilities(logits, self.config.loss_type))
-        return logits.float()
+        return self.recipe.class_scores(logits)
 
     @torch.no_grad()
     def predict(self, images: Sequence[str]) -> Iterator[Prediction]:

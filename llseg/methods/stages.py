@@ -20,6 +20,15 @@ from llseg.metrics.incremental import format_table, table_columns
 log = logging.getLogger("llseg.stages")
 
 
+def task_train_rows(prepared: Path) -> list[list[tuple[str, str, str]]]:
+    """Per task of ``prepared``, the (image, full label, train label) lines Ianvs trains it on: the
+    first ``int(chunk_size · train_ratio)`` lines of its chunk (the eval part is never trained on)."""
+    manifest = Manifest.load(prepared)
+    rows = read_index(prepared / "train_index.txt", columns=3, check_exists=True)
+    n, n_train = manifest.chunk_size, int(manifest.chunk_size * manifest.train_ratio)
+    return [[(str(r[0]), str(r[1]), str(r[2])) for r in rows[k * n : k * n + n_train]] for k in range(len(manifest.tasks))]
+
+
 def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
     """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order, each on the train
     part of its chunk (the first ``int(chunk_size · train_ratio)`` lines, as Ianvs cuts them).
@@ -28,18 +37,14 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
     stage, so its last stage is the all-classes baseline). Returns the score table per stage name.
     """
-    manifest = Manifest.load(prepared)
     config = TrainConfig.from_hyperparameters(hyperparameters, source="llseg train")
-    rows = read_index(prepared / "train_index.txt", columns=3, check_exists=True)
+    chunks = task_train_rows(prepared)
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
-    n, n_train = manifest.chunk_size, int(manifest.chunk_size * manifest.train_ratio)
-    # Each task trains on its chunk's train part, as under Ianvs; the eval part is never trained on.
-    chunks = [rows[k * n : k * n + n_train] for k in range(len(manifest.tasks))]
     out.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(config)
     results: dict[str, dict[str, Optional[float]]] = {}
     for k, chunk in enumerate(chunks, start=1):
-        learner.learn([str(r[0]) for r in chunk], [str(r[1]) for r in chunk], [str(r[2]) for r in chunk])
+        learner.learn(*(list(column) for column in zip(*chunk)))
         learner.save(out / f"stage{k}.pt")
         results[f"stage {k}"] = learner.evaluate([str(r[0]) for r in test], [str(r[1]) for r in test])
         log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt", format_table({f"stage {k}": results[f"stage {k}"]}))

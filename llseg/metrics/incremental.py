@@ -56,7 +56,13 @@ class IncrementalScorer:
             )
         # One pass over the image for all 2G+1 maps. Restricting the ground truth to some classes
         # (other pixels ignored) keeps exactly those classes' rows, so restriction is row selection.
-        counts = confusion_stack(np.concatenate(maps), target, self.num_classes)
+        # The class-incremental map usually equals the last prefix map (argmax over every learned
+        # class): then it is counted once.
+        same = np.array_equal(prediction.pred, prediction.prefix_pred[-1])
+        counts = confusion_stack([*(() if same else (prediction.pred,)), *prediction.group_pred, *prediction.prefix_pred],
+                                 target, self.num_classes)
+        if same:
+            counts = np.concatenate([counts[-1:], counts])
         self.full += counts[0]
         union: list[int] = []
         for k, classes in enumerate(groups):

@@ -165,6 +165,8 @@ def test_first_line_shows_the_most_task1_classes(voc: Path, tmp_path: Path, seed
     assert n_classes[first] == max(n_classes.values())
     names = manifest.class_names
     assert manifest.first_line_missing == tuple(names[c] for c in TASKS[0] if c not in TRAIN[first])
+    if manifest.first_line_missing:  # the summary tells how to keep step 0 one class group
+        assert "hyperparameter split: voc-15-1" in manifest.summary()
 
 
 def test_deterministic_for_a_seed(voc: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from PIL import Image
 from llseg.cli import main
 from llseg.data.labels import IGNORE_INDEX, VOC, voc_colormap
 from llseg.data.splits import ClassIncrementalSpec, get_preset, membership
-from llseg.data.synthetic_objects import SIDECAR_NAME, generate_objects_dataset
+from llseg.data.synthetic_objects import CLASS_HUES, SIDECAR_NAME, generate_objects_dataset, render_objects
 from llseg.data.voc import find_voc_samples, load_voc_label
 from llseg.errors import ConfigError, DataError
 
@@ -91,7 +91,7 @@ def test_voc_15_1_steps_overlap_vs_disjoint(train_counts: np.ndarray) -> None:
 
 def test_sidecar_matches_labels(dataset: Path, train_counts: np.ndarray) -> None:
     side = json.loads((dataset / SIDECAR_NAME).read_text())
-    assert side["args"] == {"seed": 0, "size": [H, W], "images": N} and side["complete"] is True
+    assert side["args"] == {"seed": 0, "size": [H, W], "images": N, "class_tint": 0.0} and side["complete"] is True
     assert side["splits"] == {"train": N, "val": N // 4}
     names = VOC.class_names
     assert side["class_images"]["train"] == {n: int((train_counts[:, k] > 0).sum()) for k, n in enumerate(names)}
@@ -110,6 +110,34 @@ def test_deterministic_and_reused(tmp_path: Path) -> None:
     again = generate_objects_dataset(a, seed=3, size=(32, 48), images=8)
     assert again.reused and again.images == {"train": 8, "val": 2}
     assert (a / "JPEGImages" / "train_000000.jpg").stat().st_mtime_ns == mtime
+
+
+def test_class_tint_moves_object_colours_to_their_class_hue_only() -> None:
+    """Same draws with and without the tint: labels and background pixels are identical, and every
+    class's pixels move towards its own hue (the hues are distinct)."""
+    closer = []
+    for index in range(12):
+        plain_rgb, plain_label = render_objects(np.random.default_rng([7, index]), 96, 96)
+        rgb, label = render_objects(np.random.default_rng([7, index]), 96, 96, class_tint=0.5)
+        assert np.array_equal(label, plain_label)
+        assert np.array_equal(rgb[label == 0], plain_rgb[label == 0])
+        for c in set(np.unique(label).tolist()) - {0, IGNORE_INDEX}:
+            mask = label == c
+            distance = [np.abs(x[mask].astype(np.float32) - CLASS_HUES[c]).mean() for x in (rgb, plain_rgb)]
+            closer.append(distance[0] < distance[1])
+    assert len(closer) >= 20 and all(closer)
+    hues = CLASS_HUES[1:]
+    gaps = np.linalg.norm(hues[:, None] - hues[None], axis=-1) + np.eye(len(hues)) * 1e9
+    assert hues.shape == (20, 3) and gaps.min() > 40
+
+
+def test_class_tint_is_part_of_the_dataset_identity(tmp_path: Path) -> None:
+    plain = generate_objects_dataset(tmp_path, seed=1, size=(32, 32), images=4)
+    tinted = generate_objects_dataset(tmp_path, seed=1, size=(32, 32), images=4, class_tint=0.5)
+    assert not tinted.reused and json.loads((tmp_path / SIDECAR_NAME).read_text())["args"]["class_tint"] == 0.5
+    assert plain.class_images == tinted.class_images  # same scenes, other colours
+    with pytest.raises(ConfigError, match="class_tint must be a number in 0..1"):
+        generate_objects_dataset(tmp_path / "x", class_tint=1.5)
 
 
 def test_bad_arguments_and_foreign_trees(tmp_path: Path) -> None:
@@ -132,3 +160,7 @@ def test_cli_kind_objects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(find_voc_samples(tmp_path / "o", "train")) == 400
     assert main(["synth", "--kind", "objects", "--out", str(tmp_path / "p"), "--images-per-city", "2"]) == 2
     assert "--images-per-city applies to --kind city only" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "q"), "--class-tint", "0.5"]) == 2
+    assert "--class-tint applies to --kind objects only" in capsys.readouterr().err
+    assert main(["synth", "--kind", "objects", "--out", str(tmp_path / "t"), "--size", "16x16", "--class-tint", "0.4"]) == 0
+    assert json.loads((tmp_path / "t" / SIDECAR_NAME).read_text())["args"]["class_tint"] == 0.4

@@ -50,6 +50,21 @@ def test_rounds_are_stages_and_outputs_stay_in_the_given_folder(make_rows, tmp_p
     assert record.groups == [[0, 1], [4]] and record.pred.shape == (32, 64)
 
 
+def test_repeated_rows_are_predicted_once_and_share_their_record(make_rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("OUTPUT_URL", str(tmp_path / "eval"))
+    est = ERFNetEstimator(recipe="finetune", **FAST)
+    est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
+    test = make_rows("t", 2, [0, 1], keep={0, 1})
+    padded = np.concatenate([test.x, test.x[::-1], test.x[:1]])  # as a padded index chunk repeats lines
+    seen: list[list[str]] = []
+    predict = est.learner.predict
+    monkeypatch.setattr(est.learner, "predict", lambda images: (seen.append(list(images)), predict(images))[1])
+    paths = est.predict(padded)
+    images = [str(v) for v in np.asarray(test.x).reshape(len(test.x), -1)[:, 0]]
+    assert seen == [images]
+    assert paths[:2] == paths[3:1:-1] and paths[4] == paths[0] and paths[0] != paths[1]
+
+
 def test_evaluate_writes_nothing_and_reports_the_klingner_table(make_rows, tmp_path):
     est = ERFNetEstimator(recipe="finetune", **FAST)
     est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))

@@ -24,7 +24,7 @@ def test_cil_uses_a_teacher_only_when_classes_are_new(make_rows, monkeypatch):
     learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
     teachers = []
     original = learner._fit
-    monkeypatch.setattr(learner, "_fit", lambda student, teacher, pairs: teachers.append(teacher) or original(student, teacher, pairs))
+    monkeypatch.setattr(learner, "_fit", lambda student, teacher, *rest: teachers.append(teacher) or original(student, teacher, *rest))
     _learn(learner, make_rows("a", 2, [0, 1], keep={0, 1}))
     first = learner.model
     _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # same classes: retrain, no distillation

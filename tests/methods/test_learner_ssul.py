@@ -114,7 +114,7 @@ def test_checkpoint_round_trip_with_per_step_heads(make_rows):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(recipe="finetune", pseudo=True), "pseudo apply to recipe ssul only"),
+        (dict(recipe="finetune", pseudo=True), "pseudo apply to recipes ssul, idec, lag only"),
         (dict(recipe="ssul", w_transfer=True), "w_transfer copies the unknown head"),
         (dict(recipe="ssul", loss_type="focal"), "loss_type must be one of ce, bce"),
         (dict(recipe="ssul", mem_size=4, batch_size=1), "use batch_size >= 2"),

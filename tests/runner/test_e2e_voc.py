@@ -29,7 +29,15 @@ NAME = "deeplabv3-mobilenetv3_voc-15-5_synthetic-objects"
 FAST = {"epochs": 1, "batch_size": 4, "input_size": "32x32", "device": "cpu"}
 STEP0 = list(range(16))  # background + aeroplane .. person
 STEP1 = list(range(16, 21))  # pottedplant .. tvmonitor
-ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint"]
+ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deeplabv3_mib", "deeplabv3_plop",
+              "deeplabv3_lag"]
+REAL_ALGORITHMS = [*ALGORITHMS[:-1], "deeplabv3_idec", "deeplabv3_lag"]
+# Each paper's VOC settings in the real files: epochs, batch, lr, backbone_lr (None: every parameter at lr),
+# lr_incremental, crop (methods.md §2-§6).
+PAPER = {"ssul": (50, 32, 0.01, 0.001, None, "513x513"), "mib": (30, 24, 0.01, None, 0.001, "512x512"),
+         "idec": (30, 12, 0.01, 0.001, None, "513x513")}
+PAPER.update(finetune=PAPER["ssul"], joint=PAPER["ssul"], plop=PAPER["mib"], lag=PAPER["idec"])
+PER_STEP_HEADS = ("deeplabv3_ssul", "deeplabv3_idec", "deeplabv3_lag")  # unknown channel merged at inference
 VOC_COLUMNS = ["mIoU_old", "mIoU_new", "mIoU_all", "hIoU", "BWT", "FWT", "task_avg_acc"]
 
 
@@ -107,7 +115,7 @@ def test_synthetic_voc_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
             for path in records:
                 record = load_prediction(path)
                 assert record.groups == groups, (case.algorithm, r, path.name)
-                if case.algorithm == "deeplabv3_ssul":
+                if case.algorithm in PER_STEP_HEADS:
                     # Never a class it has not learned, nor the unknown channel's slot.
                     learned = {c for g in groups for c in g}
                     assert set(np.unique(record.pred).tolist()) <= learned, (r, path.name)
@@ -135,7 +143,8 @@ REAL_FAST = {"model": "deeplabv3_mobilenet_v3_large", "model_kwargs": {"output_s
 
 def test_real_voc_job_runs_six_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     """The real-VOC 15-1 files (six steps) on tiny objects data in place of VOC + SBD: every
-    algorithm file builds its estimator as shipped, and the ssul case runs all six rounds."""
+    algorithm file builds its estimator as shipped with its paper's settings, and the ssul case runs
+    all six rounds."""
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "testenv", tmp_path / "testenv")
     shutil.copytree(ROOT / "testalgorithms", tmp_path / "testalgorithms")
@@ -144,11 +153,11 @@ def test_real_voc_job_runs_six_rounds(tmp_path: Path, monkeypatch: pytest.Monkey
         data = yaml.safe_load(path.read_text())
         hps = data["algorithm"]["modules"][0]["hyperparameters"]
         shipped = {name: spec["values"][0] for item in hps for name, spec in item.items()}
-        estimator = DeepLabV3Estimator(**shipped)  # checks every value; the weights load at the first train
-        assert estimator.config.model == "deeplabv3_resnet101" and estimator.config.split == "voc-15-1"
+        cfg = DeepLabV3Estimator(**shipped).config  # checks every value; the weights load at the first train
+        assert cfg.model == "deeplabv3_resnet101" and cfg.split == "voc-15-1" and cfg.scale == (0.5, 2.0)
         assert shipped["model_kwargs"]["backbone_weights"], path.name
-        assert (shipped["epochs"], shipped["batch_size"], shipped["lr"], shipped["backbone_lr"]) == (50, 32, 0.01, 0.001)
-        assert (shipped["crop_size"], shipped["scale"]) == ("513x513", [0.5, 2.0])
+        crop = "x".join(map(str, cfg.crop_size))
+        assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.backbone_lr, cfg.lr_incremental, crop) == PAPER[cfg.recipe], path.name
         for item in hps:
             ((name, spec),) = item.items()
             if name in REAL_FAST:
@@ -156,7 +165,9 @@ def test_real_voc_job_runs_six_rounds(tmp_path: Path, monkeypatch: pytest.Monkey
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     job = yaml.safe_load(Path(REAL_JOB).read_text())
     algorithms = job["benchmarkingjob"]["test_object"]["algorithms"]
-    assert [a["name"] for a in algorithms] == ALGORITHMS
+    assert [a["name"] for a in algorithms] == REAL_ALGORITHMS
+    assert sorted(p.name.split("_")[1] for p in (tmp_path / EXAMPLE / "testalgorithms").glob("*_voc.yaml")) == sorted(
+        a["name"][len("deeplabv3_"):] for a in algorithms)
     job["benchmarkingjob"]["test_object"]["algorithms"] = algorithms[:1]  # ssul only: 6 rounds x 3 cases is slow
     Path(REAL_JOB).write_text(yaml.safe_dump(job, sort_keys=False))
     generate_objects_dataset("data/objects", seed=0, size=(32, 32), images=80)  # the fewest for 2 images per step

@@ -1,0 +1,313 @@
+"""Accuracy measurements on llseg's synthetic data: continual methods side by side, and mixed precision against fp32.
+
+Run from the repository root on a quiet machine::
+
+    .venv/bin/python benchmarks/accuracy.py methods      # old/new/all per method, VOC 15-1 on synthetic objects (~25 min, 2 cores)
+    .venv/bin/python benchmarks/accuracy.py precision    # CIL-3 on synthetic city scenes, fp32 vs bf16/fp16 (~8 min)
+    .venv/bin/python benchmarks/accuracy.py methods --smoke --out /tmp/m.md   # tiny sizes: checks the code path only
+
+``methods`` writes ``benchmarks/METHODS.md``, ``precision`` writes ``benchmarks/PRECISION.md``
+(``--out`` to change); both also write the raw scores as JSON next to the Markdown file.
+
+``methods``: the synthetic objects dataset (``llseg synth --kind objects``) with ``--class-tint``
+(default 0.7: without a class colour cue, a network trained from scratch on a CPU learns nothing but
+background in this budget), prepared as ``--split`` (default voc-15-1) exactly as ``llseg prepare``
+does, every task trained on its chunk's train part (as under Ianvs) and scored on the test index
+after every step. DeepLabV3-MobileNetV3-Large from scratch, SGD, poly. Recipes that share a step-0
+training share one step-0 model (``finetune``, ``mib`` and ``plop`` start from one model trained with
+cross-entropy; ``idec`` and ``lag`` from one SSUL-trained model with ASPP taps; ``ssul`` from its own),
+so their differences come from the incremental steps only. Steps >= 1 use lower learning rates
+(``STEP_LRS``), as MiB/PLOP do (0.01 then 0.001). ``joint`` is one training on every task's train
+images with full labels (the last stage of the ``joint`` recipe). ``--ratios`` adds LAG's
+data-limited protocol (``data_ratio``) for ``--ratio-recipe``.
+
+``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_cil_cil-3_synthetic-city.yaml``)
+trained with ``llseg train``'s stage loop on the default job's prepared data, once per precision.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llseg.data.indexfile import read_index  # noqa: E402
+from llseg.data.labels import ISPRS_DOMAINS  # noqa: E402
+from llseg.data.prepare import prepare  # noqa: E402
+from llseg.data.synthetic_aerial import generate_aerial_dataset  # noqa: E402
+from llseg.data.synthetic_objects import generate_objects_dataset  # noqa: E402
+from llseg.ianvs.metrics import label_domain  # noqa: E402
+from llseg.ianvs.estimator import DeepLabV3Estimator  # noqa: E402
+from llseg.methods.config import TrainConfig  # noqa: E402
+from llseg.methods.learner import ContinualLearner  # noqa: E402
+from llseg.methods.stages import task_train_rows  # noqa: E402
+
+Scores = dict[str, Optional[float]]
+RECIPES = ("finetune", "mib", "plop", "ssul", "idec", "lag", "joint")
+# Which recipe trains the step-0 model a recipe starts from.
+STEP0_OF = {"finetune": "finetune", "mib": "finetune", "plop": "finetune", "ssul": "ssul", "idec": "lag", "lag": "lag"}
+# From-scratch CPU settings (the papers' lr 0.01 / backbone 0.001 assume an ImageNet backbone).
+# BN momentum 0.1: SSUL's 0.01 barely moves the running statistics in a few hundred iterations.
+COMMON = dict(model="deeplabv3_mobilenet_v3_large", model_kwargs={"bn_momentum": 0.1}, dataset="voc", optimizer="sgd",
+              lr=0.05, backbone_lr=0.05, weight_decay=1e-4, lr_policy="poly", batch_size=8, scale=(1.0, 1.25),
+              jitter=0.0, seed=1234)
+# Steps >= 1: MiB/PLOP train everything at lr_incremental; IDEC/LAG train the body (for their
+# distillation terms) at backbone_lr; SSUL and finetune keep the step-0 rates (SSUL freezes the body).
+STEP_LRS: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.02}, "plop": {"lr_incremental": 0.02},
+                                      "idec": {"backbone_lr": 0.005}, "lag": {"backbone_lr": 0.005}}
+
+
+def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, dataset: str, step: int,
+                  **extra: Any) -> TrainConfig:
+    """The estimator's defaults for ``recipe`` (published flags), then the CPU settings above."""
+    settings = {**DeepLabV3Estimator.recipe_defaults.get(recipe, {}), **COMMON, "recipe": recipe, "epochs": epochs,
+                "input_size": size, "split": split, "dataset": dataset}
+    if step >= 1:
+        settings.update(STEP_LRS.get(recipe, {}))
+    return TrainConfig.from_hyperparameters({**settings, **extra}, source=f"accuracy.py {recipe}")
+
+
+def scores(learner: ContinualLearner, test: list[tuple[str, str]], domains: tuple[str, ...] = ()) -> Scores:
+    """The learner's table on ``test`` (image, full label) pairs, plus ``<score>_<domain>`` for each domain
+    (the samples whose label folder is the domain, as llseg's Ianvs metrics define it)."""
+    table = learner.evaluate([i for i, _ in test], [f for _, f in test])
+    for domain in domains:
+        part = [(i, f) for i, f in test if label_domain(f) == domain]
+        table.update({f"{k}_{domain}": v for k, v in learner.evaluate(*map(list, zip(*part))).items()} if part else {})
+    return table
+
+
+def run_methods(args: argparse.Namespace) -> dict[str, Any]:
+    work = args.work
+    if args.dataset == "objects":
+        data = generate_objects_dataset(work / "objects", seed=0, size=args.size_hw, images=args.images, class_tint=args.tint)
+        prepared = work / f"objects-{args.split}"
+        manifest = prepare("voc", root=data.out, split=args.split, out=prepared)
+        common = dict(epochs=args.epochs, size=args.size, split=args.split, dataset="voc")
+        domains: tuple[str, ...] = ()
+    else:
+        data = generate_aerial_dataset(work / "aerial", seed=0)
+        prepared = work / f"aerial-{args.split}"
+        manifest = prepare("isprs", root=data.out, split=args.split, out=prepared,
+                           isprs_options={"patch_size": args.size_hw[0]})
+        common = dict(epochs=args.epochs, size=None, split=args.split, dataset="isprs")
+        domains = ISPRS_DOMAINS
+    tasks = task_train_rows(prepared)
+    test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+
+    def score(learner: ContinualLearner) -> Scores:
+        return scores(learner, test, domains)
+
+    timings: dict[str, float] = {}
+
+    def learn(learner: ContinualLearner, rows: list[tuple[str, str, str]]) -> None:
+        learner.learn(*(list(column) for column in zip(*rows)))
+
+    step0: dict[str, tuple[dict, Scores]] = {}
+    for base in sorted({STEP0_OF[r] for r in args.recipes if r in STEP0_OF}):
+        start = time.perf_counter()
+        learner = ContinualLearner(recipe_config(base, step=0, **common))
+        learn(learner, tasks[0])
+        step0[base] = (copy.deepcopy(learner.state_dict()), score(learner))
+        timings[f"step 0 ({base})"] = time.perf_counter() - start
+        print(f"step 0 ({base}): {brief(step0[base][1])}", flush=True)
+
+    def continual(recipe: str, **extra: Any) -> list[Scores]:
+        state, first = step0[STEP0_OF[recipe]]
+        learner = ContinualLearner(recipe_config(recipe, step=1, **common, **extra))
+        learner.load_state_dict(copy.deepcopy(state))
+        curve = [first]
+        for rows in tasks[1:]:
+            learn(learner, rows)
+            curve.append(score(learner))
+        return curve
+
+    results: dict[str, list[Scores]] = {}
+    for recipe in args.recipes:
+        start = time.perf_counter()
+        if recipe == "joint":
+            learner = ContinualLearner(recipe_config("joint", step=0, **common))
+            every = list(dict.fromkeys((i, f, f) for rows in tasks for i, f, _ in rows))
+            learn(learner, every)
+            results[recipe] = [score(learner)]
+        else:
+            results[recipe] = continual(recipe)
+        timings[recipe] = time.perf_counter() - start
+        print(f"{recipe}: {brief(results[recipe][-1])}", flush=True)
+    ratios: dict[str, list[Scores]] = {}
+    for ratio in args.ratios:
+        start = time.perf_counter()
+        ratios[str(ratio)] = continual(args.ratio_recipe, data_ratio=ratio) if ratio != 1.0 else results.get(
+            args.ratio_recipe) or continual(args.ratio_recipe)
+        timings[f"{args.ratio_recipe} data_ratio {ratio}"] = time.perf_counter() - start
+        print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
+    return {"dataset": args.dataset, "split": args.split, "domains": list(domains), "tasks": [list(t.classes) for t in manifest.tasks],
+            "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
+            "data": str(data).splitlines(), "results": results, "ratios": ratios, "seconds": timings}
+
+
+def brief(s: Scores) -> str:
+    return " ".join(f"{k} {fmt(s.get(k))}" for k in ("mIoU_old", "mIoU_new", "mIoU_all", "hIoU"))
+
+
+def fmt(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
+    domains = out["domains"]
+    data = (f"synthetic objects ({args.size}, class tint {args.tint}, {args.images} train images)" if args.dataset == "objects"
+            else f"synthetic aerial tiles cut into {args.size} patches (step 0 on Potsdam RGB, later steps on Vaihingen IRRG)")
+    lines = [
+        f"## Continual methods, {args.split} on {data}",
+        "",
+        f"DeepLabV3-MobileNetV3-Large from scratch, {args.epochs} epochs per step, batch 8, SGD lr 0.05 (steps >= 1: "
+        f"{', '.join(f'{r} {v}' for r, v in STEP_LRS.items())}), poly. Train images per task {out['train_images']}, "
+        f"{out['test_images']} test images. mIoU as fractions after the last step; old = step-0 classes (with "
+        "background/impervious), new = the later steps' classes, all = every class (classes not learned yet count "
+        "as 0 when labelled, methods.md §9.3); hIoU = harmonic mean of old and new."
+        + (" Per-domain columns score the test images of one domain only." if domains else ""),
+        "",
+    ]
+    columns = [("mIoU_old", "old"), ("mIoU_new", "new"), ("mIoU_all", "all"), ("hIoU", "hIoU")]
+    columns += [(f"{k}_{d}", f"{name} {d}") for d in domains for k, name in columns[:3]]
+    lines += ["| recipe | step-0 old | " + " | ".join(name for _, name in columns) + " | minutes |",
+              "|---|---|" + "---|" * (len(columns) + 1)]
+    for recipe, curve in out["results"].items():
+        last = curve[-1]
+        first = "–" if recipe == "joint" else fmt(curve[0]["mIoU_old"])
+        lines.append(f"| {recipe} | {first} | " + " | ".join(fmt(last.get(k)) for k, _ in columns)
+                     + f" | {out['seconds'][recipe] / 60:.1f} |")
+    steps = len(out["train_images"])
+    lines += ["", "mIoU_all after each step (step 0 first):", "",
+              "| recipe | " + " | ".join(f"step {k}" for k in range(steps)) + " |", "|---|" + "---|" * steps]
+    for recipe, curve in out["results"].items():
+        if recipe != "joint":
+            lines.append(f"| {recipe} | " + " | ".join(fmt(s["mIoU_all"]) for s in curve) + " |")
+    if out["ratios"]:
+        lines += ["", f"### Data-limited steps ({args.ratio_recipe}, `data_ratio`: share of each step >= 1's train "
+                      "images, step 0 complete; LAG Table 11's protocol)", "",
+                  "| data_ratio | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]
+        for ratio, curve in out["ratios"].items():
+            lines.append(f"| {ratio} | " + " | ".join(fmt(curve[-1].get(k)) for k, _ in columns) + " |")
+    step0 = ", ".join(f"{k} {v / 60:.1f}" for k, v in out["seconds"].items() if k.startswith("step 0"))
+    lines += ["", f"Step-0 trainings (minutes): {step0}."]
+    return lines
+
+
+def run_precision(args: argparse.Namespace) -> dict[str, Any]:
+    from llseg.runtime import resolve_precision
+
+    job = yaml.safe_load((ROOT / "testalgorithms" / "erfnet_cil_cil-3_synthetic-city.yaml").read_text())
+    hyper = {k: v["values"][0] for item in job["algorithm"]["modules"][0]["hyperparameters"] for k, v in item.items()}
+    testenv = yaml.safe_load((ROOT / "testenv" / "testenv_cil-3_synthetic-city.yaml").read_text())
+    prepared = ROOT / Path(testenv["testenv"]["dataset"]["train_index"]).parent
+    if not (prepared / "manifest.json").is_file():
+        raise SystemExit(f"{prepared} is not prepared: run 'python3 quickstart.py bench' (or its synth + prepare) first")
+    tasks = task_train_rows(prepared)
+    test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+    auto = resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    results: dict[str, Any] = {}
+    for precision in dict.fromkeys(("fp32", auto)):
+        for seed in args.seeds:
+            config = TrainConfig.from_hyperparameters(
+                {**hyper, "precision": precision, "seed": seed, "epochs": args.epochs or hyper["epochs"]},
+                source="accuracy.py precision")
+            learner = ContinualLearner(config)
+            start = time.perf_counter()
+            for rows in tasks:
+                learner.learn(*(list(column) for column in zip(*rows)))
+            final = scores(learner, test)
+            results.setdefault(precision, []).append({"seed": seed, "scores": final, "seconds": time.perf_counter() - start})
+            print(f"{precision} seed {seed}: {brief(final)}", flush=True)
+    return {"hyperparameters": hyper, "auto": auto, "seeds": args.seeds, "results": results}
+
+
+def precision_markdown(out: dict[str, Any]) -> list[str]:
+    runs = out["results"]
+    keys = [k for k in runs["fp32"][0]["scores"] if k.startswith("mIoU") and runs["fp32"][0]["scores"][k] is not None]
+
+    def mean(precision: str, key: str) -> float:
+        return sum(r["scores"][key] for r in runs[precision]) / len(runs[precision])
+
+    lines = ["## Mixed precision against fp32 (CIL-3, synthetic city, the default job's `cil` settings)", "",
+             f"Scores after the last stage, one row per seed (mIoU as fractions; a point = 0.01); seeds {out['seeds']}.", "",
+             "| precision | seed | " + " | ".join(keys) + " | minutes |", "|---|---|" + "---|" * (len(keys) + 1)]
+    for precision, rows in runs.items():
+        for r in rows:
+            lines.append(f"| {precision} | {r['seed']} | " + " | ".join(fmt(r["scores"][k]) for k in keys)
+                         + f" | {r['seconds'] / 60:.1f} |")
+    if len(runs) > 1:
+        auto = out["auto"]
+        worst = max(abs(mean(auto, k) - mean("fp32", k)) for k in keys)
+        spread = max(max(r["scores"][k] for r in runs["fp32"]) - min(r["scores"][k] for r in runs["fp32"]) for k in keys)
+        lines += ["", f"Largest difference of the seed means, {auto} − fp32: **{100 * worst:.2f} points** (target: within "
+                      f"1 point). For scale, the largest fp32 seed-to-seed spread: {100 * spread:.2f} points."]
+    return lines
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("methods", help="old/new/all mIoU per continual method on synthetic objects")
+    m.add_argument("--dataset", choices=["objects", "aerial"], default="objects",
+                   help="objects: VOC-like (llseg synth --kind objects); aerial: ISPRS-like, per-domain scores")
+    m.add_argument("--split", default=None, help="split preset (default voc-15-1 for objects, isprs-2-2-1 for aerial)")
+    m.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
+    m.add_argument("--size", default=None, help="objects: image and input size HxW (default 128x128); aerial: "
+                   "square patch size (default 96x96)")
+    m.add_argument("--epochs", type=int, default=20)
+    m.add_argument("--images", type=int, default=400, help="train images of the generated dataset")
+    m.add_argument("--tint", type=float, default=0.7, help="class_tint of the objects generator")
+    m.add_argument("--ratios", default="1.0,0.5,0.25", help="data_ratio values for --ratio-recipe ('' for none)")
+    m.add_argument("--ratio-recipe", default="lag")
+    m.add_argument("--work", type=Path, default=ROOT / "data" / "accuracy", help="folder for the generated data")
+    m.add_argument("--smoke", action="store_true", help="32x32, 120 images, 1 epoch: checks the code path only")
+    m.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "METHODS.md")
+    p = sub.add_parser("precision", help="CIL-3 mIoU in fp32 and in the precision 'auto' resolves to")
+    p.add_argument("--epochs", type=int, default=None, help="override the job's epochs (default: the job's)")
+    p.add_argument("--seeds", default="1234,1", help="comma-separated seeds, each trained in every precision")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "PRECISION.md")
+    args = parser.parse_args(argv)
+
+    if args.command == "methods":
+        args.split = args.split or {"objects": "voc-15-1", "aerial": "isprs-2-2-1"}[args.dataset]
+        args.size = args.size or {"objects": "128x128", "aerial": "96x96"}[args.dataset]
+        if args.smoke:
+            args.size, args.images, args.epochs = ("32x32" if args.dataset == "objects" else "64x64"), 120, 1
+        args.recipes = [r for r in args.recipes.split(",") if r]
+        unknown = sorted(set(args.recipes) - set(RECIPES))
+        if unknown:
+            parser.error(f"unknown recipes {unknown}; valid: {', '.join(RECIPES)}")
+        args.ratios = [float(r) for r in args.ratios.split(",") if r]
+        args.size_hw = tuple(int(v) for v in args.size.lower().split("x"))
+        out = run_methods(args)
+        body = methods_markdown(args, out)
+    else:
+        args.seeds = [int(v) for v in args.seeds.split(",") if v]
+        out = run_precision(args)
+        body = precision_markdown(out)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [f"# llseg accuracy: {args.command}", "",
+              f"Written by `benchmarks/accuracy.py {args.command}` on {stamp}; {platform.processor() or platform.machine()}, "
+              f"torch {torch.__version__} with {torch.get_num_threads()} threads.", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(header + body) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

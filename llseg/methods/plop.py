@@ -1,0 +1,145 @@
+"""PLOP's components (Douillard et al., CVPR 2021; methods.md §6), as pure functions on tensors.
+
+Channel layout as in :mod:`llseg.methods.mib`: channel 0 is the background, channels
+``0 .. old-1`` the classes the previous (teacher) model knows, ``old .. C-1`` the current step's.
+Targets are N×H×W channel ids, 255 = ignore.
+
+Entropy scale: u = H(q)/log|C_old| ∈ [0, 1] as methods.md states. PLOP's code averages p·log p
+over channels and divides once more by log|C_1:t|, i.e. u_code = u / (|C_old| · log|C_1:t|); the
+per-class medians do not depend on the scale, but the floor does: PLOP's 0.001 equals about 0.045
+of this u on VOC 15-1 (set ``threshold`` accordingly to match the code rather than the paper).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from llseg.data.labels import IGNORE_INDEX
+
+POD_SCALES = (1, 2, 4)
+# forward_features maps distilled with pod_factor; the low-resolution logits use pod_logits_factor.
+POD_FEATURES = ("layer1", "layer2", "layer3", "layer4", "aspp")
+ENTROPY_BINS = 100  # histogram resolution of the per-class median entropy
+
+
+def local_pod_embedding(x: torch.Tensor, scales: Sequence[int] = POD_SCALES) -> torch.Tensor:
+    """Local POD embedding Φ(x) of N×C×H×W maps -> N×D (x is used as given; PLOP squares it first).
+
+    For each scale s the map is cut into s×s regions; every region contributes its width-pooled
+    means (one per row and channel) and its height-pooled means (one per column and channel).
+    Over all regions these are the means over s column blocks (C·H·s values) and over s row
+    blocks (C·s·W values), concatenated per scale, so D = Σ_s C·s·(H + W). Block bounds are
+    adaptive pooling's (⌊iH/s⌋, ⌈(i+1)H/s⌉), exact regions when s divides H and W.
+    """
+    n, _, h, w = x.shape
+    x = x.float()
+    parts = []
+    for s in scales:
+        parts.append(F.adaptive_avg_pool2d(x, (h, s)).reshape(n, -1))  # width-pooled per column block
+        parts.append(F.adaptive_avg_pool2d(x, (s, w)).reshape(n, -1))  # height-pooled per row block
+    return torch.cat(parts, dim=1)
+
+
+def pod_distance(new: torch.Tensor, old: torch.Tensor, scales: Sequence[int] = POD_SCALES) -> torch.Tensor:
+    """E_batch ‖Φ(x_new²) − Φ(x_old²)‖₂ for two N×C×H×W maps (a scalar)."""
+    diff = local_pod_embedding(new.float().pow(2), scales) - local_pod_embedding(old.float().pow(2), scales)
+    return diff.norm(dim=1).mean()
+
+
+def sum_extra_channels(logits: torch.Tensor, old_channels: int) -> torch.Tensor:
+    """N×C×h×w student logits -> N×old×h×w: the new channels' logits are added to the background's."""
+    background = logits[:, :1] + logits[:, old_channels:].sum(1, keepdim=True)
+    return torch.cat([background, logits[:, 1:old_channels]], dim=1)
+
+
+def pod_loss(
+    new: Sequence[torch.Tensor],
+    old: Sequence[torch.Tensor],
+    factors: Sequence[float],
+    *,
+    channels: int,
+    new_channels: int,
+) -> torch.Tensor:
+    """PLOP's local POD: (1/L) Σ_l λ_l · sqrt(|C_1:t| / |C_t|) · :func:`pod_distance` (x_l^t, x_l^{t-1}).
+
+    Args:
+        new, old: the L student and teacher maps, pairwise of equal shape (reduce the student's
+            logits with :func:`sum_extra_channels` first).
+        factors: λ_l per map (PLOP: 0.01 for features, 0.0005 for the logits).
+        channels, new_channels: |C_1:t| (all classes, background included) and |C_t|.
+    """
+    if not len(new) == len(old) == len(factors):
+        raise ValueError(f"{len(new)} student maps, {len(old)} teacher maps, {len(factors)} factors")
+    terms = [f * pod_distance(a, b) for a, b, f in zip(new, old, factors) if f > 0]
+    total = torch.stack(terms).sum() if terms else new[0].new_zeros((), dtype=torch.float32)
+    return math.sqrt(channels / new_channels) * total / len(new)
+
+
+def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """u = H(softmax(logits)) / log C ∈ [0, 1] per pixel: N×C×H×W -> N×H×W (0 when C = 1)."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    entropy = -(log_p.exp() * log_p).sum(1)
+    return entropy / math.log(logits.shape[1]) if logits.shape[1] > 1 else torch.zeros_like(entropy)
+
+
+def entropy_histogram(target: torch.Tensor, teacher_logits: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
+    """Counts (old × bins, int64) of the teacher's normalised entropy u on the pixels it knows
+    (``target`` < old: background or an old class), per predicted class ĉ = argmax; bin k holds
+    u ∈ [k/bins, (k+1)/bins), u = 1 in the last bin."""
+    old = teacher_logits.shape[1]
+    known = target < old
+    u = normalized_entropy(teacher_logits)[known]
+    predicted = teacher_logits.argmax(1)[known]
+    index = predicted * bins + (u * bins).long().clamp(0, bins - 1)
+    return torch.bincount(index, minlength=old * bins).reshape(old, bins)
+
+
+def median_thresholds(histogram: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per-class entropy thresholds τ_c = max(median_c, floor) from :func:`entropy_histogram`
+    counts (classes × bins); the median is interpolated linearly inside its bin, and a class
+    with no pixel gets ``floor``."""
+    classes, bins = histogram.shape
+    counts = histogram.double()
+    total = counts.sum(1)
+    cumulative = counts.cumsum(1)
+    half = total / 2
+    k = (cumulative < half[:, None]).sum(1).clamp(max=bins - 1)  # first bin reaching half
+    before = torch.where(k > 0, cumulative.gather(1, (k - 1).clamp(min=0)[:, None])[:, 0], 0.0)
+    inside = counts.gather(1, k[:, None])[:, 0]
+    median = (k + (half - before) / inside.clamp(min=1)) / bins
+    median = torch.where(total > 0, median, 0.0)
+    return median.clamp(min=floor).float()
+
+
+def entropy_pseudo_labels(
+    target: torch.Tensor, teacher_logits: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PLOP's pseudo-labels and adaptive factor ν.
+
+    A pixel the teacher knows (``target`` < old: background or an old class) takes the teacher's
+    class ĉ = argmax if its normalised entropy u < τ_ĉ, else 255. ν_n = #accepted / #known pixels
+    of image n (1 when the image has none).
+
+    Args:
+        target: N×H×W channel ids of the student.
+        teacher_logits: N×old×H×W.
+        thresholds: τ per old channel (``median_thresholds``).
+    Returns:
+        (labels N×H×W, ν of shape N).
+    """
+    known = target < teacher_logits.shape[1]
+    predicted = teacher_logits.argmax(1)
+    accepted = known & (normalized_entropy(teacher_logits) < thresholds.to(target.device)[predicted])
+    labels = torch.where(accepted, predicted, torch.where(known, IGNORE_INDEX, target))
+    n_known = known.sum((1, 2))
+    nu = torch.where(n_known > 0, accepted.sum((1, 2)) / n_known.clamp(min=1), 1.0)
+    return labels, nu.float()
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(1/|I|) Σ_i ν_n(i) · CE_i over all N·H·W pixels (ignored pixels add 0); ``weight`` ν has shape N."""
+    ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+    return (weight[:, None, None] * ce).mean()

@@ -78,6 +78,16 @@ def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, 
     return TrainConfig.from_hyperparameters({**settings, **extra}, source=f"accuracy.py {recipe}")
 
 
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``[recipe:]key=value`` (YAML value) -> {recipe or "*": {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        recipe, _, key = name.rpartition(":")
+        out.setdefault(recipe or "*", {})[key] = yaml.safe_load(value)
+    return out
+
+
 def scores(learner: ContinualLearner, test: list[tuple[str, str]], domains: tuple[str, ...] = ()) -> Scores:
     """The learner's table on ``test`` (image, full label) pairs, plus ``<score>_<domain>`` for each domain
     (the samples whose label folder is the domain, as llseg's Ianvs metrics define it)."""
@@ -109,6 +119,9 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
     def score(learner: ContinualLearner) -> Scores:
         return scores(learner, test, domains)
 
+    def config(recipe: str, step: int, **extra: Any) -> TrainConfig:
+        return recipe_config(recipe, step=step, **common, **args.sets.get("*", {}), **args.sets.get(recipe, {}), **extra)
+
     timings: dict[str, float] = {}
 
     def learn(learner: ContinualLearner, rows: list[tuple[str, str, str]]) -> None:
@@ -117,7 +130,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
     step0: dict[str, tuple[dict, Scores]] = {}
     for base in sorted({STEP0_OF[r] for r in args.recipes if r in STEP0_OF}):
         start = time.perf_counter()
-        learner = ContinualLearner(recipe_config(base, step=0, **common))
+        learner = ContinualLearner(config(base, 0))
         learn(learner, tasks[0])
         step0[base] = (copy.deepcopy(learner.state_dict()), score(learner))
         timings[f"step 0 ({base})"] = time.perf_counter() - start
@@ -125,7 +138,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
 
     def continual(recipe: str, **extra: Any) -> list[Scores]:
         state, first = step0[STEP0_OF[recipe]]
-        learner = ContinualLearner(recipe_config(recipe, step=1, **common, **extra))
+        learner = ContinualLearner(config(recipe, 1, **extra))
         learner.load_state_dict(copy.deepcopy(state))
         curve = [first]
         for rows in tasks[1:]:
@@ -137,7 +150,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
     for recipe in args.recipes:
         start = time.perf_counter()
         if recipe == "joint":
-            learner = ContinualLearner(recipe_config("joint", step=0, **common))
+            learner = ContinualLearner(config("joint", 0))
             every = list(dict.fromkeys((i, f, f) for rows in tasks for i, f, _ in rows))
             learn(learner, every)
             results[recipe] = [score(learner)]
@@ -152,7 +165,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
             args.ratio_recipe) or continual(args.ratio_recipe)
         timings[f"{args.ratio_recipe} data_ratio {ratio}"] = time.perf_counter() - start
         print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
-    return {"dataset": args.dataset, "split": args.split, "domains": list(domains), "tasks": [list(t.classes) for t in manifest.tasks],
+    return {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains), "tasks": [list(t.classes) for t in manifest.tasks],
             "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
             "data": str(data).splitlines(), "results": results, "ratios": ratios, "seconds": timings}
 
@@ -177,7 +190,8 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
         f"{out['test_images']} test images. mIoU as fractions after the last step; old = step-0 classes (with "
         "background/impervious), new = the later steps' classes, all = every class (classes not learned yet count "
         "as 0 when labelled, methods.md §9.3); hIoU = harmonic mean of old and new."
-        + (" Per-domain columns score the test images of one domain only." if domains else ""),
+        + (" Per-domain columns score the test images of one domain only." if domains else "")
+        + (f" Extra settings (`--set`): {out['sets']}." if out["sets"] else ""),
         "",
     ]
     columns = [("mIoU_old", "old"), ("mIoU_new", "new"), ("mIoU_all", "all"), ("hIoU", "hIoU")]
@@ -273,6 +287,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     m.add_argument("--ratios", default="1.0,0.5,0.25", help="data_ratio values for --ratio-recipe ('' for none)")
     m.add_argument("--ratio-recipe", default="lag")
     m.add_argument("--work", type=Path, default=ROOT / "data" / "accuracy", help="folder for the generated data")
+    m.add_argument("--set", dest="sets", action="append", default=[], metavar="[RECIPE:]KEY=VALUE",
+                   help="extra hyperparameter for every recipe, or for one (e.g. ssul:loss_type=ce); repeatable")
     m.add_argument("--smoke", action="store_true", help="32x32, 120 images, 1 epoch: checks the code path only")
     m.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "METHODS.md")
     p = sub.add_parser("precision", help="CIL-3 mIoU in fp32 and in the precision 'auto' resolves to")
@@ -291,6 +307,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if unknown:
             parser.error(f"unknown recipes {unknown}; valid: {', '.join(RECIPES)}")
         args.ratios = [float(r) for r in args.ratios.split(",") if r]
+        args.sets = parse_sets(args.sets)
         args.size_hw = tuple(int(v) for v in args.size.lower().split("x"))
         out = run_methods(args)
         body = methods_markdown(args, out)

@@ -1,11 +1,13 @@
 """Shared fixtures: tiny labelled image sets written to disk (train ids, 255 = ignore)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 # A distinct colour per train id, so a small network can separate classes quickly.
@@ -49,3 +51,12 @@ def make_rows(tmp_path: Path) -> Callable[..., Rows]:
         return Rows([write_scene(folder, f"{tag}{i}", bands, size, keep, seed=hash((tag, i)) & 0xFFFF) for i in range(n)])
 
     return make
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ KD_LOSS_TYPES = ("KD_loss", "KLDiv_loss", "L1_loss", "L2_loss")  # llseg.methods
 SOFTMAX_ONLY = ("mib", "plop")
 # Keys whose default is None: the type their values convert to.
 OPTIONAL_TYPES: dict[str, type] = {"backbone_lr": float, "lr_incremental": float, "split": str,
-                                   "saliency_dir": str, "amp": bool}
+                                   "saliency_dir": str, "amp": bool, "grad_clip": float}
 
 
 def parse_size(value: Any, key: str) -> Optional[tuple[int, int]]:
@@ -92,6 +92,11 @@ class TrainConfig:
             subset fixed by ``seed`` and the stage number; step 0 uses every image. Any recipe.
         loss_type: ``ce`` (softmax cross-entropy) or ``bce`` (SSUL's per-class sigmoid BCE; also
             switches prediction and pseudo-labelling to sigmoid).
+        grad_clip: maximum global L2 norm of the gradients of the trainable parameters, clipped
+            every iteration (``torch.nn.utils.clip_grad_norm_``, after fp16 unscaling); None = off
+            (the default; no published recipe clips). Must be > 0 when set. Any recipe. The
+            synthetic ``lag`` example files use 0.1: with ``kd_on_frozen`` false, the body of a
+            from-scratch model trained with frozen BatchNorm went to NaN in step 1 without it.
 
     SSUL, IDEC and LAG (methods.md §2):
         unknown: an unknown channel; background pixels are labelled unknown (all of them, or the
@@ -186,6 +191,7 @@ class TrainConfig:
     mem_size: int = 0
     lr_incremental: Optional[float] = None
     data_ratio: float = 1.0
+    grad_clip: Optional[float] = None
     loss_kd: float = 10.0
     alpha: float = 1.0
     init_balanced: bool = True
@@ -239,6 +245,8 @@ class TrainConfig:
             raise ConfigError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
         if self.lr_incremental is not None and self.lr_incremental <= 0:
             raise ConfigError(f"lr_incremental must be > 0, got {self.lr_incremental}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip (a gradient norm) must be > 0, got {self.grad_clip}")
         if min(self.loss_kd, self.pod_factor, self.pod_logits_factor) < 0 or self.alpha <= 0:
             raise ConfigError("need loss_kd, pod_factor, pod_logits_factor >= 0 and alpha > 0")
         if not 0.0 <= self.threshold <= 1.0:

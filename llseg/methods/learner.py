@@ -430,6 +430,7 @@ class ContinualLearner:
         optimizer = make_optimizer(cfg.optimizer, self.recipe.param_groups(student), lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(loader), power=cfg.lr_power, step_size=cfg.step_size)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         epoch_losses: list[float] = []
         bar = tqdm(range(cfg.epochs), desc=f"stage {self.stages} {cfg.recipe}", unit="epoch", disable=None, leave=False)
         for epoch in bar:
@@ -446,6 +447,9 @@ class ContinualLearner:
                     loss = self._loss(student, teacher, image, target)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:  # clip the true gradients: unscale fp16 first (else a no-op)
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()

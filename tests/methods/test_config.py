@@ -24,11 +24,20 @@ def test_parses_yaml_style_values():
         ({"flip": "maybe"}, "expected true/false"),
         ({"epochs": 0}, "must be >= 1"),
         ({"scale": [2, 1]}, "0 < low <= high"),
+        ({"grad_clip": 0}, "grad_clip .* must be > 0"),
+        ({"grad_clip": "-1"}, "grad_clip .* must be > 0"),
+        ({"grad_clip": "big"}, "grad_clip: expected a number"),
     ],
 )
 def test_bad_hyperparameters_name_the_key(hps, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_hyperparameters(hps, source="algo.yaml")
+
+
+def test_grad_clip_is_optional_and_parsed_as_float():
+    assert TrainConfig().grad_clip is None
+    assert TrainConfig.from_hyperparameters({"grad_clip": "10"}).grad_clip == 10.0
+    assert TrainConfig.from_hyperparameters({"grad_clip": None}).grad_clip is None
 
 
 def test_to_dict_is_plain_data():

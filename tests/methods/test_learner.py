@@ -71,3 +71,44 @@ def test_cil_from_teacher_handles_stages_with_and_without_new_classes(make_rows)
     _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # nothing new: copy, no growth
     _learn(learner, make_rows("b", 2, [0, 3], keep={3}))
     assert learner.groups == [[0, 1], [3]] and learner.model.num_classes == 3
+
+
+def _step_grad_norms(monkeypatch):
+    """Record the global gradient norm every optimizer step sees."""
+    from llseg.methods import learner as learner_module
+
+    norms, original = [], learner_module.make_optimizer
+
+    def make(*args, **kwargs):
+        optimizer = original(*args, **kwargs)
+
+        def spy(opt, *_):
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+        optimizer.register_step_pre_hook(spy)
+        return optimizer
+
+    monkeypatch.setattr(learner_module, "make_optimizer", make)
+    return norms
+
+
+def test_grad_clip_bounds_the_gradient_norm_of_every_step(make_rows, monkeypatch):
+    rows = make_rows("a", 2, [0, 1], keep={0, 1})
+    norms = _step_grad_norms(monkeypatch)
+    _learn(ContinualLearner(TrainConfig(recipe="finetune", **FAST)), rows)
+    assert max(norms) > 1e-3  # unclipped: the limit below binds
+    norms.clear()
+    clips = []
+    original = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clips.append(a[1]) or original(*a, **k))
+    _learn(ContinualLearner(TrainConfig(recipe="finetune", grad_clip=1e-3, **FAST)), rows)
+    assert norms and len(clips) == len(norms) and set(clips) == {1e-3}
+    assert max(norms) <= 1e-3 * (1 + 1e-4)
+
+
+def test_without_grad_clip_nothing_is_clipped(make_rows, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(a))
+    _learn(ContinualLearner(TrainConfig(recipe="finetune", **FAST)), make_rows("a", 2, [0, 1], keep={0, 1}))
+    assert calls == []

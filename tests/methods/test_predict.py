@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from llseg.cli import main
@@ -21,12 +20,7 @@ from tests.conftest import Rows
 FAST: dict[str, Any] = {"epochs": 2, "batch_size": 2, "seed": 3, "jitter": 0.0, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train_checkpoint(make_rows: Callable[..., Rows], path: Path) -> tuple[Path, Rows]:

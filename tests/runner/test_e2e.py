@@ -5,12 +5,10 @@ import csv
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import torch
 import yaml
 
 from llseg.data.imageio import read_label_png
@@ -25,14 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 JOB = "benchmarkingjob.yaml"
 FAST = {"epochs": 1, "batch_size": 4, "input_size": [32, 64], "device": "cpu"}
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny_repo(root: Path) -> None:

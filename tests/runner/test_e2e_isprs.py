@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from llseg.data.prepare import prepare
@@ -22,19 +20,18 @@ from llseg.runner.paradigm import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/isprs/lifelong_learning_bench"
-ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint"]
+ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deeplabv3_mib", "deeplabv3_plop", "deeplabv3_lag"]
+# The synthetic job test runs these (every file is still parsed and built): all six take twice as long (about 65 s on
+# one thread instead of 32), and MiB and PLOP run end to end in the synthetic VOC job test.
+RUN = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deeplabv3_lag"]
+# The real files: epochs, batch, lr, backbone_lr (None: every parameter at lr), lr_incremental, crop. IDEC's published
+# ISPRS command for ssul/finetune/joint/lag (methods.md §3.1, §4.1), MiB's and PLOP's own settings (§5, §6).
+PAPER = {"ssul": (30, 12, 0.01, 0.001, None, "513x513"), "mib": (30, 24, 0.01, None, 0.001, "512x512")}
+PAPER.update(finetune=PAPER["ssul"], joint=PAPER["ssul"], lag=PAPER["ssul"], plop=PAPER["mib"])
 COLUMNS = ["mIoU_old", "mIoU_new", "mIoU_all", "hIoU", "mIoU_all_potsdam", "mIoU_all_vaihingen", "BWT", "FWT", "task_avg_acc"]
 DOMAIN_METRICS = [f"mIoU_{k}_{d}" for d in ("potsdam", "vaihingen") for k in ("old", "new", "all")]
 GROUPS = {0: [[0, 1]], 1: [[0, 1]], 2: [[0, 1], [2, 3]], 3: [[0, 1], [2, 3], [4]]}  # per round: 2-2-1 class groups
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _copy_repo(root: Path) -> None:
@@ -72,9 +69,19 @@ def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     for path in (tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml"):
         shipped = _set(path, {"epochs": 1, "batch_size": 4, "device": "cpu"})
         assert (shipped["split"], shipped["dataset"], shipped["model"]) == ("isprs-2-2-1", "isprs", "deeplabv3_mobilenet_v3_large")
+        DeepLabV3Estimator(**shipped)  # every shipped value is valid
+
+    job_file = tmp_path / EXAMPLE / "benchmarkingjob_synthetic-aerial.yaml"
+    spec = yaml.safe_load(job_file.read_text())
+    algorithms = spec["benchmarkingjob"]["test_object"]["algorithms"]
+    assert [a["name"] for a in algorithms] == ALGORITHMS
+    assert sorted(p.name.split("_")[1] for p in (tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml")) == sorted(
+        a["name"][len("deeplabv3_"):] for a in algorithms)
+    spec["benchmarkingjob"]["test_object"]["algorithms"] = [a for a in algorithms if a["name"] in RUN]
+    job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
 
     result = run_job(f"{EXAMPLE}/benchmarkingjob_synthetic-aerial.yaml")
-    assert not result.failed and [c.algorithm for c in result.cases] == ALGORITHMS
+    assert not result.failed and [c.algorithm for c in result.cases] == RUN
     for case in result.cases:
         case_dir = Path(case.case_dir)
         report = json.loads((case_dir / "results.json").read_text())
@@ -85,32 +92,37 @@ def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
             assert read_checkpoint(model_path(str(case_dir), r))["groups"] == groups, (case.algorithm, r)
     job = "deeplabv3-mobilenetv3_isprs-2-2-1_synthetic-aerial"
     rows = _rows(job, "all_rank.csv")
-    assert sorted(r["algorithm"] for r in rows) == sorted(ALGORITHMS)
+    assert sorted(r["algorithm"] for r in rows) == sorted(RUN)
     assert all(column in rows[0] for column in [*COLUMNS, *DOMAIN_METRICS, "MATRIX"])
     assert all(column in _rows(job, "selected_rank.csv")[0] for column in COLUMNS)
 
 
 def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
-    """The real-data files carry IDEC's ISPRS settings and build their estimators as shipped; with a
-    CPU-sized model and budget the ssul case runs its three rounds on tiny synthetic tiles."""
+    """The real-data files carry their papers' settings (IDEC's ISPRS command; MiB's and PLOP's own) and build
+    their estimators as shipped; with a CPU-sized model and budget the ssul case runs its three rounds on tiny
+    synthetic tiles."""
     monkeypatch.chdir(tmp_path)
     _copy_repo(tmp_path)
     fast = {"model": "deeplabv3_mobilenet_v3_large", "model_kwargs": {"output_stride": 16, "bn_momentum": 0.1},
             "epochs": 1, "batch_size": 4, "crop_size": "32x32", "num_workers": 0, "device": "cpu"}
     for path in sorted((tmp_path / EXAMPLE / "testalgorithms").glob("*_isprs.yaml")):
         shipped = _set(path, fast)
-        estimator = DeepLabV3Estimator(**shipped)  # checks every value; the weights load at the first train
-        assert (estimator.config.model, estimator.config.split, estimator.config.dataset) == (
-            "deeplabv3_resnet101", "isprs-2-2-1", "isprs")
-        assert (shipped["epochs"], shipped["batch_size"], shipped["lr"], shipped["backbone_lr"]) == (30, 12, 0.01, 0.001)
-        assert (shipped["crop_size"], shipped["scale"]) == ("513x513", [0.5, 2.0])
-        if shipped["recipe"] == "ssul":
-            assert (shipped["pseudo_thresh"], shipped["unknown"], shipped["freeze"], shipped["mem_size"]) == (0.7, True, True, 0)
+        cfg = DeepLabV3Estimator(**shipped).config  # checks every value; the weights load at the first train
+        assert (cfg.model, cfg.split, cfg.dataset) == ("deeplabv3_resnet101", "isprs-2-2-1", "isprs"), path.name
+        crop = "x".join(map(str, cfg.crop_size))
+        assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.backbone_lr, cfg.lr_incremental, crop) == PAPER[cfg.recipe], path.name
+        assert cfg.scale == (0.5, 2.0) and shipped["model_kwargs"]["backbone_weights"], path.name
+        if cfg.recipe in ("ssul", "lag"):
+            assert (cfg.pseudo_thresh, cfg.unknown, cfg.freeze, cfg.mem_size) == (0.7, True, True, 0), path.name
+        if cfg.recipe == "lag":
+            assert (cfg.rho, cfg.lambda_nsc, cfg.kd_on_frozen, cfg.feature_decoupling) == (0.5, 0.1, False, True)
     job_file = tmp_path / EXAMPLE / "benchmarkingjob.yaml"
     job = yaml.safe_load(job_file.read_text())
     algorithms = job["benchmarkingjob"]["test_object"]["algorithms"]
     assert [a["name"] for a in algorithms] == ALGORITHMS
-    job["benchmarkingjob"]["test_object"]["algorithms"] = algorithms[:1]
+    assert sorted(p.name.split("_")[1] for p in (tmp_path / EXAMPLE / "testalgorithms").glob("*_isprs.yaml")) == sorted(
+        a["name"][len("deeplabv3_"):] for a in algorithms)
+    job["benchmarkingjob"]["test_object"]["algorithms"] = algorithms[:1]  # ssul only: the files are checked above
     job_file.write_text(yaml.safe_dump(job, sort_keys=False))
     generate_aerial_dataset("data/aerial", seed=0, size=(128, 128))
     prepare("isprs", root="data/aerial", split="isprs-2-2-1", out="data/isprs-2-2-1", isprs_options={"patch_size": 64})

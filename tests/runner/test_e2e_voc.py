@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from llseg.data.predictions import load_prediction
@@ -40,14 +38,6 @@ PAPER.update(finetune=PAPER["ssul"], joint=PAPER["ssul"], plop=PAPER["mib"], lag
 PER_STEP_HEADS = ("deeplabv3_ssul", "deeplabv3_idec", "deeplabv3_lag")  # unknown channel merged at inference
 VOC_COLUMNS = ["mIoU_old", "mIoU_new", "mIoU_all", "hIoU", "BWT", "FWT", "task_avg_acc"]
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, 2 spinning OpenMP threads run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny_repo(root: Path) -> dict[str, Any]:

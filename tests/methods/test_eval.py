@@ -11,7 +11,9 @@ from llseg.cli import main
 from llseg.methods.learner import ContinualLearner
 from llseg.metrics.incremental import format_table
 from tests.conftest import Rows
-from tests.methods.test_predict import one_thread, train_checkpoint  # noqa: F401  (autouse fixture)
+from tests.methods.test_predict import train_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_eval_prints_the_table_and_writes_csv(make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

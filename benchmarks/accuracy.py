@@ -321,7 +321,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         body = precision_markdown(out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [f"# llseg accuracy: {args.command}", "",
-              f"Written by `benchmarks/accuracy.py {args.command}` on {stamp}; {platform.processor() or platform.machine()}, "
+              f"Written by `benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}` on {stamp}; {platform.processor() or platform.machine()}, "
               f"torch {torch.__version__} with {torch.get_num_threads()} threads.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body) + "\n")

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -50,8 +50,8 @@ from llseg.data.imageio import PathLike, read_label_png
 from llseg.data.indexfile import INDEX_COLUMNS, write_index
 from llseg.data.isprs import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
 from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN
-from llseg.data.prepare_common import MANIFEST_NAME, LabelWriter, Manifest, SplitSummary, TaskSummary, check_train_ratio
-from llseg.data.prepare_voc import padded_chunks
+from llseg.data.prepare_common import MANIFEST_NAME, LabelWriter, Manifest, SplitSummary, check_train_ratio
+from llseg.data.prepare_voc import padded_chunks, padded_rows
 from llseg.data.procedural import check_seed
 from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split, train_label_lut
 from llseg.errors import ConfigError, DataError
@@ -80,12 +80,6 @@ def clutter_lut(clutter: str) -> np.ndarray:
 
 def _label_rel(kind: str, patch: ISPRSPatch) -> str:
     return f"labels/{kind}/{patch.domain}/{patch.id}.png"
-
-
-def _missing(counts: np.ndarray, classes: Sequence[int]) -> tuple[str, ...]:
-    """Names of ``classes`` without a pixel in any row of ``counts`` (``int (n, 5)``)."""
-    present = counts[:, classes].sum(axis=0) > 0
-    return tuple(ISPRS.class_names[k] for k, p in zip(classes, present) if not p)
 
 
 def _check_sides(sides: dict[str, str], domains: dict[str, str], root: Path) -> None:
@@ -165,43 +159,16 @@ def prepare_isprs(
     member = spec.membership(counts, [p.domain for p in train_patches])
     _check_step_sizes(spec, member, split)
     chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
-    first_missing = _missing(counts[chunks.sides[0][0][:1]], spec.tasks[0])
-
-    full_lut, to_train = ISPRS_SOURCE_TO_TRAIN, clutter_lut(clutter)
-    outputs: dict[int, list[tuple[str, np.ndarray]]] = {}  # train patch -> its label files
-    train_rows, summaries = [], []
-    for t, (classes, (train_side, eval_side)) in enumerate(zip(spec.tasks, chunks.sides)):
-        lut, task = train_label_lut(spec, t)[to_train], f"task{t + 1}"
-        for i in np.concatenate([train_side, eval_side]):
-            outputs.setdefault(int(i), [(_label_rel("full", train_patches[i]), full_lut)])
-            outputs[int(i)].append((_label_rel(task, train_patches[i]), lut))
-        for i in chunks.lines(t):
-            p = train_patches[i]
-            train_rows.append((p.image, out / _label_rel("full", p), out / _label_rel(task, p)))
-        summaries.append(
-            TaskSummary(
-                task=t + 1,
-                classes=tuple(classes),
-                class_names=tuple(ISPRS.class_names[k] for k in classes),
-                cities=(),
-                available=len(train_side) + len(eval_side),
-                skipped=0,
-                used=chunks.size,
-                dropped=0,
-                train_part_missing=_missing(counts[train_side], classes),
-                eval_part_missing=_missing(counts[eval_side], classes),
-                train_images=len(train_side),
-                eval_images=len(eval_side),
-                repeated=chunks.size - len(train_side) - len(eval_side),
-                domain=spec.step_domains[t],
-            )
-        )
+    to_train = clutter_lut(clutter)
+    layout = padded_rows(chunks, spec.tasks, counts, ISPRS.class_names, train_patches, _label_rel, ISPRS_SOURCE_TO_TRAIN,
+                       [train_label_lut(spec, t)[to_train] for t in range(spec.num_steps)], out, spec.step_domains)
+    outputs, train_rows, summaries = layout.outputs, layout.train_rows, layout.summaries  # train patch -> label files
 
     writer = LabelWriter(out)
     for i, files in outputs.items():
         writer.add(train_patches[i].label, partial(read_label_png, train_patches[i].label), files)
     for p in test_patches:
-        writer.add(p.label, partial(read_label_png, p.label), [(_label_rel("full", p), full_lut)])
+        writer.add(p.label, partial(read_label_png, p.label), [(_label_rel("full", p), ISPRS_SOURCE_TO_TRAIN)])
     written = writer.run()
 
     val = [train_patches[i] for i in sorted(i for i in outputs if not chunks.is_train[i])]
@@ -241,7 +208,7 @@ def prepare_isprs(
         test=SplitSummary("test_index.txt", "test", ISPRS_DOMAINS, len(test_patches)),
         files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
         llseg_version=__version__,
-        first_line_missing=first_missing,
+        first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list="train",
         options={

@@ -41,7 +41,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -189,6 +189,71 @@ def padded_chunks(member: np.ndarray, first_task_present: np.ndarray, train_rati
     return PaddedChunks(is_train, tuple(sides), size, int(size * train_ratio))
 
 
+@dataclass(frozen=True)
+class PaddedRows:
+    """What the padded layout writes: ``outputs`` = per image index its ``(label path, LUT)`` files
+    (full, then one per task it is in), ``train_rows`` = the train_index.txt lines, and the summaries."""
+
+    outputs: dict[int, list[tuple[str, np.ndarray]]]
+    train_rows: list[tuple[str, Path, Path]]
+    summaries: list[TaskSummary]
+    first_line_missing: tuple[str, ...]
+
+
+def padded_rows(
+    chunks: PaddedChunks,
+    tasks: Sequence[Sequence[int]],
+    counts: np.ndarray,
+    class_names: Sequence[str],
+    samples: Sequence[Any],
+    label_rel: Callable[[str, Any], str],
+    full_lut: np.ndarray,
+    task_luts: Sequence[np.ndarray],
+    out: Path,
+    domains: Optional[Sequence[Optional[str]]] = None,
+) -> PaddedRows:
+    """Index lines, label files and task summaries of ``chunks`` (VOC and ISPRS).
+
+    ``counts`` ``int (n_images, n_classes)`` pixel counts of ``samples`` (each with ``.image``);
+    ``label_rel(kind, sample)`` its label path under ``out`` for kind ``full`` or ``task<k>``;
+    ``task_luts[t]`` maps the source label to task t's training label; ``domains[t]`` the step's domain.
+    """
+
+    def missing(rows: np.ndarray, classes: Sequence[int]) -> tuple[str, ...]:
+        present = counts[rows][:, classes].sum(axis=0) > 0
+        return tuple(class_names[k] for k, p in zip(classes, present) if not p)
+
+    outputs: dict[int, list[tuple[str, np.ndarray]]] = {}
+    train_rows, summaries = [], []
+    for t, (classes, (train_side, eval_side)) in enumerate(zip(tasks, chunks.sides)):
+        task = f"task{t + 1}"
+        for i in np.concatenate([train_side, eval_side]):
+            outputs.setdefault(int(i), [(label_rel("full", samples[i]), full_lut)])
+            outputs[int(i)].append((label_rel(task, samples[i]), task_luts[t]))
+        for i in chunks.lines(t):
+            s = samples[i]
+            train_rows.append((s.image, out / label_rel("full", s), out / label_rel(task, s)))
+        summaries.append(
+            TaskSummary(
+                task=t + 1,
+                classes=tuple(classes),
+                class_names=tuple(class_names[k] for k in classes),
+                cities=(),
+                available=len(train_side) + len(eval_side),
+                skipped=0,
+                used=chunks.size,
+                dropped=0,
+                train_part_missing=missing(train_side, classes),
+                eval_part_missing=missing(eval_side, classes),
+                train_images=len(train_side),
+                eval_images=len(eval_side),
+                repeated=chunks.size - len(train_side) - len(eval_side),
+                domain=None if domains is None else domains[t],
+            )
+        )
+    return PaddedRows(outputs, train_rows, summaries, missing(chunks.sides[0][0][:1], tasks[0]))
+
+
 def _label_rel(kind: str, sample: VOCSample) -> str:
     return f"labels/{kind}/{sample.id}.png"
 
@@ -208,12 +273,6 @@ def _check_task_sizes(spec: ClassIncrementalSpec, member: np.ndarray, split: str
             f"one for the eval part of its chunk), got {detail} (all tasks: {', '.join(map(str, sizes))}); "
             "use a larger train list (e.g. --train-list train_aug) or another split"
         )
-
-
-def _missing(counts: np.ndarray, classes: Sequence[int]) -> tuple[str, ...]:
-    """Names of ``classes`` without a pixel in any row of ``counts`` (``int (n, 21)``)."""
-    present = counts[:, classes].sum(axis=0) > 0
-    return tuple(VOC.class_names[k] for k, p in zip(classes, present) if not p)
 
 
 def prepare_voc(
@@ -257,35 +316,9 @@ def prepare_voc(
     _check_task_sizes(spec, member, split, train_list)
     chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
     size, is_train = chunks.size, chunks.is_train
-    first_missing = _missing(counts[chunks.sides[0][0][:1]], spec.tasks[0])
-
-    outputs: dict[int, list[tuple[str, np.ndarray]]] = {}  # train-list image -> its label files
-    train_rows, summaries = [], []
-    for t, (classes, (train_side, eval_side)) in enumerate(zip(spec.tasks, chunks.sides)):
-        lut, task = train_label_lut(spec, t), f"task{t + 1}"
-        for i in np.concatenate([train_side, eval_side]):
-            outputs.setdefault(int(i), [(_label_rel("full", train_samples[i]), IDENTITY_LUT)])
-            outputs[int(i)].append((_label_rel(task, train_samples[i]), lut))
-        for i in chunks.lines(t):
-            s = train_samples[i]
-            train_rows.append((s.image, out / _label_rel("full", s), out / _label_rel(task, s)))
-        summaries.append(
-            TaskSummary(
-                task=t + 1,
-                classes=tuple(classes),
-                class_names=tuple(VOC.class_names[k] for k in classes),
-                cities=(),
-                available=len(train_side) + len(eval_side),
-                skipped=0,
-                used=size,
-                dropped=0,
-                train_part_missing=_missing(counts[train_side], classes),
-                eval_part_missing=_missing(counts[eval_side], classes),
-                train_images=len(train_side),
-                eval_images=len(eval_side),
-                repeated=size - len(train_side) - len(eval_side),
-            )
-        )
+    layout = padded_rows(chunks, spec.tasks, counts, VOC.class_names, train_samples, _label_rel, IDENTITY_LUT,
+                       [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
+    outputs, train_rows, summaries = layout.outputs, layout.train_rows, layout.summaries  # train-list image -> label files
 
     writer = LabelWriter(out)
     for i, files in outputs.items():
@@ -322,7 +355,7 @@ def prepare_voc(
         test=SplitSummary("test_index.txt", test_list, (), len(test_samples)),
         files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
         llseg_version=__version__,
-        first_line_missing=first_missing,
+        first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list=train_list,
     )

@@ -171,7 +171,8 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
     return {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains), "tasks": [list(t.classes) for t in manifest.tasks],
             "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
-            "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record "results": results, "ratios": ratios, "seconds": timings}
+            "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
+            "results": results, "ratios": ratios, "seconds": timings}
 
 
 def brief(s: Scores) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".llseg-installed"
 INPUTS = (ROOT / "pyproject.toml", ROOT / "requirements" / "constraints.txt")
+NEEDED_GB = 7  # torch + torchvision CUDA wheels and the rest of the pinned set, installed
 
 # The main job, as llseg command lines (paths relative to the repository root).
 BENCH = [
@@ -51,10 +53,20 @@ def ensure_env() -> Path:
         print(f"[quickstart] creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("[quickstart] installing llseg and its pinned dependencies (first run only)", flush=True)
-    subprocess.run(
-        [str(_python()), "-m", "pip", "install", "--quiet", "-c", str(INPUTS[1]), "-e", f"{ROOT}[test]"],
-        check=True,
+    free_gb = shutil.disk_usage(ROOT).free / 2**30
+    if free_gb < NEEDED_GB:
+        print(f"[quickstart] warning: {free_gb:.1f} GB free on the disk of {ROOT}; the install needs "
+              f"about {NEEDED_GB} GB (torch's CUDA build)", flush=True)
+    done = subprocess.run(
+        [str(_python()), "-m", "pip", "install", "--quiet", "--no-cache-dir", "-c", str(INPUTS[1]),
+         "-e", f"{ROOT}[test]"],
     )
+    if done.returncode:
+        raise SystemExit(
+            f"[quickstart] pip could not install llseg into {VENV} (exit {done.returncode}; its message is "
+            f"above). If it says 'No space left on device', free about {NEEDED_GB} GB on that disk and rerun; "
+            f"the half-made environment is reused."
+        )
     STAMP.write_text(fingerprint)
     return _python()
 

@@ -100,17 +100,16 @@ def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
     """Flat ``int32`` row index per pixel: the train id, or ``num_classes`` (a spare row) for ignored pixels.
 
-    uint8 targets (label maps) go through a 256-entry lookup table instead of masks.
+    uint8 targets (label maps) take a clamp instead of masks and a gather: every value >= C is
+    either ``ignore_index`` (row C) or invalid.
     """
     c = num_classes
     t = target.reshape(-1)
-    if t.dtype == np.uint8:
-        lut = np.full(256, -1, dtype=np.int32)
-        lut[:c] = np.arange(c)
-        if 0 <= ignore_index < 256:
-            lut[ignore_index] = c
-        rows = lut[t]
-        bad = rows < 0
+    if t.dtype == np.uint8 and c < 256:
+        bad = t >= c
+        if c <= ignore_index < 256:
+            bad &= t != ignore_index
+        rows = np.minimum(t, np.uint8(c)).astype(np.int32)
     else:
         keep = t != ignore_index
         bad = keep & ((t < 0) | (t >= c))

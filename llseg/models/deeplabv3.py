@@ -23,7 +23,8 @@ that growing the classifier leaves the old logits bit-identical.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from functools import partial
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -154,7 +155,12 @@ class DeepLabV3(nn.Module):
         unknown: bool,
         bn_momentum: float,
         aspp_taps: bool,
+        classification_net: Callable[[], nn.Module],
+        backbone_prefix: str,
     ) -> None:
+        """``classification_net`` builds the torchvision classifier the backbone comes from, whose
+        state_dict keys are the backbone's with ``backbone_prefix`` prepended (the
+        ``backbone_weights`` format; see :meth:`backbone_checkpoint`)."""
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -166,6 +172,8 @@ class DeepLabV3(nn.Module):
             raise ValueError(f"unknown=True needs num_classes >= 2 (background + 1), got {num_classes}")
         self.unknown = unknown
         self.backbone = backbone
+        self._classification_net = classification_net
+        self._backbone_prefix = backbone_prefix
         self.aspp = make_aspp(stage_channels[3], output_stride=output_stride)
         self.aspp_taps = nn.ModuleDict(
             {name: make_aspp(c, output_stride=output_stride) for name, c in zip(TAPPED_LAYERS, stage_channels)}
@@ -191,6 +199,19 @@ class DeepLabV3(nn.Module):
     def logit_classes(self) -> int:
         """Logit channels C: ``num_classes``, plus 1 (channel 0) with ``unknown``."""
         return self.classifier.out_channels
+
+    def backbone_checkpoint(self) -> dict[str, Tensor]:
+        """The backbone as a torchvision classification state_dict: what ``backbone_weights`` loads.
+
+        Turns a segmentation model trained on one dataset into the pretrained backbone of another
+        (the role ImageNet weights play in the papers). The classification head (``fc`` /
+        ``classifier``), unused here, is that of a freshly initialised network.
+        """
+        state = self._classification_net().state_dict()
+        own = {self._backbone_prefix + k: v.detach().clone() for k, v in self.backbone.state_dict().items()}
+        if not own.keys() <= state.keys():
+            raise RuntimeError(f"backbone keys not in the classification network: {sorted(own.keys() - state.keys())[:3]}")
+        return {**state, **own}
 
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         """Intermediate maps of x N×3×H×W (s = output stride; channel counts are ResNet's).
@@ -266,6 +287,7 @@ def _build_resnet(
     return DeepLabV3(
         backbone, (256, 512, 1024, 2048), num_classes, output_stride=output_stride, head=head,
         unknown=unknown, bn_momentum=bn_momentum, aspp_taps=aspp_taps,
+        classification_net=partial(resnet50 if depth == 50 else resnet101, weights=None), backbone_prefix="",
     )
 
 
@@ -345,4 +367,5 @@ def deeplabv3_mobilenet_v3_large(
     return DeepLabV3(
         backbone, (24, 40, 112, 960), num_classes, output_stride=16, head=head, unknown=unknown,
         bn_momentum=bn_momentum, aspp_taps=aspp_taps,
+        classification_net=partial(mobilenet_v3_large, weights=None), backbone_prefix="features.",
     )

@@ -136,6 +136,21 @@ def test_bad_values_raise(to_torch: bool) -> None:
         confusion_matrix(conv(pred[:1]), conv(target), 19)
 
 
+def test_uint8_targets_check_every_value_above_the_classes() -> None:
+    """uint8 label maps take a clamp fast path: values >= C are ignore_index or an error, for any ignore_index."""
+    pred = np.zeros((2, 3), np.uint8)
+    target = np.array([[0, 19, 254], [255, 1, 2]], np.uint8)
+    with pytest.raises(ValueError, match=r"target has values \[19, 254\] outside \[0, 19\)"):
+        confusion_matrix(pred, target, 19)
+    with pytest.raises(ValueError, match=r"target has values \[19, 255\] outside \[0, 19\)"):
+        confusion_matrix(pred, target, 19, ignore_index=254)
+    ok = np.array([[0, 250, 3], [250, 1, 2]], np.uint8)
+    expected = confusion_matrix(pred.astype(np.int64), ok.astype(np.int64), 4, ignore_index=250)
+    assert expected.sum() == 4 and np.array_equal(confusion_matrix(pred, ok, 4, ignore_index=250), expected)
+    with pytest.raises(ValueError, match=r"target has values \[250\] outside \[0, 4\)"):
+        confusion_matrix(pred, ok, 4, ignore_index=-1)  # an ignore_index no uint8 can hold
+
+
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="ignore_index=0 is a real class id"):
         confusion_matrix(PRED, TARGET, 3, ignore_index=0)

@@ -194,6 +194,25 @@ def test_mobilenet_backbone_weights_load(tmp_path: Path) -> None:
     assert set(own) == set(expected) and all(torch.equal(v, expected[k]) for k, v in own.items())
 
 
+@pytest.mark.parametrize("name", ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50"])
+def test_backbone_checkpoint_round_trips_through_backbone_weights(name: str, tmp_path: Path) -> None:
+    """A trained model's backbone, exported, is the pretrained backbone of a new model (other
+    classes, other head): same weights and BN statistics, so the same layer4 features."""
+    x = torch.randn(2, 3, 33, 47)
+    trained = _calibrated(name, 4, x)
+    state = trained.backbone_checkpoint()
+    fresh = (torchvision.models.mobilenet_v3_large if "mobilenet" in name else torchvision.models.resnet50)(weights=None)
+    assert set(state) == set(fresh.state_dict())  # a torchvision classification state_dict
+    torch.save(state, tmp_path / "backbone.pth")
+    reborn = _build(name, 7, seed=9, head="per_step", unknown=True, backbone_weights=tmp_path / "backbone.pth").eval()
+    assert all(torch.equal(v, trained.backbone.state_dict()[k]) for k, v in reborn.backbone.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(reborn.backbone(x)["layer4"], trained.backbone(x)["layer4"])
+    for v in state.values():  # a copy, not a view of the model
+        v.zero_()
+    assert all(torch.equal(v, reborn.backbone.state_dict()[k]) for k, v in trained.backbone.state_dict().items())
+
+
 # Exact counts, C = 21 (VOC). Expanding: backbone + ASPP + 257·C. Per-step: + 3×3 conv & BN (590 336).
 PARAMS = {
     "deeplabv3_mobilenet_v3_large": (10_435_141, 11_025_477),

@@ -8,7 +8,8 @@ Run from the repository root on a quiet machine::
     .venv/bin/python benchmarks/accuracy.py precision    # CIL-3 on synthetic city scenes, fp32 vs bf16/fp16 (~8 min)
     .venv/bin/python benchmarks/accuracy.py methods --smoke --out /tmp/m.md   # tiny sizes: checks the code path only
 
-``methods`` writes ``benchmarks/METHODS.md``, ``precision`` writes ``benchmarks/PRECISION.md``
+``methods`` writes ``benchmarks/METHODS_voc.md`` (objects) or ``METHODS_isprs.md`` (aerial), ``precision`` writes
+``benchmarks/PRECISION.md``
 (``--out`` to change); both also write the raw scores as JSON next to the Markdown file.
 
 ``methods``: the synthetic objects dataset (``llseg synth --kind objects``) with ``--class-tint``
@@ -365,7 +366,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     m.add_argument("--set", dest="sets", action="append", default=[], metavar="[RECIPE:]KEY=VALUE",
                    help="extra hyperparameter for every recipe, or for one (e.g. ssul:loss_type=ce); repeatable")
     m.add_argument("--smoke", action="store_true", help="32x32, 120 images, 1 epoch: checks the code path only")
-    m.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "METHODS.md")
+    m.add_argument("--out", type=Path, default=None, help="default: benchmarks/METHODS_voc.md (objects) or "
+                   "METHODS_isprs.md (aerial)")
     p = sub.add_parser("precision", help="CIL-3 mIoU in fp32 and in the precision 'auto' resolves to")
     p.add_argument("--epochs", type=int, default=None, help="override the job's epochs (default: the job's)")
     p.add_argument("--seeds", default="1234,1", help="comma-separated seeds, each trained in every precision")
@@ -375,6 +377,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command == "methods":
         args.split = args.split or {"objects": "voc-15-1", "aerial": "isprs-2-2-1"}[args.dataset]
         args.size = args.size or {"objects": "128x128", "aerial": "96x96"}[args.dataset]
+        args.out = args.out or ROOT / "benchmarks" / f"METHODS_{'voc' if args.dataset == 'objects' else 'isprs'}.md"
         if args.smoke:
             args.size, args.images, args.epochs = ("32x32" if args.dataset == "objects" else "64x64"), 120, 1
         args.recipes = [r for r in args.recipes.split(",") if r]

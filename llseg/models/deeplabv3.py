@@ -46,9 +46,29 @@ TAPPED_LAYERS = ("layer1", "layer2", "layer3")
 MOBILENET_STAGE_ENDS = {"3": "layer1", "6": "layer2", "12": "layer3", "16": "layer4"}
 
 
-def make_aspp(in_channels: int, *, output_stride: int) -> ASPP:
-    """torchvision ASPP N×Cin×h×w -> N×256×h×w with the rates of ``output_stride`` and dropout 0.1."""
-    aspp = ASPP(in_channels, ATROUS_RATES[output_stride], ASPP_CHANNELS)
+class DenseASPP(ASPP):
+    """An ASPP that always runs in NCHW (contiguous) memory, whatever ``Module.to(memory_format=...)`` asks.
+
+    Used for the feature taps. With torch 2.14.1 on CPU, oneDNN's bf16 dilated 3×3 convolutions in
+    channels_last with 24 or 40 input channels (MobileNetV3's layer1 and layer2) return NaN weight
+    gradients or crash, so IDEC/LAG diverged at their first incremental step; in NCHW they are
+    correct (tests/models/test_deeplabv3.py reproduces the case).
+    """
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "DenseASPP":
+        super()._apply(fn, recurse)
+        for param in self.parameters():
+            param.data = param.data.contiguous()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.contiguous())
+
+
+def make_aspp(in_channels: int, *, output_stride: int, dense: bool = False) -> ASPP:
+    """torchvision ASPP N×Cin×h×w -> N×256×h×w with the rates of ``output_stride`` and dropout 0.1
+    (``dense``: a :class:`DenseASPP`)."""
+    aspp = (DenseASPP if dense else ASPP)(in_channels, ATROUS_RATES[output_stride], ASPP_CHANNELS)
     aspp.project[-1].p = ASPP_DROPOUT
     return aspp
 
@@ -176,7 +196,7 @@ class DeepLabV3(nn.Module):
         self._backbone_prefix = backbone_prefix
         self.aspp = make_aspp(stage_channels[3], output_stride=output_stride)
         self.aspp_taps = nn.ModuleDict(
-            {name: make_aspp(c, output_stride=output_stride) for name, c in zip(TAPPED_LAYERS, stage_channels)}
+            {name: make_aspp(c, output_stride=output_stride, dense=True) for name, c in zip(TAPPED_LAYERS, stage_channels)}
             if aspp_taps
             else {}
         )

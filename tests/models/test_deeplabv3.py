@@ -213,6 +213,30 @@ def test_backbone_checkpoint_round_trips_through_backbone_weights(name: str, tmp
     assert all(torch.equal(v, reborn.backbone.state_dict()[k]) for k, v in trained.backbone.state_dict().items())
 
 
+@pytest.mark.parametrize("name", ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50"])
+def test_taps_train_in_bf16_channels_last(name: str) -> None:
+    """The learner's setting (channels_last, bf16 autocast): the tap ASPPs stay NCHW and their gradients
+    are finite and match fp32's (oneDNN's channels_last bf16 dilated convs with 24/40 input channels
+    give NaN or crash)."""
+    torch.manual_seed(0)
+    model = _build(name, 3, head="per_step", aspp_taps=True).to(memory_format=torch.channels_last).eval()  # no dropout
+    assert all(p.is_contiguous() for p in model.aspp_taps.parameters())
+    assert not model.backbone.state_dict()[next(k for k in model.backbone.state_dict() if k.endswith("weight"))].is_contiguous()
+    x = torch.randn(2, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    grads = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            feats = model.forward_features(x)
+            sum(feats[f"aspp_{layer}"].float().pow(2).mean() for layer in ("layer1", "layer2", "layer3")).backward()
+        grads[dtype] = {k: p.grad.clone() for k, p in model.aspp_taps.named_parameters() if p.grad is not None}
+    assert grads[torch.bfloat16].keys() == grads[torch.float32].keys() and len(grads[torch.float32]) > 30
+    for k, g in grads[torch.bfloat16].items():
+        assert torch.isfinite(g).all(), k
+        ref = grads[torch.float32][k]
+        assert float((g - ref).norm()) <= 0.1 * float(ref.norm()) + 1e-9, k  # bf16 rounding, not garbage
+
+
 # Exact counts, C = 21 (VOC). Expanding: backbone + ASPP + 257·C. Per-step: + 3×3 conv & BN (590 336).
 PARAMS = {
     "deeplabv3_mobilenet_v3_large": (10_435_141, 11_025_477),

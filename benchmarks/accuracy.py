@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import platform
 import sys
@@ -74,18 +75,21 @@ COMMON = dict(model="deeplabv3_mobilenet_v3_large", model_kwargs={"bn_momentum":
               lr=0.05, backbone_lr=0.05, weight_decay=1e-4, lr_policy="poly", batch_size=8, scale=(1.0, 1.25),
               jitter=0.0, seed=1234)
 # Steps >= 1: MiB/PLOP train everything at lr_incremental; IDEC/LAG train the body (for their
-# distillation terms) at backbone_lr with gradients clipped (unclipped, this from-scratch body with
-# frozen BatchNorm diverges; clip 1.0 still diverged on the objects data); SSUL and finetune keep the
-# step-0 rates (SSUL freezes the body).
+# distillation terms) at backbone_lr with gradients clipped (chosen when they diverged even with clip
+# 1.0 on the objects data, before the NaN gradients of the bf16 tap convolutions were found and fixed
+# (DenseASPP); not re-measured since); SSUL and finetune keep the step-0 rates (SSUL freezes the body).
 STEP_LRS: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.02}, "plop": {"lr_incremental": 0.02},
                                       "idec": {"backbone_lr": 0.005, "grad_clip": 0.1},
                                       "lag": {"backbone_lr": 0.005, "grad_clip": 0.1}}
 
 
 # With a pretrained backbone (--pretrain-epochs), the papers' ratios: the body at a tenth of the
-# head's rate, and steps >= 1 of MiB/PLOP at a tenth of step 0's; nothing needs clipping.
+# head's rate, and steps >= 1 of MiB/PLOP at a tenth of step 0's; nothing is clipped. LAG's body
+# (moved by its feature terms only, bce_on_body false) at a hundredth: at a tenth its terms
+# diverged (NaN in the first objects step), at 0.0005 they were stable (old/new 0.327/0.073 after it).
 PRETRAINED = dict(backbone_lr=0.005)
-STEP_LRS_PRETRAINED: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.005}, "plop": {"lr_incremental": 0.005}}
+STEP_LRS_PRETRAINED: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.005}, "plop": {"lr_incremental": 0.005},
+                                                  "lag": {"backbone_lr": 0.0005}}
 
 
 def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, dataset: str, step: int,
@@ -95,6 +99,8 @@ def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, 
     settings = {**DeepLabV3Estimator.recipe_defaults.get(recipe, {}), **COMMON, "recipe": recipe, "epochs": epochs,
                 "input_size": size, "split": split, "dataset": dataset}
     pretrained = "backbone_weights" in extra.get("model_kwargs", {})
+    if pretrained:
+        settings.update(PRETRAINED)
     if step >= 1:
         settings.update((STEP_LRS_PRETRAINED if pretrained else STEP_LRS).get(recipe, {}))
     return TrainConfig.from_hyperparameters({**settings, **extra}, source=f"accuracy.py {recipe}")
@@ -175,7 +181,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
         path, pre_scores, pre_seconds = pretrain_backbone(args, common)
         pretrained = {"epochs": args.pretrain_epochs, "scores": pre_scores, "seconds": pre_seconds}
         print(f"pretrained backbone ({pre_seconds / 60:.1f} min): {brief(pre_scores)}", flush=True)
-        common.update(PRETRAINED, model_kwargs={**COMMON["model_kwargs"], "backbone_weights": str(path)})
+        common["model_kwargs"] = {**COMMON["model_kwargs"], "backbone_weights": str(path)}
     common["epochs"] = args.epochs
     tasks = task_train_rows(prepared)
     test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
@@ -193,11 +199,20 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
 
     step0: dict[str, tuple[dict, Scores]] = {}
     for base in sorted({STEP0_OF[r] for r in args.recipes if r in STEP0_OF}):
-        start = time.perf_counter()
-        learner = ContinualLearner(config(base, 0))
-        learn(learner, tasks[0])
-        step0[base] = (copy.deepcopy(learner.state_dict()), score(learner))
-        timings[f"step 0 ({base})"] = time.perf_counter() - start
+        # Kept under --work, keyed by the step-0 settings, so runs of other recipes reuse it.
+        settings = config(base, 0).to_dict()
+        digest = hashlib.sha256(json.dumps([settings, str(prepared)], sort_keys=True, default=str).encode()).hexdigest()[:12]
+        saved = work / f"step0-{prepared.name}-{base}-{digest}.pt"
+        if saved.is_file():
+            step0[base] = tuple(torch.load(saved, weights_only=False))  # our own file, written below
+            timings[f"step 0 ({base})"] = float("nan")
+        else:
+            start = time.perf_counter()
+            learner = ContinualLearner(config(base, 0))
+            learn(learner, tasks[0])
+            step0[base] = (copy.deepcopy(learner.state_dict()), score(learner))
+            timings[f"step 0 ({base})"] = time.perf_counter() - start
+            torch.save(list(step0[base]), saved)
         print(f"step 0 ({base}): {brief(step0[base][1])}", flush=True)
 
     def continual(recipe: str, **extra: Any) -> list[Scores]:
@@ -233,6 +248,25 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
             "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
             "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
             "pretrained": pretrained, "results": results, "ratios": ratios, "seconds": timings}
+
+
+def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
+    """``out``'s recipes (and data_ratio runs) added to the record in ``previous``, which must describe the
+    same data, split, pretraining and extra settings; a recipe in both takes ``out``'s scores."""
+    if not previous.is_file():
+        raise SystemExit(f"--append: {previous} does not exist; run without --append first")
+    old = json.loads(previous.read_text())
+    same = ("dataset", "split", "sets", "tasks", "train_images", "test_images", "data")
+    differ = [k for k in same if old.get(k) != json.loads(json.dumps(out[k], default=str))]
+    if differ or bool(old.get("pretrained")) != bool(out["pretrained"]) or (
+            old.get("pretrained") and old["pretrained"]["epochs"] != out["pretrained"]["epochs"]):
+        raise SystemExit(f"--append: {previous} was made with other settings ({', '.join(differ) or 'pretraining'}); "
+                         "use another --out")
+    for key in ("results", "ratios", "seconds"):
+        out[key] = {**old[key], **out[key]}
+    out["commands"] = old.get("commands", [])
+    out["results"] = {r: out["results"][r] for r in RECIPES if r in out["results"]}
+    return out
 
 
 def brief(s: Scores) -> str:
@@ -288,7 +322,8 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
                   "| data_ratio | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]
         for ratio, curve in out["ratios"].items():
             lines.append(f"| {ratio} | " + " | ".join(fmt(curve[-1].get(k)) for k, _ in columns) + " |")
-    step0 = ", ".join(f"{k} {v / 60:.1f}" for k, v in out["seconds"].items() if k.startswith("step 0"))
+    step0 = ", ".join(f"{k} {'reused' if v != v else f'{v / 60:.1f}'}" for k, v in out["seconds"].items()
+                      if k.startswith("step 0"))
     lines += ["", f"Step-0 trainings (minutes): {step0}."]
     return lines
 
@@ -366,6 +401,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     m.add_argument("--set", dest="sets", action="append", default=[], metavar="[RECIPE:]KEY=VALUE",
                    help="extra hyperparameter for every recipe, or for one (e.g. ssul:loss_type=ce); repeatable")
     m.add_argument("--smoke", action="store_true", help="32x32, 120 images, 1 epoch: checks the code path only")
+    m.add_argument("--append", action="store_true", help="add these recipes to the table already at --out (same "
+                   "data and settings; its JSON is read), e.g. after changing one recipe")
     m.add_argument("--out", type=Path, default=None, help="default: benchmarks/METHODS_voc.md (objects) or "
                    "METHODS_isprs.md (aerial)")
     p = sub.add_parser("precision", help="CIL-3 mIoU in fp32 and in the precision 'auto' resolves to")
@@ -388,14 +425,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.sets = parse_sets(args.sets)
         args.size_hw = tuple(int(v) for v in args.size.lower().split("x"))
         out = run_methods(args)
+        if args.append:
+            out = appended(args.out.with_suffix(".json"), out)
         body = methods_markdown(args, out)
     else:
         args.seeds = [int(v) for v in args.seeds.split(",") if v]
         out = run_precision(args)
         body = precision_markdown(out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out["commands"] = [*out.get("commands", []), f"benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
     header = [f"# llseg accuracy: {args.command}", "",
-              f"Written by `benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}` on {stamp}; {platform.processor() or platform.machine()}, "
+              f"Written by `{'`, then `'.join(out['commands'])}` (last run {stamp}); {platform.processor() or platform.machine()}, "
               f"torch {torch.__version__} with {torch.get_num_threads()} threads.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body) + "\n")

@@ -108,6 +108,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_backbone(args: argparse.Namespace) -> int:
+    import torch
+
+    from llseg.methods.learner import ContinualLearner
+    from llseg.models import DeepLabV3, ERFNet
+
+    model = ContinualLearner.from_checkpoint(args.checkpoint, device="cpu").model
+    if isinstance(model, DeepLabV3):
+        state, option = model.backbone_checkpoint(), "backbone_weights"
+    elif isinstance(model, ERFNet):
+        state, option = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}, "encoder_weights"
+    else:
+        raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}; export-backbone knows DeepLabV3 and ERFNet")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, args.out)
+    print(f"wrote {args.out}; start another training from it with the hyperparameter "
+          f"model_kwargs: {{{option}: {args.out}}}")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from llseg.methods.predict import predict_images
 
@@ -192,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV here")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export-backbone", help="save a checkpoint's backbone (DeepLabV3) or encoder (ERFNet) as the "
+                       "pretrained weights of another training")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a stage<k>.pt of 'llseg train' or a saved estimator")
+    p.add_argument("--out", type=Path, required=True, help="output .pth (torchvision format for DeepLabV3)")
+    p.set_defaults(func=_cmd_export_backbone)
 
     p = sub.add_parser("predict", help="colourised mask and overlay of a checkpoint's prediction, per image")
     p.add_argument("--checkpoint", type=Path, required=True)

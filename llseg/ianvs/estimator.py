@@ -153,8 +153,8 @@ class DeepLabV3Estimator(SegmentationEstimator):
     :data:`llseg.methods.mib.MIB_VOC_SETTINGS`); their own flags default to the papers' values.
     ``idec`` and ``lag`` take the flags of their published VOC commands
     (:data:`llseg.methods.idec.IDEC_VOC_FLAGS`, :data:`llseg.methods.lag.LAG_VOC_FLAGS`) with
-    ``kd_on_frozen: false`` (the body trains at ``backbone_lr`` 0.001 in later steps, so the
-    distillation acts), except LAG's ``rho``: 0.5 instead of the code's 1.0, because with ρ = 1 every
+    ``kd_on_frozen: false`` (the body trains at ``backbone_lr`` 0.001 in later steps, moved by the
+    distillation terms only with ``bce_on_body: false``), except LAG's ``rho``: 0.5 instead of the code's 1.0, because with ρ = 1 every
     channel is semantic-invariant and the SFP term vanishes."""
 
     architectures = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")

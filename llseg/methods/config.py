@@ -15,7 +15,7 @@ LOSS_TYPES = ("ce", "bce")
 # recipes, so setting them there (to a non-default value) is an error.
 SSUL_ONLY = ("unknown", "saliency_dir", "pseudo", "freeze", "bn_freeze", "w_transfer", "mem_size")
 # IDEC and LAG are SSUL forks (methods.md §3, §4): SSUL's flags plus their feature distillation.
-FEATURE_KD_FLAGS = ("KD_loss_type", "use_KD_layer_weight", "lamb", "lambda_kd", "kd_on_frozen")
+FEATURE_KD_FLAGS = ("KD_loss_type", "use_KD_layer_weight", "lamb", "lambda_kd", "kd_on_frozen", "bce_on_body")
 IDEC_FLAGS = ("contrastive_learning", "lambda_arcl")
 LAG_FLAGS = ("feature_decoupling", "rho", "uncertainty_pseudo", "uncertainty_margin", "lambda_dcl", "lambda_spm",
              "lambda_sfp", "lambda_nsc")
@@ -136,6 +136,12 @@ class TrainConfig:
             terms regularise it; the heads train as in SSUL. ``true``: SSUL's freezing exactly, as the
             released code runs: the terms are computed and logged but have zero gradient
             (methods.md §3.3, §11). Needs ``freeze``.
+        bce_on_body: with ``kd_on_frozen`` false, whether the BCE's gradient also reaches the body.
+            ``false`` (default): the heads learn from the BCE on detached features and the body moves
+            by the feature terms only, so a new step's labels (old classes appear as background
+            where the pseudo-labels are unsure) cannot erase old-class features; on the synthetic
+            objects, BCE on the body took old-class mIoU from 0.35 to 0.06 in one 1-class step even
+            with every feature term off (benchmarks/METHODS_voc.md). ``true``: every loss trains everything.
     IDEC only:
         contrastive_learning: add ARCL (region triplet loss on the ASPP output; off in the released
             commands). lambda_arcl: its weight (1).
@@ -204,6 +210,7 @@ class TrainConfig:
     lamb: float = 1.0
     lambda_kd: float = 1.0
     kd_on_frozen: bool = False
+    bce_on_body: bool = False
     contrastive_learning: bool = False
     lambda_arcl: float = 1.0
     feature_decoupling: bool = True
@@ -283,6 +290,8 @@ class TrainConfig:
                  ("lambda_dcl", "feature_decoupling", "lambda_dcl weights the DCL of feature_decoupling"),
                  ("uncertainty_pseudo", "pseudo", "uncertainty_pseudo refines the pseudo-labels"),
                  ("uncertainty_margin", "uncertainty_pseudo", "uncertainty_margin is the threshold of uncertainty_pseudo"))
+        if self.bce_on_body and self.kd_on_frozen:
+            raise ConfigError("bce_on_body: true needs a trainable body; it does nothing with kd_on_frozen: true")
         for flag, required, why in needs:
             if getattr(self, flag) != defaults[flag] and not getattr(self, required):
                 raise ConfigError(f"{why}; set {required}: true (or drop {flag})")

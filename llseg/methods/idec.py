@@ -35,7 +35,8 @@ Contract for the learner integration (shared with :mod:`llseg.methods.lag`)
   - ``kd_on_frozen: false`` (llseg's default) applies the paper's losses: the learner keeps the
     body trainable (backbone, main ASPP and the three tap ASPPs, at a low learning rate; BN stays
     frozen with ``bn_freeze``), so the terms regularise the body while the heads learn from the
-    BCE. The heads receive no gradient from these terms in either mode.
+    BCE; with ``bce_on_body: false`` (default) the BCE sees detached features, so only these
+    terms move the body. The heads receive no gradient from these terms in either mode.
 * Teacher features: compute them under ``torch.no_grad()`` on the same batch.
 * ``epoch`` is **1-based** (1..``epochs``): the released loop increments its epoch counter before
   the first batch of each epoch, so the decay λ^(e/E) runs from λ^(1/E) to λ.

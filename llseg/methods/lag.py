@@ -43,6 +43,7 @@ LAG_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_th
 
 DCL_TEMPERATURE = 0.5  # utils/loss.py DCL(temperature=0.5)
 PROTO_TEMPERATURE = 0.1  # llseg choice for the SPM prototype-contrastive softmax
+ZERO_NORM = 1e-6  # SPM skips pixels whose SI feature norm is at most this (no direction to match)
 UNCERTAINTY_MARGIN = 0.2  # llseg choice: minimum top-2 margin p(1) − p(2) of an accepted pseudo-label
 
 
@@ -144,9 +145,11 @@ def spm_loss(
     L = mean_{i∈Ω} −log [ exp(cos(f_i, A_{y_i})/τ) / Σ_{k∈V} exp(cos(f_i, A_k)/τ) ],
 
     f_i = the student's SI feature at pixel i, A_k = the (detached) anchor prototype of class k,
-    V = {k : valid[k]}, Ω = labelled pixels whose class is in V. The numerator is the aggregation
-    force (pixel → own prototype), the denominator the separation force (away from every other
-    class's prototype). 0 if Ω is empty or the SI part has no channel.
+    V = {k : valid[k]}, Ω = labelled pixels whose class is in V and whose SI feature is not zero
+    (after the ASPP's ReLU a pixel can have none: it has no direction, and normalising it would give
+    a gradient of 1/eps, which made LAG diverge). The numerator is the aggregation force (pixel → own
+    prototype), the denominator the separation force (away from every other class's prototype).
+    0 if Ω is empty or the SI part has no channel.
 
     Args:
         student_si: N×S×h×w; labels: N×h×w (255 ignored); anchors: K×S; valid: K bool.
@@ -159,9 +162,14 @@ def spm_loss(
     if s.shape[1] == 0 or not pixels.any():
         return zero
     column = torch.cumsum(valid.long(), 0) - 1  # class id -> column among the valid anchors
-    f = F.normalize(s.permute(0, 2, 3, 1)[pixels], dim=1)  # P×S
+    f = s.permute(0, 2, 3, 1)[pixels]  # P×S
+    norm = f.norm(dim=1)
+    live = norm > ZERO_NORM
+    if not live.any():
+        return zero
+    f = f[live] / norm[live, None]
     a = F.normalize(anchors[valid].detach().float(), dim=1)  # V×S
-    return F.cross_entropy(f @ a.T / temperature, column[labels[pixels]])
+    return F.cross_entropy(f @ a.T / temperature, column[labels[pixels]][live])
 
 
 def _region_means(features: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

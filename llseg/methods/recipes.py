@@ -364,7 +364,8 @@ class _FeatureKd(Ssul):
 
     ``kd_on_frozen`` false (default): with ``freeze``, a stage with a teacher also trains the body
     (``backbone``, ``aspp``, ``aspp_taps``) at :meth:`body_lr`, BatchNorm frozen by ``bn_freeze``,
-    so the auxiliary terms act on it (the papers' method). ``kd_on_frozen`` true: SSUL's freezing;
+    so the auxiliary terms act on it (the papers' method); the BCE reaches the body only with
+    ``bce_on_body``. ``kd_on_frozen`` true: SSUL's freezing;
     the terms are computed and recorded but no trainable parameter is upstream of them (the
     released code, methods.md §3.3). A stage without a teacher (step 0, or no new class) is SSUL's.
     """
@@ -411,7 +412,10 @@ class _FeatureKd(Ssul):
             old = teacher.forward_features(image)
         if self.config.pseudo:
             target = self.pseudo_labels(target, old["logits"])
-        bce = self.supervised(features["logits"], target)
+        logits = features["logits"]
+        if not (self.config.kd_on_frozen or self.config.bce_on_body):  # the body learns from the feature terms only
+            logits = student.logits_from(features["aspp"].detach(), image)
+        bce = self.supervised(logits, target)
         aux = self.auxiliary(features, old, target)
         total = aux.pop("total")
         self.record({"bce": bce, **aux, "aux": total})

@@ -248,12 +248,16 @@ class DeepLabV3(nn.Module):
         for name, aspp in self.aspp_taps.items():
             feats[f"aspp_{name}"] = aspp(feats[name])
         feats["logits_lowres"] = self.classifier(feats["aspp"])
-        feats["logits"] = self._upsample(feats["logits_lowres"], x)
+        feats["logits"] = self._upsample(feats["logits_lowres"], x)  # = logits_from(feats["aspp"], x)
         return feats
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits N×C×H×W for x N×3×H×W (taps are skipped)."""
-        return self._upsample(self.classifier(self.aspp(self.backbone(x)["layer4"])), x)
+        return self.logits_from(self.aspp(self.backbone(x)["layer4"]), x)
+
+    def logits_from(self, aspp: Tensor, x: Tensor) -> Tensor:
+        """Logits N×C×H×W from ASPP features N×256×h×w (e.g. detached ones) for the input x N×3×H×W."""
+        return self._upsample(self.classifier(aspp), x)
 
     @staticmethod
     def _upsample(logits: Tensor, x: Tensor) -> Tensor:

@@ -51,6 +51,8 @@ def _changed(before: dict, after: dict) -> set[str]:
         (dict(recipe="lag", lambda_spm=-1.0, lambda_nsc=-0.5), "lambda_spm, lambda_nsc must be >= 0"),
         (dict(recipe="lag", uncertainty_margin=1.5), "uncertainty_margin .* must be in"),
         (dict(recipe="idec", kd_on_frozen=True), "kd_on_frozen: true keeps the frozen body .* set freeze: true"),
+        (dict(recipe="ssul", bce_on_body=True), "bce_on_body apply to recipes idec, lag only"),
+        (dict(recipe="lag", freeze=True, kd_on_frozen=True, bce_on_body=True), "bce_on_body: true needs a trainable body"),
         (dict(recipe="idec", use_KD_layer_weight=False, lamb=0.9), "set use_KD_layer_weight: true"),
         (dict(recipe="idec", lambda_arcl=2.0), "set contrastive_learning: true"),
         (dict(recipe="lag", feature_decoupling=False, lambda_dcl=2.0), "set feature_decoupling: true"),
@@ -111,6 +113,18 @@ def test_body_trains_and_auxiliary_terms_act_by_default(make_rows, settings):
     assert all(math.isfinite(v) for v in terms.values()) and all(terms[k] != 0 for k in aux), terms
     assert summary["aux_gradient"] is True
     assert summary["final_loss"] == pytest.approx(terms["bce"] + terms["aux"], rel=1e-4)  # 1 epoch: same batches
+
+
+def test_the_bce_reaches_the_body_only_with_bce_on_body(make_rows):
+    """With the feature terms weighted 0 (and no weight decay) the body moves only if the BCE reaches it."""
+    quiet = dict(lambda_kd=0.0, weight_decay=0.0)
+    learner, before, _ = _two_steps(make_rows, IDEC, **quiet)
+    changed = _changed(before, learner.model.state_dict())
+    assert not any(k.startswith(BODY) for k in changed) and any(k.startswith(HEADS) for k in changed), sorted(changed)
+    learner, before, _ = _two_steps(make_rows, IDEC, bce_on_body=True, **quiet)
+    changed = _changed(before, learner.model.state_dict())
+    assert any(k.startswith("backbone.") for k in changed) and any(k.startswith("aspp.") for k in changed)
+    assert not any(k.startswith("aspp_taps.") for k in changed)  # the BCE does not pass through the taps
 
 
 @pytest.mark.parametrize("settings", [IDEC, LAG], ids=["idec", "lag"])

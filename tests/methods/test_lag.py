@@ -272,6 +272,14 @@ def test_spm_is_a_pixel_to_prototype_contrastive_loss():
                                                    + math.exp(cos([1, 0], [1, 1]) / tau))))
     assert lag.spm_loss(nchw(f), torch.full((1, 1, 3), 255), anchors, valid).item() == 0.0
     assert lag.spm_loss(torch.zeros(1, 0, 1, 3), labels, anchors[:, :0], valid).item() == 0.0
+    # a pixel with a zero feature (all SI channels ReLU'd away) has no direction: left out, finite gradient
+    dead = nchw([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]).requires_grad_()  # pixel 1 (class 2) is zero
+    loss = lag.spm_loss(dead, labels, anchors, valid, temperature=tau)
+    close(loss, -(cos([1, 0], [2, 0.5]) / tau - math.log(math.exp(cos([1, 0], [2, 0.5]) / tau)
+                                                          + math.exp(cos([1, 0], [1, 1]) / tau))))
+    loss.backward()
+    assert torch.isfinite(dead.grad).all() and dead.grad[..., 1].abs().max() == 0
+    assert lag.spm_loss(torch.zeros(1, 2, 1, 3), labels, anchors, valid).item() == 0.0
 
 
 def test_sfp_preserves_global_and_class_pooled_ss_features():

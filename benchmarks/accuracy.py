@@ -87,6 +87,9 @@ STEP_LRS: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.02}, "plop": 
 # head's rate, and steps >= 1 of MiB/PLOP at a tenth of step 0's; nothing is clipped. LAG's body
 # (moved by its feature terms only, bce_on_body false) at a hundredth: at a tenth its terms
 # diverged (NaN in the first objects step), at 0.0005 they were stable (old/new 0.327/0.073 after it).
+# On the aerial data they diverged even at 0.0005 (frozen BatchNorm channels of the small-data
+# backbone with gain |γ|/σ up to 69 amplify every body update; IDEC's gentler DADA survives at
+# 0.005), so METHODS_isprs.md runs LAG with ``--set lag:kd_on_frozen=true``.
 PRETRAINED = dict(backbone_lr=0.005)
 STEP_LRS_PRETRAINED: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.005}, "plop": {"lr_incremental": 0.005},
                                                   "lag": {"backbone_lr": 0.0005}}
@@ -256,8 +259,10 @@ def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
     if not previous.is_file():
         raise SystemExit(f"--append: {previous} does not exist; run without --append first")
     old = json.loads(previous.read_text())
-    same = ("dataset", "split", "sets", "tasks", "train_images", "test_images", "data")
+    same = ("dataset", "split", "tasks", "train_images", "test_images", "data")
     differ = [k for k in same if old.get(k) != json.loads(json.dumps(out[k], default=str))]
+    if old["sets"].get("*") != out["sets"].get("*"):
+        differ.append("--set for every recipe")
     if differ or bool(old.get("pretrained")) != bool(out["pretrained"]) or (
             old.get("pretrained") and old["pretrained"]["epochs"] != out["pretrained"]["epochs"]):
         raise SystemExit(f"--append: {previous} was made with other settings ({', '.join(differ) or 'pretraining'}); "
@@ -265,6 +270,7 @@ def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
     for key in ("results", "ratios", "seconds"):
         out[key] = {**old[key], **out[key]}
     out["commands"] = old.get("commands", [])
+    out["sets"] = {**old["sets"], **out["sets"]}  # per recipe: the run that made its row
     out["results"] = {r: out["results"][r] for r in RECIPES if r in out["results"]}
     return out
 

@@ -140,8 +140,9 @@ class TrainConfig:
             ``false`` (default): the heads learn from the BCE on detached features and the body moves
             by the feature terms only, so a new step's labels (old classes appear as background
             where the pseudo-labels are unsure) cannot erase old-class features; on the synthetic
-            objects, BCE on the body took old-class mIoU from 0.35 to 0.06 in one 1-class step even
-            with every feature term off (benchmarks/METHODS_voc.md). ``true``: every loss trains everything.
+            objects (benchmarks/accuracy.py's pretrained setup, step 1 of voc-15-1), BCE on the body
+            took old-class mIoU from 0.35 to 0.06 in that one step even with every feature term
+            off, against 0.33 with the body frozen. ``true``: every loss trains everything.
     IDEC only:
         contrastive_learning: add ARCL (region triplet loss on the ASPP output; off in the released
             commands). lambda_arcl: its weight (1).

@@ -259,7 +259,7 @@ def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
     if not previous.is_file():
         raise SystemExit(f"--append: {previous} does not exist; run without --append first")
     old = json.loads(previous.read_text())
-    same = ("dataset", "split", "tasks", "train_images", "test_images", "data")
+    same = ("dataset", "split", "tasks", "train_images", "test_images")  # "data" also holds the generation time
     differ = [k for k in same if old.get(k) != json.loads(json.dumps(out[k], default=str))]
     if old["sets"].get("*") != out["sets"].get("*"):
         differ.append("--set for every recipe")
@@ -267,6 +267,7 @@ def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
             old.get("pretrained") and old["pretrained"]["epochs"] != out["pretrained"]["epochs"]):
         raise SystemExit(f"--append: {previous} was made with other settings ({', '.join(differ) or 'pretraining'}); "
                          "use another --out")
+    out["data"] = old["data"]
     for key in ("results", "ratios", "seconds"):
         out[key] = {**old[key], **out[key]}
     out["commands"] = old.get("commands", [])

@@ -32,6 +32,13 @@ def test_export_backbone_feeds_the_pretrained_option(model: str, option: str, pa
     reborn = getattr(create_model(model, num_classes=7, **{option: out}), part).state_dict()
     assert reborn.keys() == trained.keys()
     assert all(torch.equal(v, trained[k].cpu()) for k, v in reborn.items())
+    # a model started from that file reloads from its own checkpoint once the file is gone
+    second = ContinualLearner(TrainConfig(recipe="finetune", model=model, model_kwargs={option: str(out)}, **FAST))
+    second.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
+    second.save(tmp_path / "second.pt")
+    out.unlink()
+    restored = ContinualLearner.from_checkpoint(tmp_path / "second.pt", device="cpu").model.state_dict()
+    assert all(torch.equal(v, second.model.state_dict()[k].cpu()) for k, v in restored.items())
 
 
 def test_export_backbone_names_a_bad_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

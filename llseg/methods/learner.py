@@ -66,6 +66,7 @@ from llseg.models import create_model
 from llseg.runtime import autocast, pick_device, resolve_precision, seed_everything
 
 log = logging.getLogger("llseg.learner")
+PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
 
 CHECKPOINT_FORMAT = "llseg-checkpoint/1"
 
@@ -151,11 +152,14 @@ class ContinualLearner:
     def per_step_heads(self) -> bool:
         return self.model_kwargs.get("head") == "per_step"
 
-    def _new_model(self) -> nn.Module:
-        """A fresh model with one channel block per group (one head each with per-step heads)."""
+    def _new_model(self, *, pretrained: bool = True) -> nn.Module:
+        """A fresh model with one channel block per group (one head each with per-step heads);
+        ``pretrained=False`` skips the ``backbone_weights`` / ``encoder_weights`` file (a checkpoint
+        about to be loaded holds every weight, and that file may not exist where it is loaded)."""
         sizes = [len(g) for g in self.channel_groups]
         first = sizes[0] if self.per_step_heads else sum(sizes)
-        model = create_model(self.config.model, num_classes=first, **self.model_kwargs).to(self.device)
+        kwargs = self.model_kwargs if pretrained else {k: v for k, v in self.model_kwargs.items() if k not in PRETRAINED_FILES}
+        model = create_model(self.config.model, num_classes=first, **kwargs).to(self.device)
         for size in sizes[1:] if self.per_step_heads else ():
             model.add_classes(size)
         return model
@@ -221,7 +225,7 @@ class ContinualLearner:
         self.seen = [tuple(p) for p in checkpoint["seen"]]
         self.memory = [tuple(p) for p in checkpoint.get("memory", [])]
         self.stages = int(checkpoint["stages"])
-        model = self._new_model()
+        model = self._new_model(pretrained=False)
         try:
             model.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as exc:

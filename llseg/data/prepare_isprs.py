@@ -39,7 +39,6 @@ most step-0 classes. Every label path names its domain in its parent folder
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -47,11 +46,11 @@ import numpy as np
 
 from llseg import __version__
 from llseg.data.imageio import PathLike, read_label_png
-from llseg.data.indexfile import INDEX_COLUMNS, write_index
+from llseg.data.indexfile import INDEX_COLUMNS
 from llseg.data.isprs import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
 from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN
-from llseg.data.prepare_common import MANIFEST_NAME, LabelWriter, Manifest, SplitSummary, check_train_ratio
-from llseg.data.prepare_voc import padded_chunks, padded_rows
+from llseg.data.prepare_common import MANIFEST_NAME, Manifest, SplitSummary, check_train_ratio
+from llseg.data.prepare_voc import padded_chunks, padded_rows, write_padded_layout
 from llseg.data.procedural import check_seed
 from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split, train_label_lut
 from llseg.errors import ConfigError, DataError
@@ -162,25 +161,8 @@ def prepare_isprs(
     to_train = clutter_lut(clutter)
     layout = padded_rows(chunks, spec.tasks, counts, ISPRS.class_names, train_patches, _label_rel, ISPRS_SOURCE_TO_TRAIN,
                        [train_label_lut(spec, t)[to_train] for t in range(spec.num_steps)], out, spec.step_domains)
-    outputs, train_rows, summaries = layout.outputs, layout.train_rows, layout.summaries  # train patch -> label files
-
-    writer = LabelWriter(out)
-    for i, files in outputs.items():
-        writer.add(train_patches[i].label, partial(read_label_png, train_patches[i].label), files)
-    for p in test_patches:
-        writer.add(p.label, partial(read_label_png, p.label), [(_label_rel("full", p), ISPRS_SOURCE_TO_TRAIN)])
-    written = writer.run()
-
-    val = [train_patches[i] for i in sorted(i for i in outputs if not chunks.is_train[i])]
-    eval_rows = {
-        name: [(p.image, out / _label_rel("full", p), out / _label_rel("full", p)) for p in chosen]
-        for name, chosen in (("val_index.txt", val), ("test_index.txt", test_patches))
-    }
-    write_index(out / "train_index.txt", train_rows)
-    for name, rows in eval_rows.items():
-        write_index(out / name, rows)
-    label_dirs = {"labels/full": len(outputs) + len(test_patches)}
-    label_dirs.update({f"labels/task{summary.task}": summary.available for summary in summaries})
+    written = write_padded_layout(layout, chunks, train_patches, test_patches, _label_rel, read_label_png,
+                                  ISPRS_SOURCE_TO_TRAIN, out)
 
     domains = {}
     for domain in ISPRS_DOMAINS:
@@ -203,10 +185,10 @@ def prepare_isprs(
         background_id=spec.background_id,
         ignore_index=IGNORE_INDEX,
         index_columns=INDEX_COLUMNS,
-        tasks=tuple(summaries),
-        validation=SplitSummary("val_index.txt", "train", (), len(val)),
+        tasks=tuple(layout.summaries),
+        validation=SplitSummary("val_index.txt", "train", (), written.val_images),
         test=SplitSummary("test_index.txt", "test", ISPRS_DOMAINS, len(test_patches)),
-        files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
+        files=written.files,
         llseg_version=__version__,
         first_line_missing=layout.first_line_missing,
         mode=spec.mode,
@@ -221,5 +203,5 @@ def prepare_isprs(
         domains=domains,
     )
     manifest.save(out / MANIFEST_NAME)
-    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written, out / MANIFEST_NAME)
+    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written.written, out / MANIFEST_NAME)
     return manifest

@@ -254,6 +254,52 @@ def padded_rows(
     return PaddedRows(outputs, train_rows, summaries, missing(chunks.sides[0][0][:1], tasks[0]))
 
 
+@dataclass(frozen=True)
+class WrittenLayout:
+    """What :func:`write_padded_layout` wrote: the validation images, the manifest's ``files``
+    counts (index lines and label files per folder) and how many label files were (re)written."""
+
+    val_images: int
+    files: dict[str, int]
+    written: int
+
+
+def write_padded_layout(
+    layout: PaddedRows,
+    chunks: PaddedChunks,
+    samples: Sequence[Any],
+    test_samples: Sequence[Any],
+    label_rel: Callable[[str, Any], str],
+    read_label: Callable[[Path], np.ndarray],
+    full_lut: np.ndarray,
+    out: Path,
+) -> WrittenLayout:
+    """Write the label files of ``layout`` (and the full labels of ``test_samples``) and the three
+    index files: train_index.txt, val_index.txt (the eval-side images) and test_index.txt (VOC and ISPRS).
+
+    ``samples`` / ``test_samples`` have ``.image`` and ``.label``; ``read_label`` reads a source label.
+    """
+    writer = LabelWriter(out)
+    for i, files in layout.outputs.items():
+        writer.add(samples[i].label, partial(read_label, samples[i].label), files)
+    for s in test_samples:
+        writer.add(s.label, partial(read_label, s.label), [(label_rel("full", s), full_lut)])
+    written = writer.run()
+
+    val = [samples[i] for i in sorted(i for i in layout.outputs if not chunks.is_train[i])]
+    eval_rows = {
+        name: [(s.image, out / label_rel("full", s), out / label_rel("full", s)) for s in chosen]
+        for name, chosen in (("val_index.txt", val), ("test_index.txt", test_samples))
+    }
+    write_index(out / "train_index.txt", layout.train_rows)
+    for name, rows in eval_rows.items():
+        write_index(out / name, rows)
+    files = {"train_index.txt": len(layout.train_rows), **{k: len(v) for k, v in eval_rows.items()},
+             "labels/full": len(layout.outputs) + len(test_samples),
+             **{f"labels/task{summary.task}": summary.available for summary in layout.summaries}}
+    return WrittenLayout(len(val), files, written)
+
+
 def _label_rel(kind: str, sample: VOCSample) -> str:
     return f"labels/{kind}/{sample.id}.png"
 
@@ -315,28 +361,10 @@ def prepare_voc(
     member = membership(spec, counts)
     _check_task_sizes(spec, member, split, train_list)
     chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
-    size, is_train = chunks.size, chunks.is_train
     layout = padded_rows(chunks, spec.tasks, counts, VOC.class_names, train_samples, _label_rel, IDENTITY_LUT,
                        [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
-    outputs, train_rows, summaries = layout.outputs, layout.train_rows, layout.summaries  # train-list image -> label files
-
-    writer = LabelWriter(out)
-    for i, files in outputs.items():
-        writer.add(train_samples[i].label, partial(load_voc_label, train_samples[i].label), files)
-    for s in test_samples:
-        writer.add(s.label, partial(load_voc_label, s.label), [(_label_rel("full", s), IDENTITY_LUT)])
-    written = writer.run()
-
-    val = [train_samples[i] for i in sorted(i for i in outputs if not is_train[i])]
-    eval_rows = {
-        name: [(s.image, out / _label_rel("full", s), out / _label_rel("full", s)) for s in samples]
-        for name, samples in (("val_index.txt", val), ("test_index.txt", test_samples))
-    }
-    write_index(out / "train_index.txt", train_rows)
-    for name, rows in eval_rows.items():
-        write_index(out / name, rows)
-    label_dirs = {"labels/full": len(outputs) + len(test_samples)}
-    label_dirs.update({f"labels/task{summary.task}": summary.available for summary in summaries})
+    written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_voc_label,
+                                  IDENTITY_LUT, out)
 
     manifest = Manifest(
         spec=split,
@@ -344,21 +372,21 @@ def prepare_voc(
         root=root.as_posix(),
         seed=seed,
         train_ratio=train_ratio,
-        chunk_size=size,
+        chunk_size=chunks.size,
         num_classes=VOC.num_classes,
         class_names=VOC.class_names,
         background_id=VOC.background_id,
         ignore_index=IGNORE_INDEX,
         index_columns=INDEX_COLUMNS,
-        tasks=tuple(summaries),
-        validation=SplitSummary("val_index.txt", train_list, (), len(val)),
+        tasks=tuple(layout.summaries),
+        validation=SplitSummary("val_index.txt", train_list, (), written.val_images),
         test=SplitSummary("test_index.txt", test_list, (), len(test_samples)),
-        files={"train_index.txt": len(train_rows), **{k: len(v) for k, v in eval_rows.items()}, **label_dirs},
+        files=written.files,
         llseg_version=__version__,
         first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list=train_list,
     )
     manifest.save(out / MANIFEST_NAME)
-    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written, out / MANIFEST_NAME)
+    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written.written, out / MANIFEST_NAME)
     return manifest

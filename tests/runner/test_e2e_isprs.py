@@ -57,6 +57,17 @@ def _rows(job: str, name: str) -> list[dict[str, Any]]:
         return list(csv.DictReader(handle))
 
 
+def _keep_algorithms(job_file: Path, files: str, keep: list[str]) -> None:
+    """Check that ``job_file`` lists ALGORITHMS, one per testalgorithms file matching ``files``; then keep ``keep``."""
+    spec = yaml.safe_load(job_file.read_text())
+    algorithms = spec["benchmarkingjob"]["test_object"]["algorithms"]
+    assert [a["name"] for a in algorithms] == ALGORITHMS
+    assert sorted(p.name.split("_")[1] for p in (job_file.parent / "testalgorithms").glob(files)) == sorted(
+        a["name"][len("deeplabv3_"):] for a in algorithms)
+    spec["benchmarkingjob"]["test_object"]["algorithms"] = [a for a in algorithms if a["name"] in keep]
+    job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     monkeypatch.chdir(tmp_path)
     _copy_repo(tmp_path)
@@ -71,14 +82,7 @@ def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
         assert (shipped["split"], shipped["dataset"], shipped["model"]) == ("isprs-2-2-1", "isprs", "deeplabv3_mobilenet_v3_large")
         DeepLabV3Estimator(**shipped)  # every shipped value is valid
 
-    job_file = tmp_path / EXAMPLE / "benchmarkingjob_synthetic-aerial.yaml"
-    spec = yaml.safe_load(job_file.read_text())
-    algorithms = spec["benchmarkingjob"]["test_object"]["algorithms"]
-    assert [a["name"] for a in algorithms] == ALGORITHMS
-    assert sorted(p.name.split("_")[1] for p in (tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml")) == sorted(
-        a["name"][len("deeplabv3_"):] for a in algorithms)
-    spec["benchmarkingjob"]["test_object"]["algorithms"] = [a for a in algorithms if a["name"] in RUN]
-    job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob_synthetic-aerial.yaml", "*synthetic-aerial.yaml", RUN)
 
     result = run_job(f"{EXAMPLE}/benchmarkingjob_synthetic-aerial.yaml")
     assert not result.failed and [c.algorithm for c in result.cases] == RUN
@@ -116,14 +120,7 @@ def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o
             assert (cfg.pseudo_thresh, cfg.unknown, cfg.freeze, cfg.mem_size) == (0.7, True, True, 0), path.name
         if cfg.recipe == "lag":
             assert (cfg.rho, cfg.lambda_nsc, cfg.kd_on_frozen, cfg.feature_decoupling) == (0.5, 0.1, False, True)
-    job_file = tmp_path / EXAMPLE / "benchmarkingjob.yaml"
-    job = yaml.safe_load(job_file.read_text())
-    algorithms = job["benchmarkingjob"]["test_object"]["algorithms"]
-    assert [a["name"] for a in algorithms] == ALGORITHMS
-    assert sorted(p.name.split("_")[1] for p in (tmp_path / EXAMPLE / "testalgorithms").glob("*_isprs.yaml")) == sorted(
-        a["name"][len("deeplabv3_"):] for a in algorithms)
-    job["benchmarkingjob"]["test_object"]["algorithms"] = algorithms[:1]  # ssul only: the files are checked above
-    job_file.write_text(yaml.safe_dump(job, sort_keys=False))
+    _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob.yaml", "*_isprs.yaml", ALGORITHMS[:1])  # ssul only: the files are checked above
     generate_aerial_dataset("data/aerial", seed=0, size=(128, 128))
     prepare("isprs", root="data/aerial", split="isprs-2-2-1", out="data/isprs-2-2-1", isprs_options={"patch_size": 64})
 

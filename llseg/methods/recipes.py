@@ -407,15 +407,13 @@ class _FeatureKd(Ssul):
              target: torch.Tensor) -> torch.Tensor:
         if teacher is None:
             return super().loss(student, teacher, image, target)
-        features = student.forward_features(image)
+        # without bce_on_body (and with a trainable body) the body learns from the feature terms only
+        features = student.forward_features(image, detach_head=not (self.config.kd_on_frozen or self.config.bce_on_body))
         with torch.no_grad():
             old = teacher.forward_features(image)
         if self.config.pseudo:
             target = self.pseudo_labels(target, old["logits"])
-        logits = features["logits"]
-        if not (self.config.kd_on_frozen or self.config.bce_on_body):  # the body learns from the feature terms only
-            logits = student.logits_from(features["aspp"].detach(), image)
-        bce = self.supervised(logits, target)
+        bce = self.supervised(features["logits"], target)
         aux = self.auxiliary(features, old, target)
         total = aux.pop("total")
         self.record({"bce": bce, **aux, "aux": total})

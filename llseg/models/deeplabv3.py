@@ -233,8 +233,11 @@ class DeepLabV3(nn.Module):
             raise RuntimeError(f"backbone keys not in the classification network: {sorted(own.keys() - state.keys())[:3]}")
         return {**state, **own}
 
-    def forward_features(self, x: Tensor) -> dict[str, Tensor]:
+    def forward_features(self, x: Tensor, *, detach_head: bool = False) -> dict[str, Tensor]:
         """Intermediate maps of x N×3×H×W (s = output stride; channel counts are ResNet's).
+
+        ``detach_head``: the classifier reads the ASPP output detached, so a loss on the logits
+        trains the heads but sends no gradient into the body (IDEC/LAG with ``bce_on_body`` false).
 
         Returns:
             ``"layer1"`` N×256×H/4×W/4, ``"layer2"`` N×512×H/8, ``"layer3"`` N×1024×H/s,
@@ -247,17 +250,13 @@ class DeepLabV3(nn.Module):
         feats["aspp"] = self.aspp(feats["layer4"])
         for name, aspp in self.aspp_taps.items():
             feats[f"aspp_{name}"] = aspp(feats[name])
-        feats["logits_lowres"] = self.classifier(feats["aspp"])
-        feats["logits"] = self._upsample(feats["logits_lowres"], x)  # = logits_from(feats["aspp"], x)
+        feats["logits_lowres"] = self.classifier(feats["aspp"].detach() if detach_head else feats["aspp"])
+        feats["logits"] = self._upsample(feats["logits_lowres"], x)
         return feats
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits N×C×H×W for x N×3×H×W (taps are skipped)."""
-        return self.logits_from(self.aspp(self.backbone(x)["layer4"]), x)
-
-    def logits_from(self, aspp: Tensor, x: Tensor) -> Tensor:
-        """Logits N×C×H×W from ASPP features N×256×h×w (e.g. detached ones) for the input x N×3×H×W."""
-        return self._upsample(self.classifier(aspp), x)
+        return self._upsample(self.classifier(self.aspp(self.backbone(x)["layer4"])), x)
 
     @staticmethod
     def _upsample(logits: Tensor, x: Tensor) -> Tensor:

@@ -440,7 +440,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         out = run_precision(args)
         body = precision_markdown(out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out["commands"] = [*out.get("commands", []), f"benchmarks/accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}"]
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    if args.command == "methods":
+        command = command.replace(str(args.work), "<work>")  # no machine paths in the record
+    out["commands"] = [*out.get("commands", []), f"benchmarks/accuracy.py {command}"]
     header = [f"# llseg accuracy: {args.command}", "",
               f"Written by `{'`, then `'.join(out['commands'])}` (last run {stamp}); {platform.processor() or platform.machine()}, "
               f"torch {torch.__version__} with {torch.get_num_threads()} threads.", ""]

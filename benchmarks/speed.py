@@ -10,8 +10,9 @@ Run from the repository root::
                                                                        # the code paths, numbers meaningless
 
 It writes ``benchmarks/RESULTS.md`` (``--out`` to change). Every number is the median of several
-timed repetitions after a warm-up; run it on a quiet machine (another multi-threaded process on
-the same cores slows torch down several-fold).
+timed repetitions after a warm-up, and every training and inference measurement runs in a fresh
+process (see ``fresh_process``); run it on a quiet machine (another multi-threaded process on the
+same cores slows torch down several-fold).
 
 With CUDA (``--device auto``, the default, picks it like the learner's ``device: auto``) every
 measurement runs on the GPU: llseg with precision ``auto`` (fp16 autocast + GradScaler) and
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import multiprocessing
 import os
 import platform
 import resource
@@ -48,15 +50,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.imageio import read_label_png, read_rgb, write_label_png
@@ -106,6 +109,27 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+T = TypeVar("T")
+
+
+def _with_env(env: dict[str, str], fn: Callable[..., T], args: tuple, kwargs: dict[str, Any]) -> T:
+    os.environ.update(env)
+    # a spawned process inherits "spawn" as its default start method; give DataLoader workers the
+    # platform's default (fork on Linux), as in a user's process
+    multiprocessing.set_start_method(None, force=True)
+    return fn(*args, **kwargs)
+
+
+def fresh_process(fn: Callable[..., T], *args: Any, _env: Optional[dict[str, str]] = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a new Python process (spawn), so that every timed measurement starts from
+    the same state whatever ran before it: glibc heap, oneDNN primitive caches, thread pools. llseg's
+    learner changes process-wide malloc settings (``llseg.runtime.keep_freed_memory``) that would
+    otherwise also speed up the reference loops timed after it, and a heap fragmented by earlier
+    measurements slows later ones. ``_env``: environment variables to set in that process first."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_with_env, _env or {}, fn, args, kwargs).result()
 
 
 def maxrss_mib() -> float:
@@ -168,15 +192,31 @@ def write_voc_dataset(out: Path, count: int, size: Size) -> tuple[list[str], lis
 
 
 # ---------------------------------------------------------------------------- machine limit
-def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 7) -> float:
-    """Measured ``torch.mm`` throughput of an n×n product in GFLOP/s."""
-    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+def matmul_gflops(dtype: torch.dtype, device: torch.device, sizes: Sequence[int], repeats: int = 7) -> float:
+    """The machine's matmul limit in GFLOP/s: the best ``torch.mm`` throughput of an n×n product over
+    ``sizes``, each from its fastest of ``repeats`` runs (a limit, so the best, not the typical, run)."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        times = []
+        for i in range(repeats + 2):  # two warm-up runs
+            start = time.perf_counter()
+            torch.mm(a, b)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / min(times[2:]) / 1e9)
+    return best
 
-    def product() -> None:
-        torch.mm(a, b)
-        sync(device)
 
-    return 2 * n**3 / median_time(product, repeats, warmup=2) / 1e9
+def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int], _bias: Any,
+                        _stride: Any, _padding: Any, _dilation: Any, transposed: bool, _output_padding: Any,
+                        _groups: int, output_mask: Sequence[bool], **_: Any) -> int:
+    """FLOPs of ``aten.convolution_backward``: the input gradient and the weight gradient each cost what
+    the forward convolution did. Replaces torch's formula, which (torch 2.14) ignores ``groups`` in the
+    weight-gradient term and so counts a depthwise convolution's backward ``channels`` times too high
+    (MobileNetV3's count came out 3.3x too high with it)."""
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
 def train_flops_per_image(size: Size, model_name: str = "erfnet", num_classes: int = NUM_CLASSES, **kwargs: Any) -> float:
@@ -186,15 +226,19 @@ def train_flops_per_image(size: Size, model_name: str = "erfnet", num_classes: i
     with torch.device("meta"):
         model = create_model(model_name, num_classes=num_classes, **kwargs).train()
         x = torch.randn(2, 3, *size)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as counter:
         model(x).sum().backward()
     return counter.get_total_flops() / 2
 
 
 # ----------------------------------------------------------------------------------- training
-def llseg_train(images: list[str], labels: list[str], size: Size, batch: int, precision: str, repeats: int,
-                workers: int = 0, device: str = "auto", **config_kwargs: Any) -> tuple[float, ContinualLearner]:
-    """Images/s of ``ContinualLearner.learn`` (one epoch per call; the first call is the warm-up).
+def llseg_measure(images: list[str], labels: list[str], size: Size, batch: int, precision: str, repeats: int,
+                  workers: int = 0, device: str = "auto", *, data: bool = False, infer: bool = False,
+                  **config_kwargs: Any) -> dict[str, Any]:
+    """Run in a fresh process: ``train`` images/s of ``ContinualLearner.learn`` (one epoch per call; the
+    first call is the warm-up), ``classes`` the model learned, ``nonfinite`` the number of those calls
+    whose loss was not finite; with ``data`` also ``data_s`` (seconds per batch of the data pipeline,
+    :func:`llseg_data_seconds`), with ``infer`` also ``infer`` (images/s of ``learner.predict``).
 
     ``config_kwargs`` go to ``TrainConfig`` (model, dataset, optimizer, ...; default: ERFNet on Cityscapes
     train ids with Adam); the recipe is ``finetune`` unless given. ``learn`` times its ``_fit``, whose
@@ -204,9 +248,20 @@ def llseg_train(images: list[str], labels: list[str], size: Size, batch: int, pr
     config = TrainConfig(epochs=1, batch_size=batch, input_size=size, precision=precision, num_workers=workers,
                          device=device, **config_kwargs)
     learner = ContinualLearner(config)
-    learner.learn(images, labels, labels)  # warm-up: decodes into the cache, oneDNN primitive caches
-    seconds = [learner.learn(images, labels, labels)["seconds"] for _ in range(repeats)]
-    return len(images) / statistics.median(seconds), learner
+    # the warm-up decodes into the cache and fills oneDNN's primitive caches
+    summaries = [learner.learn(images, labels, labels) for _ in range(repeats + 1)]
+    result: dict[str, Any] = {
+        "train": len(images) / statistics.median(s["seconds"] for s in summaries[1:]),
+        "classes": learner.classes,
+        "nonfinite": sum(not np.isfinite(s["final_loss"]) for s in summaries),
+    }
+    if data:
+        result["data_s"] = llseg_data_seconds(learner, images, labels, size, batch, repeats)
+    if infer:
+        result["infer"] = len(images) / median_time(lambda: list(learner.predict(images)), repeats)
+    if learner.device.type == "cuda":
+        result["gpu_mib"] = torch.cuda.max_memory_allocated(learner.device) / 2**20
+    return result
 
 
 def llseg_data_seconds(learner: ContinualLearner, images: list[str], labels: list[str], size: Size, batch: int,
@@ -303,16 +358,19 @@ def adam_step_ms(device: torch.device = torch.device("cpu"), **options: Any) -> 
 
 
 # ---------------------------------------------------------------------------------- inference
-def reference_predict(model: torch.nn.Module, images: list[str], size: Size,
-                      device: torch.device = torch.device("cpu")) -> None:
-    """Plain fp32 inference: decode, resize, forward, upsample to the image size, argmax."""
-    model.to(device).eval()
-    with torch.no_grad():
-        for path in images:
-            pil = Image.open(path).convert("RGB")
-            x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()).permute(2, 0, 1).float() / 255
-            logits = model(normalize(x)[None].contiguous().to(device))
-            F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).cpu().numpy()
+def reference_predict(images: list[str], size: Size, repeats: int, device: torch.device = torch.device("cpu")) -> float:
+    """Images/s of plain fp32 ERFNet inference: decode, resize, forward, upsample to the image size, argmax."""
+    model = create_model("erfnet", num_classes=NUM_CLASSES).to(device).eval()
+
+    def run() -> None:
+        with torch.no_grad():
+            for path in images:
+                pil = Image.open(path).convert("RGB")
+                x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()).permute(2, 0, 1).float() / 255
+                logits = model(normalize(x)[None].contiguous().to(device))
+                F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).cpu().numpy()
+
+    return len(images) / median_time(run, repeats)
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -474,9 +532,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         job = run_job()
 
     log("matmul peak ...")
-    mm_n = 256 if args.smoke else 8192 if cuda else 2048
-    peak = {name: matmul_gflops(DTYPES[name], device, n=mm_n) for name in dict.fromkeys(("fp32", auto))}
-    train_rows, share_rows, limit_rows, infer_rows, deeplab_rows = [], [], [], [], []
+    mm_sizes = (256,) if args.smoke else (4096, 8192) if cuda else (1024, 2048, 4096)
+    peak = {name: matmul_gflops(DTYPES[name], device, mm_sizes) for name in dict.fromkeys(("fp32", auto))}
+    train_rows, share_rows, limit_rows, infer_rows, deeplab_rows, malloc_rows, warnings = [], [], [], [], [], [], []
+    gpu_mib = 0.0
     with tempfile.TemporaryDirectory(prefix="llseg-speed-") as tmp:
         log("writing PNGs ...")
         wanted: dict[tuple[str, Size], int] = {}
@@ -491,47 +550,50 @@ def main(argv: Optional[list[str]] = None) -> int:
                 imgs, labs = (paths[:n] for paths in data["voc", native])
                 log(f"training {model_label(model)} {name} ...")
                 flops = train_flops_per_image(size, model, VOC_CLASSES, **DEEPLAB_KWARGS)
-                ref, _ = reference_train(imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd", device, **DEEPLAB_KWARGS)
+                ref, _ = fresh_process(reference_train, imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd", device,
+                                       **DEEPLAB_KWARGS)
                 common: dict[str, Any] = dict(recipe="finetune", model=model, dataset="voc", optimizer="sgd", lr=SGD_LR,
                                               weight_decay=WEIGHT_DECAY, model_kwargs=dict(DEEPLAB_KWARGS))
-                fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r, device=str(device), **common)
-                assert learner.classes == list(range(VOC_CLASSES)), learner.classes  # the model whose FLOPs we count
-                best = fp32 if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r, device=str(device), **common)[0]
-                del learner
-                if cuda:
-                    torch.cuda.empty_cache()
+                runs = {p: fresh_process(llseg_measure, imgs, labs, size, batch, p, r, device=str(device), **common)
+                        for p in dict.fromkeys(("fp32", auto))}
+                assert runs["fp32"]["classes"] == list(range(VOC_CLASSES)), runs["fp32"]["classes"]  # the model whose FLOPs we count
+                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
                 deeplab_rows.append(f"| {model_label(model)} | {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
                                     f"{best:.2f} ({best / ref:.2f}x) |")
             else:
                 imgs, labs = (paths[:n] for paths in data["city", native])
-                log(f"training ERFNet {name} ...")
+                log(f"training and inference, ERFNet {name} ...")
                 flops = train_flops_per_image(size)
-                ref, ref_share = reference_train(imgs, labs, size, batch, r, device=device)
-                fp32, learner = llseg_train(imgs, labs, size, batch, "fp32", r, device=str(device))
-                best, learner = (fp32, learner) if auto == "fp32" else llseg_train(imgs, labs, size, batch, auto, r,
-                                                                                   device=str(device))
-                data_s = llseg_data_seconds(learner, imgs, labs, size, batch, r)
-                workers = (llseg_train(imgs, labs, size, batch, auto, r, workers=1, device=str(device))[0]
-                           if size != NATIVE else None)
+                ref, ref_share = fresh_process(reference_train, imgs, labs, size, batch, r, device=device)
+                runs = {"fp32": fresh_process(llseg_measure, imgs, labs, size, batch, "fp32", r, device=str(device))}
+                runs[auto] = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, device=str(device),
+                                           data=True, infer=True)
+                fp32, best, data_s = runs["fp32"]["train"], runs[auto]["train"], runs[auto]["data_s"]
+                workers = kept = None
+                if size != NATIVE:
+                    workers = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, workers=1, device=str(device))["train"]
+                    if not cuda:
+                        kept = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, device=str(device),
+                                             _env={"LLSEG_KEEP_FREED_MEMORY": "0"})["train"]
+                        malloc_rows.append(f"| {name} | {best:.2f} | {kept:.2f} | {100 * (best / kept - 1):+.0f}% |")
                 train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
                 share_rows.append(f"| {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
                                   f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
                                   f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
+                ref_infer = fresh_process(reference_predict, imgs, size, r, device)
+                infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
+                                  f"{runs[auto]['infer']:.2f} ({runs[auto]['infer'] / ref_infer:.2f}x) |")
+            for precision, run in runs.items():
+                gpu_mib = max(gpu_mib, run.get("gpu_mib", 0.0))
+                if run["nonfinite"]:
+                    warnings.append(f"llseg {model_label(model)} {name} {precision}: {run['nonfinite']} of the "
+                                    f"{r + 1} training epochs (warm-up included) ended with a non-finite loss.")
             for precision, rate in dict.fromkeys((("fp32", fp32), (auto, best))):
                 achieved = rate * flops / 1e9
                 limit_rows.append(f"| {model_label(model)} | {name} | {precision} | {flops / 1e9:.2f} | {achieved:.0f} | "
                                   f"{peak[precision]:.0f} | {100 * achieved / peak[precision]:.0f}% |")
             log(f"  reference {ref:.2f} img/s, llseg fp32 {fp32:.2f}, llseg {auto} {best:.2f}")
-            if model in DEEPLAB:
-                continue
-
-            log(f"inference ERFNet {name} ...")
-            ref_model = create_model("erfnet", num_classes=NUM_CLASSES)
-            ref_infer = n / median_time(lambda: reference_predict(ref_model, imgs, size, device), r)
-            llseg_infer = n / median_time(lambda: list(learner.predict(imgs)), r)
-            infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
-                              f"{llseg_infer:.2f} ({llseg_infer / ref_infer:.2f}x) |")
-        train_rss = maxrss_mib()
+        train_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     log("metrics ...")
     metric_size = (64, 128) if args.smoke else NATIVE
@@ -574,8 +636,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         "Last columns: llseg training throughput with DataLoader workers 0 (default) and 1.\n")
     lines.extend(table(f"| input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
                        "reference data share | img/s, 0 workers | img/s, 1 worker |", share_rows))
+    if malloc_rows:
+        say("\n## Keeping freed memory (ERFNet training, CPU)\n")
+        say(f"llseg {auto} training images/s as above (the learner lets glibc keep freed memory, "
+            "`llseg.runtime.keep_freed_memory`) and in another fresh process with `LLSEG_KEEP_FREED_MEMORY=0` "
+            "(glibc's defaults: blocks above 32 MiB mapped afresh and page-faulted at every step).\n")
+        lines.extend(table(f"| input | llseg {auto}, kept (default) | LLSEG_KEEP_FREED_MEMORY=0 | gain |", malloc_rows))
     say("\n## Fraction of the machine's limit\n")
-    say(f"Peak `torch.mm` {mm_n}x{mm_n} on {device}: " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
+    say(f"Peak `torch.mm` on {device} (best n×n product, n in {', '.join(map(str, mm_sizes))}, fastest of 7 runs): " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
         "Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
         "(convolutions and matmuls); achieved = llseg images/s x FLOPs per image.\n")
     if cuda:
@@ -607,9 +675,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         say(f"Wall time **{minutes(job[0])}** (precision auto = {auto}); peak RSS of the job process {job[1]:.0f} MiB.")
     say("\n## Peak memory\n")
-    say(f"Peak RSS of this benchmark process after the training and inference sections: {train_rss:.0f} MiB; "
-        f"at the end: {maxrss_mib():.0f} MiB." + (f" Peak GPU memory allocated: "
-                                                   f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB." if cuda else ""))
+    say(f"Peak RSS of the largest training/inference process (each measurement runs in its own process; the "
+        f"default job's included): {train_rss:.0f} MiB; of this coordinating process: {maxrss_mib():.0f} MiB."
+        + (f" Peak GPU memory allocated by llseg's training: {gpu_mib:.0f} MiB." if cuda else ""))
+    if warnings:
+        say("\n## Warnings\n")
+        lines.extend(f"- {w}" for w in warnings)
     say("\n## Pending\n")
     say("- DeepLabV3: training throughput and fraction of the limit only; its inference and data-wait rows are not measured.")
     if not cuda:

@@ -37,3 +37,49 @@ def test_autocast_is_a_no_op_for_fp32():
         assert not torch.is_autocast_enabled("cpu")
     with runtime.autocast("bf16", torch.device("cpu")):
         assert torch.is_autocast_enabled("cpu")
+
+
+def test_keep_freed_memory_is_switched_off_by_the_environment_or_off_glibc(monkeypatch):
+    import platform
+
+    runtime.keep_freed_memory.cache_clear()
+    monkeypatch.setenv("LLSEG_KEEP_FREED_MEMORY", "0")
+    assert runtime.keep_freed_memory() is False
+    runtime.keep_freed_memory.cache_clear()
+    monkeypatch.delenv("LLSEG_KEEP_FREED_MEMORY")
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", ""))
+    assert runtime.keep_freed_memory() is False
+    runtime.keep_freed_memory.cache_clear()
+
+
+_STEPS = """
+import resource, torch
+from llseg import runtime
+from llseg.methods.losses import labelled_cross_entropy
+from llseg.models import create_model
+print(runtime.keep_freed_memory())
+torch.manual_seed(0)
+model = create_model("erfnet", num_classes=4).to(memory_format=torch.channels_last)
+x, y = torch.randn(2, 3, 128, 256).contiguous(memory_format=torch.channels_last), torch.randint(0, 4, (2, 128, 256))
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    labelled_cross_entropy(model(x), y).backward()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt exists only in glibc")
+def test_keep_freed_memory_lets_training_steps_reuse_their_buffers():
+    """Steps 3 and 4 of a training loop page-fault (map fresh memory) far less once freed memory is kept."""
+    import os
+    import subprocess
+    import sys
+
+    def run(keep: str) -> tuple[bool, list[int]]:
+        out = subprocess.run([sys.executable, "-c", _STEPS], env={**os.environ, "LLSEG_KEEP_FREED_MEMORY": keep},
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == "True", [int(n) for n in out[1:]]
+
+    (kept, with_faults), (off, without_faults) = run("1"), run("0")
+    assert kept and not off
+    assert sum(with_faults[2:]) < 0.1 * sum(without_faults[2:]), (with_faults, without_faults)

@@ -63,7 +63,7 @@ from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipes import Stage, TeacherBatch, TeacherOutputs, make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
-from llseg.runtime import autocast, pick_device, resolve_precision, seed_everything
+from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_precision, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
@@ -102,6 +102,10 @@ class ContinualLearner:
         self.info: DatasetInfo = get_dataset_info(config.dataset)
         self.device = pick_device(config.device)
         self.precision = resolve_precision(config.effective_precision, self.device)
+        if self.device.type == "cpu" and config.num_workers == 0:
+            # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
+            # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
+            keep_freed_memory()
         self.recipe = make_recipe(config)
         self.model_kwargs = self._model_kwargs(config)
         self.split_steps = self._split_steps(config, self.info)

@@ -58,3 +58,24 @@ def test_distillation_pushes_new_class_probability_down():
     grad = student.grad[0, :, 0, 0]
     assert grad[2] > 0  # gradient descent lowers the new channel's logit
     assert grad[0] < 0  # and raises the teacher's favourite old class
+
+
+def test_losses_agree_across_memory_formats_and_with_torch():
+    """The learner trains channels_last; the losses read those maps as pixel rows without a copy."""
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 6, 7), torch.randn(2, 3, 6, 7)
+    target = torch.randint(0, 5, (2, 6, 7))
+    target[0, :2] = 255
+    mask = target == 255
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        s = student.contiguous(memory_format=fmt).clone().requires_grad_()
+        t = teacher.contiguous(memory_format=fmt)
+        ce, kd = labelled_cross_entropy(s, target), entropy_weighted_distillation(s, t, mask, temperature=2.0)
+        (ce + kd).backward()
+        results.append((float(ce), float(kd), s.grad.contiguous()))
+    (ce0, kd0, g0), (ce1, kd1, g1) = results
+    assert math.isclose(ce0, float(torch.nn.functional.cross_entropy(student, target, ignore_index=255)), rel_tol=1e-6)
+    assert math.isclose(kd0, _manual_kd(student, teacher, mask, 2.0, 1.0), rel_tol=1e-5)
+    assert math.isclose(ce0, ce1, rel_tol=1e-6) and math.isclose(kd0, kd1, rel_tol=1e-6)
+    torch.testing.assert_close(g0, g1)

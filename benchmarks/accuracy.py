@@ -42,6 +42,7 @@ import copy
 import hashlib
 import json
 import platform
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -188,6 +189,12 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
     common["epochs"] = args.epochs
     tasks = task_train_rows(prepared)
     test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+    settings = {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains),
+                "tasks": [list(t.classes) for t in manifest.tasks],
+                "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
+                "pretrained": pretrained}
+    if args.append:  # refuse other settings now, not after the training
+        check_appendable(args.out.with_suffix(".json"), settings)
 
     def score(learner: ContinualLearner) -> Scores:
         return scores(learner, test, domains)
@@ -247,15 +254,13 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
             args.ratio_recipe) or continual(args.ratio_recipe)
         timings[f"{args.ratio_recipe} data_ratio {ratio}"] = time.perf_counter() - start
         print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
-    return {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains), "tasks": [list(t.classes) for t in manifest.tasks],
-            "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
-            "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
-            "pretrained": pretrained, "results": results, "ratios": ratios, "seconds": timings}
+    return {**settings, "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
+            "results": results, "ratios": ratios, "seconds": timings}
 
 
-def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
-    """``out``'s recipes (and data_ratio runs) added to the record in ``previous``, which must describe the
-    same data, split, pretraining and extra settings; a recipe in both takes ``out``'s scores."""
+def check_appendable(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
+    """The record in ``previous`` (returned) if it describes the same data, split, pretraining and extra
+    settings as ``out`` (whose results may still be missing); else exit with the differences."""
     if not previous.is_file():
         raise SystemExit(f"--append: {previous} does not exist; run without --append first")
     old = json.loads(previous.read_text())
@@ -267,6 +272,13 @@ def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
             old.get("pretrained") and old["pretrained"]["epochs"] != out["pretrained"]["epochs"]):
         raise SystemExit(f"--append: {previous} was made with other settings ({', '.join(differ) or 'pretraining'}); "
                          "use another --out")
+    return old
+
+
+def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
+    """``out``'s recipes (and data_ratio runs) added to the record in ``previous`` (see
+    :func:`check_appendable`); a recipe in both takes ``out``'s scores."""
+    old = check_appendable(previous, out)
     out["data"] = old["data"]
     for key in ("results", "ratios", "seconds"):
         out[key] = {**old[key], **out[key]}
@@ -348,7 +360,7 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
     test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
     auto = resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     results: dict[str, Any] = {}
-    for precision in dict.fromkeys(("fp32", auto)):
+    for precision in dict.fromkeys(auto if p == "auto" else p for p in args.precisions):
         for seed in args.seeds:
             config = TrainConfig.from_hyperparameters(
                 {**hyper, "precision": precision, "seed": seed, "epochs": args.epochs or hyper["epochs"]},
@@ -365,7 +377,8 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
 
 def precision_markdown(out: dict[str, Any]) -> list[str]:
     runs = out["results"]
-    keys = [k for k in runs["fp32"][0]["scores"] if k.startswith("mIoU") and runs["fp32"][0]["scores"][k] is not None]
+    first = next(iter(runs.values()))[0]["scores"]
+    keys = [k for k in first if k.startswith("mIoU") and first[k] is not None]
 
     def mean(precision: str, key: str) -> float:
         return sum(r["scores"][key] for r in runs[precision]) / len(runs[precision])
@@ -377,13 +390,25 @@ def precision_markdown(out: dict[str, Any]) -> list[str]:
         for r in rows:
             lines.append(f"| {precision} | {r['seed']} | " + " | ".join(fmt(r["scores"][k]) for k in keys)
                          + f" | {r['seconds'] / 60:.1f} |")
-    if len(runs) > 1:
+    if "fp32" in runs and out["auto"] in runs and out["auto"] != "fp32":
         auto = out["auto"]
         worst = max(abs(mean(auto, k) - mean("fp32", k)) for k in keys)
         spread = max(max(r["scores"][k] for r in runs["fp32"]) - min(r["scores"][k] for r in runs["fp32"]) for k in keys)
         lines += ["", f"Largest difference of the seed means, {auto} − fp32: **{100 * worst:.2f} points** (target: within "
                       f"1 point). For scale, the largest fp32 seed-to-seed spread: {100 * spread:.2f} points."]
+        seeds = [r["seed"] for r in runs["fp32"]]
+        if len(seeds) > 1 and seeds == [r["seed"] for r in runs[auto]]:
+            lines += ["", f"Paired by seed ({len(seeds)} seeds; same data order and initialisation, only the precision "
+                          f"differs): mean of {auto} − fp32 per seed ± its standard error, in points.", "",
+                      "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+                      "| " + " | ".join(paired_difference(runs["fp32"], runs[auto], k) for k in keys) + " |"]
     return lines
+
+
+def paired_difference(base: list[dict[str, Any]], other: list[dict[str, Any]], key: str) -> str:
+    """Mean ± standard error (in points) of ``other − base`` for ``key`` over runs paired by position."""
+    diffs = [100 * (o["scores"][key] - b["scores"][key]) for b, o in zip(base, other)]
+    return f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -414,6 +439,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "METHODS_isprs.md (aerial)")
     p = sub.add_parser("precision", help="CIL-3 mIoU in fp32 and in the precision 'auto' resolves to")
     p.add_argument("--epochs", type=int, default=None, help="override the job's epochs (default: the job's)")
+    p.add_argument("--precisions", default="fp32,auto", help="comma-separated precisions to train (auto: what "
+                   "precision auto resolves to here); the comparison needs fp32 and one other")
     p.add_argument("--seeds", default="1234,1", help="comma-separated seeds, each trained in every precision")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "PRECISION.md")
     args = parser.parse_args(argv)
@@ -437,6 +464,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         body = methods_markdown(args, out)
     else:
         args.seeds = [int(v) for v in args.seeds.split(",") if v]
+        args.precisions = [v for v in args.precisions.split(",") if v]
         out = run_precision(args)
         body = precision_markdown(out)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

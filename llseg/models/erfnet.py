@@ -2,7 +2,9 @@
 Segmentation", IEEE T-ITS 2018), written from the paper's architecture description (Sec. III,
 Table I), with a growable final classifier for class-incremental learning.
 
-Output contract: ``ERFNet(x)`` with x N×3×H×W returns logits N×C×H×W for any H, W. The input is
+Output contract: ``ERFNet(x)`` with x N×3×H×W returns logits N×C×H×W for any H, W, in fp32 also
+under autocast (the classifier runs in fp32: 0.6 % of the FLOPs; bf16 logits cost the distillation
+recipes old-class mIoU, benchmarks/PRECISION.md). The input is
 zero-padded at the bottom/right to Hp×Wp, the next multiples of 8 (the encoder's output stride),
 and the logits are cropped back to H×W; multiples of 8 see no padding at all. Zero is the dataset
 mean after mean/std normalisation, and unlike reflect padding it also works for inputs smaller
@@ -137,7 +139,13 @@ class ERFNet(nn.Module):
         x = F.pad(x, (0, -w % OUTPUT_STRIDE, 0, -h % OUTPUT_STRIDE))
         enc = self.encoder(x)
         dec = self.decoder(enc)
-        return {"encoder": enc, "decoder": dec, "logits": self.classifier(dec)[..., :h, :w]}
+        device = dec.device.type
+        if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):  # fp32 logits under mixed precision
+            with torch.autocast(device, enabled=False):
+                logits = self.classifier(dec.float())
+        else:
+            logits = self.classifier(dec)
+        return {"encoder": enc, "decoder": dec, "logits": logits[..., :h, :w]}
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits N×C×H×W for x N×3×H×W."""

@@ -189,3 +189,16 @@ def test_non_bottleneck_is_residual() -> None:
         nn.init.zeros_(conv.weight)
         nn.init.zeros_(conv.bias)
     assert torch.equal(block(x), F.relu(x))  # zero branch: output is ReLU(input)
+
+
+def test_erfnet_logits_are_fp32_under_autocast() -> None:
+    """The classifier runs in fp32 on the bf16 decoder output (bf16 logits cost distillation old-class mIoU)."""
+    torch.manual_seed(0)
+    model = ERFNet(5).eval()
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        feats = model.forward_features(x)
+    assert feats["decoder"].dtype == torch.bfloat16 and feats["logits"].dtype == torch.float32
+    with torch.no_grad():
+        expected = model.classifier(feats["decoder"].float())
+    assert torch.equal(feats["logits"], expected)

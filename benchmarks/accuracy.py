@@ -189,12 +189,12 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
     common["epochs"] = args.epochs
     tasks = task_train_rows(prepared)
     test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
-    settings = {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains),
+    record = {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains),
                 "tasks": [list(t.classes) for t in manifest.tasks],
                 "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
                 "pretrained": pretrained}
     if args.append:  # refuse other settings now, not after the training
-        check_appendable(args.out.with_suffix(".json"), settings)
+        check_appendable(args.out.with_suffix(".json"), record)
 
     def score(learner: ContinualLearner) -> Scores:
         return scores(learner, test, domains)
@@ -254,7 +254,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
             args.ratio_recipe) or continual(args.ratio_recipe)
         timings[f"{args.ratio_recipe} data_ratio {ratio}"] = time.perf_counter() - start
         print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
-    return {**settings, "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
+    return {**record, "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
             "results": results, "ratios": ratios, "seconds": timings}
 
 

@@ -39,14 +39,14 @@ _KEEP_MEMORY_ENV = "LLSEG_KEEP_FREED_MEMORY"
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed memory for reuse (process-wide, once); True if applied.
 
-    By default glibc maps every block above 32 MiB afresh and unmaps it when freed, so each training
-    step page-faults its large activations and gradients again (ERFNet at 256x512: the 160 MB
-    full-resolution logits several times per step). Serving blocks up to 1 GiB from the heap and
-    never trimming it makes the next step reuse them: ERFNet training at 256x512 in bf16 ran 10-15 %
-    faster on the 2-core CPU, at the same peak RSS (benchmarks/RESULTS.md). The price: the process
-    keeps its peak memory until it exits, as CUDA's caching allocator does. Called by the learner
-    before training on CPU; nothing happens off glibc (macOS, Windows, musl) or with
-    ``LLSEG_KEEP_FREED_MEMORY=0``.
+    By default glibc maps every block above 32 MiB afresh and unmaps it when freed, and trims the
+    heap's free top, so each training step page-faults its large activations and gradients again
+    (ERFNet at 256x512, batch 4: the 40 MB fp32 full-resolution logits and their gradients several
+    times per step). Serving blocks up to 1 GiB from the heap and never trimming it makes the next
+    step reuse them: ERFNet training in bf16 ran 8-10 % faster on the 2-core CPU (benchmarks/RESULTS.md).
+    The price: the process keeps its peak memory until it exits, as CUDA's caching allocator does
+    (ERFNet 256x512: 19 % higher, flat over 40 steps). Called by the learner on CPU without DataLoader
+    workers; nothing happens off glibc (macOS, Windows, musl) or with ``LLSEG_KEEP_FREED_MEMORY=0``.
     """
     if os.environ.get(_KEEP_MEMORY_ENV, "1") == "0" or platform.libc_ver()[0] != "glibc":
         return False

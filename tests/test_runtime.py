@@ -1,3 +1,8 @@
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -40,8 +45,6 @@ def test_autocast_is_a_no_op_for_fp32():
 
 
 def test_keep_freed_memory_is_switched_off_by_the_environment_or_off_glibc(monkeypatch):
-    import platform
-
     runtime.keep_freed_memory.cache_clear()
     monkeypatch.setenv("LLSEG_KEEP_FREED_MEMORY", "0")
     assert runtime.keep_freed_memory() is False
@@ -68,13 +71,9 @@ for _ in range(4):
 """
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt exists only in glibc")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt exists only in glibc")
 def test_keep_freed_memory_lets_training_steps_reuse_their_buffers():
     """Steps 3 and 4 of a training loop page-fault (map fresh memory) far less once freed memory is kept."""
-    import os
-    import subprocess
-    import sys
-
     def run(keep: str) -> tuple[bool, list[int]]:
         out = subprocess.run([sys.executable, "-c", _STEPS], env={**os.environ, "LLSEG_KEEP_FREED_MEMORY": keep},
                              capture_output=True, text=True, check=True).stdout.split()

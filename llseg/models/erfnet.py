@@ -140,7 +140,7 @@ class ERFNet(nn.Module):
         enc = self.encoder(x)
         dec = self.decoder(enc)
         device = dec.device.type
-        if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):  # fp32 logits under mixed precision
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):  # fp32 logits
             with torch.autocast(device, enabled=False):
                 logits = self.classifier(dec.float())
         else:

@@ -241,7 +241,35 @@ def test_confusion_stack_equals_one_matrix_per_map(m, num_classes):
     stack = confusion_stack(preds, target, num_classes)
     assert stack.shape == (m, num_classes, num_classes)
     for k in range(m):
-        np.testing.assert_array_equal(stack[k], confusion_matrix(preds[k], target, num_classes))
+        np.testing.assert_array_equal(stack[k], brute_confusion(preds[k], target, num_classes))
+
+
+def brute_confusion(pred: np.ndarray, target: np.ndarray, c: int, ignore_index: int = 255) -> np.ndarray:
+    """One pixel at a time, rows = ground truth."""
+    conf = np.zeros((c, c), np.int64)
+    for t, p in zip(target.ravel().tolist(), pred.ravel().tolist()):
+        if t != ignore_index:
+            conf[t, p] += 1
+    return conf
+
+
+@pytest.mark.parametrize("target_dtype", [np.uint8, np.int16, np.uint16, np.int32, np.int64, np.uint32])
+@pytest.mark.parametrize("pred_dtype", [np.uint8, np.int8, np.uint16, np.int32, np.int64])
+def test_confusion_stack_any_integer_dtype_and_layout(target_dtype, pred_dtype):
+    """Every integer dtype, transposed (non-contiguous) inputs, and more maps than one joint
+    histogram holds (19 classes: three maps per histogram, so 4 maps take two)."""
+    rng = np.random.default_rng(7)
+    c = 19
+    target = rng.integers(0, c, size=(23, 17)).astype(target_dtype)
+    target[rng.random(target.shape) < 0.2] = 255
+    preds = [rng.integers(0, c, size=(17, 23)).astype(pred_dtype).T for _ in range(4)]
+    stack = confusion_stack(preds, target, c)
+    for k in range(4):
+        np.testing.assert_array_equal(stack[k], brute_confusion(preds[k], target, c))
+    bad = target.copy()
+    bad[0, 0] = 19
+    with pytest.raises(ValueError, match=r"target has values \[19\]"):
+        confusion_stack(preds, bad, c)
 
 
 def test_confusion_stack_rejects_out_of_range_predictions():

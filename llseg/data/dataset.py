@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from llseg.data.imageio import read_label_png, read_rgb
 from llseg.data.labels import IGNORE_INDEX
-from llseg.data.transforms import TrainAugment, normalize, resize_pair
+from llseg.data.transforms import TrainAugment, normalize, resize_pair, to_unit_float
 from llseg.errors import DataError
 
 
@@ -91,7 +91,11 @@ class SegmentationPairs(Dataset):
             raise ValueError(f"{len(images)} images but {len(labels)} labels"
                              + ("" if saliency is None else f" and {len(saliency)} saliency maps"))
         self.images, self.labels = list(images), list(labels)
-        self.lut = torch.from_numpy(lut.astype(np.int64))
+        lut = np.asarray(lut)
+        if lut.shape != (256,) or not np.issubdtype(lut.dtype, np.integer) or lut.min() < 0 or lut.max() > 255:
+            raise ValueError(f"lut must map the 256 train ids to channels 0..255 (see channel_lut), got "
+                             f"{lut.dtype} {lut.shape} values")
+        self.lut = lut.astype(np.uint8)
         self.augment, self.size, self.seed = augment, size, seed
         self.cache = cache or DecodedCache()
         self.saliency, self.relabel = (None if saliency is None else list(saliency)), relabel
@@ -105,8 +109,8 @@ class SegmentationPairs(Dataset):
         raw = self.cache.get("label", self.labels[index])
         if rgb.shape[:2] != raw.shape:
             raise DataError(f"image {self.images[index]} is {rgb.shape[:2]} but label {self.labels[index]} is {raw.shape}")
-        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
-        label = self.lut[torch.from_numpy(raw).long()]
+        image = torch.from_numpy(rgb).permute(2, 0, 1)  # uint8 until after the flip
+        label = torch.from_numpy(np.take(self.lut, raw))  # uint8 until the end: cheaper flips and resizes
         if self.saliency is not None:
             salient = self.cache.get("label", self.saliency[index])
             if salient.shape != raw.shape:
@@ -117,5 +121,5 @@ class SegmentationPairs(Dataset):
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image, label = self.augment(image, label, gen)
         elif self.size is not None:
-            image, label = resize_pair(image, label, self.size)
-        return normalize(image), label
+            image, label = resize_pair(to_unit_float(image), label, self.size)
+        return normalize(to_unit_float(image)), label.long()

@@ -1,7 +1,9 @@
 """Joint image/label transforms on tensors (Klingner et al.'s augmentation, methods.md §1.4).
 
-Images are float tensors 3×H×W in [0, 1] until :func:`normalize`; labels are int64 H×W with
-255 = ignore. Geometric ops use bilinear interpolation for images and nearest for labels.
+Images are float tensors 3×H×W in [0, 1] until :func:`normalize` (:class:`TrainAugment` also
+takes uint8 and converts after its flip); labels are integer H×W, 255 = ignore (uint8 keeps
+flips, nearest resizes and crops 8x cheaper than int64). Geometric ops use bilinear interpolation
+for images and nearest for labels.
 """
 from __future__ import annotations
 
@@ -23,8 +25,15 @@ def resize_pair(image: torch.Tensor, label: Optional[torch.Tensor], size: tuple[
     if tuple(image.shape[-2:]) != tuple(size):
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
         if label is not None:
-            label = F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
+            as_is = label.dtype == torch.uint8  # the only integer dtype torch's nearest resize takes
+            label = F.interpolate((label if as_is else label.float())[None, None], size=size, mode="nearest")[0, 0]
+            label = label.to(label.dtype if as_is else torch.int64)
     return image, label
+
+
+def to_unit_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 0..1; float images pass unchanged."""
+    return image.float().div_(255) if image.dtype == torch.uint8 else image
 
 
 def normalize(image: torch.Tensor) -> torch.Tensor:
@@ -54,8 +63,10 @@ class TrainAugment:
     jitter: float = 0.2
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """image 3×H×W float in [0, 1] or uint8, label H×W integer -> float image, label of its dtype."""
         if self.flip and torch.rand((), generator=gen) < 0.5:
             image, label = image.flip(-1), label.flip(-1)
+        image = to_unit_float(image)  # after the flip: flipping uint8 moves a quarter of the bytes
         if self.base_size is not None:
             image, label = resize_pair(image, label, self.base_size)
         h, w = image.shape[-2:]
@@ -89,4 +100,26 @@ def _color_jitter(image: torch.Tensor, strength: float, gen: torch.Generator) ->
     image = TF.adjust_contrast(image, factor())
     image = TF.adjust_saturation(image, factor())
     hue = float(strength / 2 * (2 * torch.rand((), generator=gen) - 1))
-    return TF.adjust_hue(image, hue).clamp_(0, 1)
+    return adjust_hue(image, hue).clamp_(0, 1)
+
+
+def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_hue`` (rotate the HSV hue by ``factor`` turns, keep S and V) for a
+    float 3×H×W image in [0, 1], equal to it within 2e-6 and ~2x faster.
+
+    torchvision converts to HSV and back through a stack and a gather; here the hue is computed in
+    sextants h6 ∈ [0, 6) and each output channel read off the hexcone directly:
+    value − chroma · clamp(min(k, 4 − k), 0, 1) with k = (n + h6) mod 6 and n = 5, 3, 1 for R, G, B.
+    """
+    if not -0.5 <= factor <= 0.5:
+        raise ValueError(f"hue factor {factor} is not in [-0.5, 0.5]")
+    r, g, b = image.unbind(-3)
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    # (hue in sextants) · chroma for max = r, g, b (torchvision's order for ties), then / chroma
+    h6 = torch.where(value == r, g - b,
+                     torch.where(value == g, torch.add(b - r, chroma, alpha=2), torch.add(r - g, chroma, alpha=4)))
+    h6 = h6.div_(torch.where(chroma > 0, chroma, 1.0)).add_(6 * factor).remainder_(6)
+    k = h6 + torch.tensor([5.0, 3.0, 1.0], dtype=image.dtype, device=image.device).view(3, 1, 1)
+    k = torch.where(k >= 6, k - 6, k)
+    return torch.addcmul(value, chroma, torch.minimum(k, 4 - k).clamp_(0, 1), value=-1)

@@ -103,6 +103,8 @@ def _flat_tensor(x: np.ndarray) -> torch.Tensor:
     flat = np.ascontiguousarray(x).reshape(-1)
     if flat.dtype.kind == "u" and flat.dtype.itemsize > 1:
         flat = flat.astype(np.int64)  # uint64 values above int64's range turn negative: still out of range
+    elif not flat.flags.writeable:
+        flat = flat.copy()  # only read, but torch.from_numpy warns about read-only memory
     return torch.from_numpy(flat)
 
 
@@ -119,7 +121,7 @@ def _target_rows(target: np.ndarray, num_classes: int, ignore_index: int) -> tor
         bad = t >= c
         if c <= ignore_index < 256:
             bad &= t != ignore_index
-        rows = torch.from_numpy(t).clamp_max(c)
+        rows = _flat_tensor(t).clamp_max(c)
     else:
         keep = t != ignore_index
         bad = keep & ((t < 0) | (t >= c))

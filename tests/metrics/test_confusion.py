@@ -1,6 +1,7 @@
 """Confusion-matrix metrics against hand-computed values."""
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -263,7 +264,10 @@ def test_confusion_stack_any_integer_dtype_and_layout(target_dtype, pred_dtype):
     target = rng.integers(0, c, size=(23, 17)).astype(target_dtype)
     target[rng.random(target.shape) < 0.2] = 255
     preds = [rng.integers(0, c, size=(17, 23)).astype(pred_dtype).T for _ in range(4)]
-    stack = confusion_stack(preds, target, c)
+    target.flags.writeable = False  # e.g. np.asarray of a PIL image: no copy-on-read warning from torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stack = confusion_stack(preds, target, c)
     for k in range(4):
         np.testing.assert_array_equal(stack[k], brute_confusion(preds[k], target, c))
     bad = target.copy()

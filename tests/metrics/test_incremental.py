@@ -58,6 +58,22 @@ def test_logits_to_restricted_maps():
     assert prefix_pred[0, :, 0, 0].tolist() == [7, 5]
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_restricted_maps_equal_argmax_over_each_group_and_prefix(layout, dtype):
+    torch.manual_seed(0)
+    classes, sizes = [0, 9, 4, 7, 1, 3, 12, 2], [3, 1, 2, 2]
+    logits = torch.randint(-3, 4, (2, 8, 5, 6)).to(dtype)  # small integers: many ties across channels
+    logits = logits.contiguous(memory_format=layout)
+    pred, group_pred, prefix_pred = predictions_from_logits(logits, classes, sizes)
+    lut, bounds = torch.tensor(classes), [0, 3, 4, 6, 8]
+    for g in range(len(sizes)):
+        lo, hi = bounds[g], bounds[g + 1]
+        assert torch.equal(group_pred[:, g].long(), lut[lo + logits[:, lo:hi].float().argmax(1)])
+        assert torch.equal(prefix_pred[:, g].long(), lut[logits[:, :hi].float().argmax(1)])
+    assert torch.equal(pred, prefix_pred[:, -1]) and pred.dtype == torch.uint8
+
+
 def test_union_names():
     assert union_name(3) == "mIoU_task1+2+3"
 

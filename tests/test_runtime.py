@@ -37,6 +37,15 @@ def test_device_choice(monkeypatch):
     assert runtime.pick_device("auto") == torch.device("cuda")
 
 
+def test_auto_num_workers_none_on_cpu_and_cores_minus_one_up_to_4_with_cuda(monkeypatch):
+    assert runtime.resolve_num_workers("auto", torch.device("cpu")) == 0
+    assert runtime.resolve_num_workers(3, torch.device("cpu")) == 3
+    for cores, expected in ((1, 0), (2, 1), (5, 4), (64, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert runtime.resolve_num_workers("auto", torch.device("cuda")) == expected
+    assert runtime.resolve_num_workers(0, torch.device("cuda")) == 0
+
+
 def test_autocast_is_a_no_op_for_fp32():
     with runtime.autocast("fp32", torch.device("cpu")):
         assert not torch.is_autocast_enabled("cpu")

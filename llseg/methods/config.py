@@ -81,6 +81,12 @@ class TrainConfig:
         precision: ``auto`` (fp16 autocast on CUDA, bf16 autocast on CPUs with native bf16, else
             fp32), ``fp32``, ``bf16`` or ``fp16``. ``amp`` (the SSUL flag) overrides it:
             ``false`` = fp32, ``true`` = mixed precision (``precision`` must not be fp32).
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        num_workers: DataLoader worker processes; ``auto`` (default): none on CPU, where they
+            would take cores from the step, and min(4, cores - 1) with CUDA
+            (``llseg.runtime.resolve_num_workers``). Samples are the same with any number.
+        seed: seeds initialisation, data order and augmentation (drawn per sample, not per
+            worker), so a run repeats exactly on the same machine.
         optimizer: ``adam`` (Klingner) or ``sgd`` (Nesterov 0.9; SSUL/MiB/PLOP).
         lr_policy: ``poly`` | ``warm_poly`` | ``step`` per iteration (see ``llseg.methods.optim``);
             ``step_size`` iterations per decay for ``step``.
@@ -179,7 +185,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"
     precision: str = "auto"
-    num_workers: int = 0
+    num_workers: int | str = "auto"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     split: Optional[str] = None
     optimizer: str = "adam"
@@ -247,6 +253,9 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be one of {', '.join(valid)}, got {getattr(self, key)!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.step_size < 1:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
+        if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
+                                           or self.num_workers < 0):
+            raise ConfigError(f"num_workers must be 'auto' or an integer >= 0, got {self.num_workers!r}")
         if self.mem_size < 0 or not 0.0 <= self.pseudo_thresh <= 1.0:
             raise ConfigError("need mem_size >= 0 and 0 <= pseudo_thresh <= 1")
         if not 0.0 < self.data_ratio <= 1.0:
@@ -334,6 +343,10 @@ class TrainConfig:
             if not 0 < low <= high:
                 raise ConfigError(f"hyperparameter scale: need 0 < low <= high, got {value!r}")
             return low, high
+        if key == "num_workers":
+            if value == "auto":
+                return value
+            default = 0
         if key == "model_kwargs":
             if not isinstance(value, dict):
                 raise ConfigError(f"hyperparameter model_kwargs: expected a mapping, got {value!r}")

@@ -63,7 +63,7 @@ from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipes import Stage, TeacherBatch, TeacherOutputs, make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
-from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_precision, seed_everything
+from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_num_workers, resolve_precision, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
@@ -102,7 +102,8 @@ class ContinualLearner:
         self.info: DatasetInfo = get_dataset_info(config.dataset)
         self.device = pick_device(config.device)
         self.precision = resolve_precision(config.effective_precision, self.device)
-        if self.device.type == "cpu" and config.num_workers == 0:
+        self.num_workers = resolve_num_workers(config.num_workers, self.device)
+        if self.device.type == "cpu" and self.num_workers == 0:
             # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
             # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
             keep_freed_memory()
@@ -392,7 +393,8 @@ class ContinualLearner:
             batch_size=min(batch_size, len(data)),
             shuffle=True,
             generator=torch.Generator().manual_seed(seed),
-            num_workers=self.config.num_workers,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",  # lets .to(device, non_blocking=True) overlap the copy
             drop_last=len(data) > batch_size and len(data) % batch_size == 1,  # no 1-sample BN batch
         )
 

@@ -27,6 +27,9 @@ def test_parses_yaml_style_values():
         ({"grad_clip": 0}, "grad_clip .* must be > 0"),
         ({"grad_clip": "-1"}, "grad_clip .* must be > 0"),
         ({"grad_clip": "big"}, "grad_clip: expected a number"),
+        ({"num_workers": -1}, "num_workers must be 'auto' or an integer >= 0"),
+        ({"num_workers": "many"}, "num_workers: expected a number"),
+        ({"num_workers": 1.5}, "num_workers: expected an integer"),
     ],
 )
 def test_bad_hyperparameters_name_the_key(hps, message):
@@ -38,6 +41,14 @@ def test_grad_clip_is_optional_and_parsed_as_float():
     assert TrainConfig().grad_clip is None
     assert TrainConfig.from_hyperparameters({"grad_clip": "10"}).grad_clip == 10.0
     assert TrainConfig.from_hyperparameters({"grad_clip": None}).grad_clip is None
+
+
+def test_num_workers_is_auto_by_default_or_a_count():
+    assert TrainConfig().num_workers == "auto"
+    assert TrainConfig.from_hyperparameters({"num_workers": "auto"}).num_workers == "auto"
+    assert TrainConfig.from_hyperparameters({"num_workers": "2"}).num_workers == 2
+    with pytest.raises(ConfigError, match="num_workers must be"):
+        TrainConfig(num_workers="4")  # the constructor takes no strings but "auto"
 
 
 def test_to_dict_is_plain_data():

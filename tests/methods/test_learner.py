@@ -65,6 +65,18 @@ def test_same_seed_same_weights(make_rows):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_dataloader_workers_change_nothing_but_the_process(make_rows):
+    stages = [make_rows("a", 3, [0, 1], keep={0, 1}), make_rows("b", 3, [0, 3], keep={3})]  # 2nd: distillation
+    weights, losses = [], []
+    for workers in (0, 1):
+        learner = ContinualLearner(TrainConfig(recipe="cil", num_workers=workers, **FAST))
+        assert learner.num_workers == workers
+        losses.append([_learn(learner, rows)["final_loss"] for rows in stages])
+        weights.append(learner.model.state_dict())
+    assert losses[0] == losses[1]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_cil_from_teacher_handles_stages_with_and_without_new_classes(make_rows):
     learner = ContinualLearner(TrainConfig(recipe="cil", init_from_teacher=True, **FAST))
     _learn(learner, make_rows("a", 1, [0, 1], keep={0, 1}))

@@ -359,6 +359,7 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
     tasks = task_train_rows(prepared)
     test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
     auto = resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    previous = precision_record(args.out.with_suffix(".json"), hyper, auto) if args.append else None
     results: dict[str, Any] = {}
     for precision in dict.fromkeys(auto if p == "auto" else p for p in args.precisions):
         for seed in args.seeds:
@@ -372,7 +373,27 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
             final = scores(learner, test)
             results.setdefault(precision, []).append({"seed": seed, "scores": final, "seconds": time.perf_counter() - start})
             print(f"{precision} seed {seed}: {brief(final)}", flush=True)
-    return {"hyperparameters": hyper, "auto": auto, "seeds": args.seeds, "results": results}
+    out = {"hyperparameters": hyper, "auto": auto, "seeds": args.seeds, "results": results}
+    if previous is None:
+        return out
+    for precision, rows in results.items():  # a seed run again replaces its row
+        by_seed = {r["seed"]: r for r in previous["results"].get(precision, [])}
+        previous["results"][precision] = list({**by_seed, **{r["seed"]: r for r in rows}}.values())
+    previous["seeds"] = list(dict.fromkeys([*previous["seeds"], *args.seeds]))
+    return previous
+
+
+def precision_record(path: Path, hyper: dict[str, Any], auto: str) -> dict[str, Any]:
+    """``precision --append``: the record in ``path`` if it was made with the same job settings and the
+    same ``auto`` precision; else exit naming the difference (checked before any training)."""
+    if not path.is_file():
+        raise SystemExit(f"--append: {path} does not exist; run without --append first")
+    old = json.loads(path.read_text())
+    if old["hyperparameters"] != json.loads(json.dumps(hyper)) or old["auto"] != auto:
+        differ = sorted(k for k in {*hyper, *old["hyperparameters"]} if old["hyperparameters"].get(k) != hyper.get(k))
+        raise SystemExit(f"--append: {path} was made with other settings ({', '.join(differ) or 'auto precision'}); "
+                         "use another --out")
+    return old
 
 
 def precision_markdown(out: dict[str, Any]) -> list[str]:
@@ -396,19 +417,28 @@ def precision_markdown(out: dict[str, Any]) -> list[str]:
         spread = max(max(r["scores"][k] for r in runs["fp32"]) - min(r["scores"][k] for r in runs["fp32"]) for k in keys)
         lines += ["", f"Largest difference of the seed means, {auto} − fp32: **{100 * worst:.2f} points** (target: within "
                       f"1 point). For scale, the largest fp32 seed-to-seed spread: {100 * spread:.2f} points."]
-        seeds = [r["seed"] for r in runs["fp32"]]
-        if len(seeds) > 1 and seeds == [r["seed"] for r in runs[auto]]:
-            lines += ["", f"Paired by seed ({len(seeds)} seeds; same data order and initialisation, only the precision "
-                          f"differs): mean of {auto} − fp32 per seed ± its standard error, in points.", "",
-                      "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
-                      "| " + " | ".join(paired_difference(runs["fp32"], runs[auto], k) for k in keys) + " |"]
+        lines += paired_table(runs["fp32"], runs[auto], keys, f"{auto} − fp32", "only the precision differs")
+    for label, rows in out.get("variants", {}).items():
+        if "fp32" in runs:
+            lines += ["", f"### Variant: {label}"]
+            lines += paired_table(runs["fp32"], rows, keys, "variant − fp32", "the variant's rows are not in the table above")
     return lines
 
 
-def paired_difference(base: list[dict[str, Any]], other: list[dict[str, Any]], key: str) -> str:
-    """Mean ± standard error (in points) of ``other − base`` for ``key`` over runs paired by position."""
-    diffs = [100 * (o["scores"][key] - b["scores"][key]) for b, o in zip(base, other)]
-    return f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}"
+def paired_table(base: list[dict[str, Any]], other: list[dict[str, Any]], keys: list[str], what: str, note: str) -> list[str]:
+    """Markdown: per key, mean ± standard error (in points) of ``other − base`` over the seeds both ran."""
+    paired = {r["seed"]: r["scores"] for r in base}
+    pairs = [(paired[r["seed"]], r["scores"]) for r in other if r["seed"] in paired]
+    if len(pairs) < 2:
+        return []
+
+    def cell(key: str) -> str:
+        diffs = [100 * (o[key] - b[key]) for b, o in pairs]
+        return f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}"
+
+    return ["", f"Paired by seed ({len(pairs)} seeds; same data order and initialisation; {note}): mean of {what} "
+                "per seed ± its standard error, in points.", "",
+            "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys), "| " + " | ".join(cell(k) for k in keys) + " |"]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -442,6 +472,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--precisions", default="fp32,auto", help="comma-separated precisions to train (auto: what "
                    "precision auto resolves to here); the comparison needs fp32 and one other")
     p.add_argument("--seeds", default="1234,1", help="comma-separated seeds, each trained in every precision")
+    p.add_argument("--append", action="store_true", help="add these seeds (and precisions) to the record already "
+                   "at --out (same job settings; its JSON is read; a seed run again replaces its row)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "PRECISION.md")
     args = parser.parse_args(argv)
 

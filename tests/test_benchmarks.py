@@ -1,16 +1,25 @@
-"""The FLOP count that benchmarks/speed.py compares to the machine's matmul limit."""
+"""The FLOP count that benchmarks/speed.py compares to the machine's matmul limit, and how
+benchmarks/accuracy.py pairs and merges its precision runs."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-_SPEC = importlib.util.spec_from_file_location("speed", Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py")
-speed = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(speed)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+speed, accuracy = _load("speed"), _load("accuracy")
 
 
 def _flops(fn) -> int:
@@ -48,3 +57,28 @@ def test_training_flops_are_three_forwards(name: str) -> None:
     forward = _flops(lambda: model(x)) / 2
     # forward + input and weight gradients of every layer, less the first conv's input gradient
     assert 2.9 * forward < train < 3 * forward
+
+
+def _runs(values: dict[int, float]) -> list[dict]:
+    return [{"seed": seed, "scores": {"mIoU_all": v}, "seconds": 60.0} for seed, v in values.items()]
+
+
+def test_precision_differences_pair_runs_by_seed_not_by_position() -> None:
+    base = _runs({1: 0.10, 2: 0.20, 3: 0.30})
+    other = _runs({3: 0.33, 1: 0.11, 9: 0.99})  # seed 9 has no fp32 run; seed 2 no variant run
+    lines = accuracy.paired_table(base, other, ["mIoU_all"], "variant − fp32", "test")
+    assert "(2 seeds;" in lines[1]
+    assert lines[-1] == "| +2.00 ± 1.00 |"  # differences 1 and 3 points: mean 2, standard error sqrt(2) / sqrt(2)
+    assert accuracy.paired_table(base, _runs({1: 0.2}), ["mIoU_all"], "x", "y") == []  # one pair has no error bar
+
+
+def test_precision_append_refuses_a_record_made_with_other_settings(tmp_path: Path) -> None:
+    record = tmp_path / "p.json"
+    record.write_text(json.dumps({"hyperparameters": {"epochs": 4, "lr": 0.001}, "auto": "bf16", "seeds": [1], "results": {}}))
+    assert accuracy.precision_record(record, {"epochs": 4, "lr": 0.001}, "bf16")["seeds"] == [1]
+    with pytest.raises(SystemExit, match="other settings \\(epochs\\)"):
+        accuracy.precision_record(record, {"epochs": 5, "lr": 0.001}, "bf16")
+    with pytest.raises(SystemExit, match="auto precision"):
+        accuracy.precision_record(record, {"epochs": 4, "lr": 0.001}, "fp32")
+    with pytest.raises(SystemExit, match="run without --append first"):
+        accuracy.precision_record(tmp_path / "none.json", {}, "bf16")

@@ -30,7 +30,7 @@ What is compared:
   21 VOC classes, synthetic VOC-style object images at 256x256 and 512x512): ``ContinualLearner.learn``
   with recipe ``finetune`` and optimizer ``sgd`` against the same plain fp32 loop with
   ``torch.optim.SGD`` (Nesterov, momentum 0.9);
-* inference: ``ContinualLearner.predict`` against a plain fp32 decode/resize/forward/argmax loop;
+* inference (ERFNet and DeepLabV3): ``ContinualLearner.predict`` against a plain fp32 decode/resize/forward/argmax loop;
 * metrics: ``IncrementalScorer.update`` (all task-restricted confusion matrices of one image in one
   pass) against the per-image numpy reference that builds each restricted matrix separately;
 * the machine's limit: FLOPs of one training step (``FlopCounterMode``) against measured ``torch.mm``
@@ -358,9 +358,10 @@ def adam_step_ms(device: torch.device = torch.device("cpu"), **options: Any) -> 
 
 
 # ---------------------------------------------------------------------------------- inference
-def reference_predict(images: list[str], size: Size, repeats: int, device: torch.device = torch.device("cpu")) -> float:
-    """Images/s of plain fp32 ERFNet inference: decode, resize, forward, upsample to the image size, argmax."""
-    model = create_model("erfnet", num_classes=NUM_CLASSES).to(device).eval()
+def reference_predict(images: list[str], size: Size, repeats: int, device: torch.device = torch.device("cpu"),
+                      model_name: str = "erfnet", num_classes: int = NUM_CLASSES, **kwargs: Any) -> float:
+    """Images/s of plain fp32 inference: decode, resize, forward, upsample to the image size, argmax."""
+    model = create_model(model_name, num_classes=num_classes, **kwargs).to(device).eval()
 
     def run() -> None:
         with torch.no_grad():
@@ -550,16 +551,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                 imgs, labs = (paths[:n] for paths in data["voc", native])
                 log(f"training {model_label(model)} {name} ...")
                 flops = train_flops_per_image(size, model, VOC_CLASSES, **DEEPLAB_KWARGS)
-                ref, _ = fresh_process(reference_train, imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd", device,
-                                       **DEEPLAB_KWARGS)
+                ref, ref_share = fresh_process(reference_train, imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd",
+                                               device, **DEEPLAB_KWARGS)
                 common: dict[str, Any] = dict(recipe="finetune", model=model, dataset="voc", optimizer="sgd", lr=SGD_LR,
                                               weight_decay=WEIGHT_DECAY, model_kwargs=dict(DEEPLAB_KWARGS))
-                runs = {p: fresh_process(llseg_measure, imgs, labs, size, batch, p, r, device=str(device), **common)
-                        for p in dict.fromkeys(("fp32", auto))}
+                runs = {p: fresh_process(llseg_measure, imgs, labs, size, batch, p, r, device=str(device),
+                                         data=p == auto, infer=p == auto, **common) for p in dict.fromkeys(("fp32", auto))}
                 assert runs["fp32"]["classes"] == list(range(VOC_CLASSES)), runs["fp32"]["classes"]  # the model whose FLOPs we count
-                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
+                fp32, best, data_s = runs["fp32"]["train"], runs[auto]["train"], runs[auto]["data_s"]
                 deeplab_rows.append(f"| {model_label(model)} | {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
                                     f"{best:.2f} ({best / ref:.2f}x) |")
+                share_rows.append(f"| {model_label(model)} | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
+                                  f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
+                                  f"{100 * ref_share:.1f}% | {best:.2f} | – |")
+                ref_infer = fresh_process(reference_predict, imgs, size, r, device, model, VOC_CLASSES, **DEEPLAB_KWARGS)
+                infer_rows.append(f"| {model_label(model)} | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
+                                  f"{runs[auto]['infer']:.2f} ({runs[auto]['infer'] / ref_infer:.2f}x) |")
             else:
                 imgs, labs = (paths[:n] for paths in data["city", native])
                 log(f"training and inference, ERFNet {name} ...")
@@ -577,11 +584,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                                              _env={"LLSEG_KEEP_FREED_MEMORY": "0"})["train"]
                         malloc_rows.append(f"| {name} | {best:.2f} | {kept:.2f} | {100 * (best / kept - 1):+.0f}% |")
                 train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
-                share_rows.append(f"| {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
+                share_rows.append(f"| ERFNet | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
                                   f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
                                   f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
                 ref_infer = fresh_process(reference_predict, imgs, size, r, device)
-                infer_rows.append(f"| {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
+                infer_rows.append(f"| ERFNet | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
                                   f"{runs[auto]['infer']:.2f} ({runs[auto]['infer'] / ref_infer:.2f}x) |")
             for precision, run in runs.items():
                 gpu_mib = max(gpu_mib, run.get("gpu_mib", 0.0))
@@ -629,12 +636,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         "input_size=(S, S))` (cached decode, augmentation, channels_last, fused SGD, poly schedule), in fp32 and in "
         f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(deeplab_configs) or '–'} images.\n")
     lines.extend(table(f"| model | input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", deeplab_rows))
-    say("\n## Share of step time spent waiting for data (ERFNet)\n")
+    say("\n## Share of step time spent waiting for data\n")
     say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does: warm in-memory "
         "decode cache, resize, flip, rescale, crop, colour jitter; num_workers=0) over the measured llseg step time. "
         "PNG decode: what the cache saves per image and epoch. Reference: PIL decode + resize share of its own loop. "
-        "Last columns: llseg training throughput with DataLoader workers 0 (default) and 1.\n")
-    lines.extend(table(f"| input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
+        "Last columns: llseg training throughput with DataLoader workers 0 (`num_workers: auto` on CPU) and 1 "
+        "(ERFNet only).\n")
+    lines.extend(table(f"| model | input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
                        "reference data share | img/s, 0 workers | img/s, 1 worker |", share_rows))
     if malloc_rows:
         say("\n## Keeping freed memory (ERFNet training, CPU)\n")
@@ -652,10 +660,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"({torch.backends.cuda.matmul.allow_tf32}): fp32 fractions can then exceed 100%.\n")
     lines.extend(table("| model | input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | "
                        "fraction of peak |", limit_rows))
-    say("\n## Inference throughput (images/s, ERFNet)\n")
+    say("\n## Inference throughput (images/s)\n")
     say("Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
         "`ContinualLearner.predict` (also the task-restricted maps).\n")
-    lines.extend(table(f"| input | reference fp32 | llseg {auto} |", infer_rows))
+    lines.extend(table(f"| model | input | reference fp32 | llseg {auto} |", infer_rows))
     say(f"\n## Metric accumulation ({fmt_size(metric_size)} images, 19 classes, 3 groups)\n")
     say("Everything `IncrementalScorer` keeps per image (class-incremental, per-task and task-union matrices: "
         "8 confusion matrices). Reference: one textbook numpy confusion per matrix and image, restricted targets "
@@ -681,9 +689,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if warnings:
         say("\n## Warnings\n")
         lines.extend(f"- {w}" for w in warnings)
-    say("\n## Pending\n")
-    say("- DeepLabV3: training throughput and fraction of the limit only; its inference and data-wait rows are not measured.")
     if not cuda:
+        say("\n## Pending\n")
         say("- GPU rows (AMP + channels_last, ERFNet 512x1024, DeepLabV3-R101 513x513): run this script on a CUDA machine.")
     args.out.write_text("\n".join(lines) + "\n")
     log(f"wrote {args.out}")

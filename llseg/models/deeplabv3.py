@@ -16,7 +16,8 @@ start as [unknown(1), background(1), base foreground(num_classes − 1)]: channe
 *unknown* class and class c is channel c + 1, so the logits have ``logit_classes`` =
 ``num_classes + 1`` channels.
 
-Logits are computed at the ASPP resolution (H/16 or H/8) and bilinearly upsampled
+Logits are computed in fp32 also under autocast (only the 1×1 logit convs;
+``registry.fp32_logits``) at the ASPP resolution (H/16 or H/8) and bilinearly upsampled
 (``align_corners=False``) to the input size, for any H, W; each channel is upsampled on its own so
 that growing the classifier leaves the old logits bit-identical.
 """
@@ -34,7 +35,7 @@ from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from .registry import GrowInit, grow_classifier, load_weights, register_model
+from .registry import GrowInit, fp32_logits, grow_classifier, load_weights, register_model
 
 HeadKind = Literal["expanding", "per_step"]
 
@@ -94,6 +95,9 @@ class ExpandingClassifier(nn.Module):
         return self.conv.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        return fp32_logits(self._chunked, x)
+
+    def _chunked(self, x: Tensor) -> Tensor:
         weight, bias = self.conv.weight, self.conv.bias
         pad = -self.out_channels % self.CHUNK
         weight, bias = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, pad)), F.pad(bias, (0, pad))
@@ -135,7 +139,7 @@ class PerStepHeads(nn.Module):
         return sum(head[-1].out_channels for head in self.heads)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([head(x) for head in self.heads], dim=1)
+        return torch.cat([fp32_logits(head[-1], head[:-1](x)) for head in self.heads], dim=1)
 
     def grow(self, num_new: int, *, init: GrowInit) -> None:
         """Append a fresh head of ``num_new`` classes (``init="zeros"`` zeroes its 1×1 conv).

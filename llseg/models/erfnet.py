@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import GrowInit, grow_classifier, load_weights, register_model
+from .registry import GrowInit, fp32_logits, grow_classifier, load_weights, register_model
 
 BN_EPS = 1e-3
 OUTPUT_STRIDE = 8
@@ -139,12 +139,7 @@ class ERFNet(nn.Module):
         x = F.pad(x, (0, -w % OUTPUT_STRIDE, 0, -h % OUTPUT_STRIDE))
         enc = self.encoder(x)
         dec = self.decoder(enc)
-        device = dec.device.type
-        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):  # fp32 logits
-            with torch.autocast(device, enabled=False):
-                logits = self.classifier(dec.float())
-        else:
-            logits = self.classifier(dec)
+        logits = fp32_logits(self.classifier, dec)
         return {"encoder": enc, "decoder": dec, "logits": logits[..., :h, :w]}
 
     def forward(self, x: Tensor) -> Tensor:

@@ -142,6 +142,21 @@ def load_weights(module: nn.Module, path: str | os.PathLike[str], *, prefix: str
     module.load_state_dict(state)
 
 
+def fp32_logits(classifier: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``classifier(x)`` in fp32 when autocast is on for ``x``'s device, else as it is.
+
+    Logits and what is computed from them (softmax targets of distillation, argmax maps) need
+    fp32: bf16 keeps 8 significant bits, so a logit near 10 moves in steps of 0.06. A classifier
+    is a tiny share of a segmentation network's FLOPs (ERFNet 0.6 %). With bf16 logits ERFNet lost
+    3.5 ± 1.3 old-class mIoU points on CIL-3 (benchmarks/PRECISION.md).
+    """
+    device = x.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return classifier(x.float())
+    return classifier(x)
+
+
 def _fresh_like(layer: nn.Conv2d | nn.ConvTranspose2d, out_channels: int) -> nn.Conv2d | nn.ConvTranspose2d:
     """A freshly initialised copy of ``layer``'s configuration with ``out_channels`` outputs."""
     common: dict[str, Any] = dict(

@@ -264,3 +264,23 @@ def test_parameter_counts(name: str) -> None:
 def test_per_step_model_matches_torchvision_deeplabv3_size(name: str, reference: object) -> None:
     tv = reference(weights=None, weights_backbone=None, num_classes=21, aux_loss=False)  # type: ignore[operator]
     assert _count(tv) == PARAMS[name][1]
+
+
+@pytest.mark.parametrize("head", ["expanding", "per_step"])
+def test_only_the_logit_convs_run_in_fp32_under_autocast(head: str) -> None:
+    """The ASPP (and a per-step head's 3×3 conv) stay bf16; the 1×1 logit convs read them in fp32."""
+    model = _build("deeplabv3_mobilenet_v3_large", 4, head=head).eval()
+    if head == "per_step":
+        model.add_classes(2)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        feats = model.forward_features(torch.randn(2, 3, 64, 64))
+        if head == "per_step":
+            hidden = [step[:-1](feats["aspp"]) for step in model.classifier.heads]
+            assert all(h.dtype == torch.bfloat16 for h in hidden)
+    assert feats["aspp"].dtype == torch.bfloat16 and feats["logits_lowres"].dtype == torch.float32
+    with torch.no_grad():
+        if head == "per_step":
+            expected = torch.cat([step[-1](h.float()) for step, h in zip(model.classifier.heads, hidden)], dim=1)
+        else:
+            expected = model.classifier(feats["aspp"].float())
+    assert torch.equal(feats["logits_lowres"], expected)

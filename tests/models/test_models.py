@@ -191,6 +191,15 @@ def test_non_bottleneck_is_residual() -> None:
     assert torch.equal(block(x), F.relu(x))  # zero branch: output is ReLU(input)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_are_fp32_under_bf16_autocast(name: str) -> None:
+    """Every model's classifier runs in fp32 (registry.fp32_logits): bf16 would round logits near 10
+    to steps of 0.06, and with bf16 logits ERFNet lost old-class mIoU under distillation."""
+    model = _build(name, 3).eval()
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        assert model(torch.randn(2, 3, 32, 48)).dtype == torch.float32
+
+
 def test_erfnet_logits_are_fp32_under_autocast() -> None:
     """The classifier runs in fp32 on the bf16 decoder output (bf16 logits cost distillation old-class mIoU)."""
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ print(runtime.keep_freed_memory())
 torch.manual_seed(0)
 model = create_model("erfnet", num_classes=4).to(memory_format=torch.channels_last)
 x, y = torch.randn(2, 3, 128, 256).contiguous(memory_format=torch.channels_last), torch.randint(0, 4, (2, 128, 256))
-for _ in range(4):
+for _ in range(6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     labelled_cross_entropy(model(x), y).backward()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -82,7 +82,10 @@ for _ in range(4):
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt exists only in glibc")
 def test_keep_freed_memory_lets_training_steps_reuse_their_buffers():
-    """Steps 3 and 4 of a training loop page-fault (map fresh memory) far less once freed memory is kept."""
+    """Steps 3..6 of a training loop page-fault (map fresh memory) far less once freed memory is kept.
+
+    Typically ~0-1k faults per step kept, ~10-13k with glibc's defaults; glibc's adaptive mmap
+    threshold sometimes spares one default step (0 faults), hence four steps and a factor 4."""
     def run(keep: str) -> tuple[bool, list[int]]:
         out = subprocess.run([sys.executable, "-c", _STEPS], env={**os.environ, "LLSEG_KEEP_FREED_MEMORY": keep},
                              capture_output=True, text=True, check=True).stdout.split()
@@ -90,4 +93,4 @@ def test_keep_freed_memory_lets_training_steps_reuse_their_buffers():
 
     (kept, with_faults), (off, without_faults) = run("1"), run("0")
     assert kept and not off
-    assert sum(with_faults[2:]) < 0.1 * sum(without_faults[2:]), (with_faults, without_faults)
+    assert sum(with_faults[2:]) < 0.25 * sum(without_faults[2:]), (with_faults, without_faults)

@@ -6,6 +6,7 @@ Run from the repository root on a quiet machine::
     .venv/bin/python benchmarks/accuracy.py methods --pretrain-epochs 30 --epochs 10   # the same from a pretrained backbone
     .venv/bin/python benchmarks/accuracy.py methods --dataset aerial --epochs 10   # ISPRS 2-2-1, per domain (~15 min)
     .venv/bin/python benchmarks/accuracy.py precision    # CIL-3 on synthetic city scenes, fp32 vs bf16/fp16 (~8 min)
+    .venv/bin/python benchmarks/accuracy.py precision --append --seeds 8,9   # more seeds into the same record
     .venv/bin/python benchmarks/accuracy.py methods --smoke --out /tmp/m.md   # tiny sizes: checks the code path only
 
 ``methods`` writes ``benchmarks/METHODS_voc.md`` (objects) or ``METHODS_isprs.md`` (aerial), ``precision`` writes

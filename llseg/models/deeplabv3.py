@@ -47,23 +47,46 @@ TAPPED_LAYERS = ("layer1", "layer2", "layer3")
 MOBILENET_STAGE_ENDS = {"3": "layer1", "6": "layer2", "12": "layer3", "16": "layer4"}
 
 
-class DenseASPP(ASPP):
-    """An ASPP that always runs in NCHW (contiguous) memory, whatever ``Module.to(memory_format=...)`` asks.
+class _StaysNCHW(nn.Module):
+    """Mixin: parameters and inputs stay in NCHW (contiguous) memory, whatever
+    ``Module.to(memory_format=...)`` asks; for layers oneDNN computes wrongly in channels_last."""
 
-    Used for the feature taps. With torch 2.14.1 on CPU, oneDNN's bf16 dilated 3×3 convolutions in
-    channels_last with 24 or 40 input channels (MobileNetV3's layer1 and layer2) return NaN weight
-    gradients or crash, so IDEC/LAG diverged at their first incremental step; in NCHW they are
-    correct (tests/models/test_deeplabv3.py reproduces the case).
-    """
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "DenseASPP":
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "_StaysNCHW":
         super()._apply(fn, recurse)
-        for param in self.parameters():
-            param.data = param.data.contiguous()
+        for param in self.parameters():  # clone: a depthwise weight (N×1×k×k) can be contiguous yet have
+            param.data = param.data.clone(memory_format=torch.contiguous_format)  # channels_last strides
         return self
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.contiguous())
+
+
+class DenseASPP(_StaysNCHW, ASPP):
+    """An ASPP that always runs in NCHW memory. Used for the feature taps: with torch 2.14.1 on CPU,
+    oneDNN's bf16 dilated 3×3 convolutions in channels_last with 24 or 40 input channels
+    (MobileNetV3's layer1 and layer2) return NaN weight gradients or crash, so IDEC/LAG diverged at
+    their first incremental step; in NCHW they are correct (tests/models/test_deeplabv3.py).
+    """
+
+
+class DenseConv2d(_StaysNCHW, nn.Conv2d):
+    """A Conv2d that always runs in NCHW memory. Used for MobileNetV3's dilated depthwise convs: with
+    torch 2.14.1 on CPU, oneDNN's bf16 channels_last backward of a dilated depthwise conv is wrong
+    from 32×32 maps on (relative error ~1.5; 16×16 and 24×24 are right), i.e. at 512×512 inputs,
+    and its weight gradients sometimes NaN (tests/models/test_deeplabv3.py)."""
+
+
+def _dense_dilated_depthwise(module: nn.Module) -> None:
+    """Replace every dilated depthwise Conv2d below ``module`` by a :class:`DenseConv2d` (same weights)."""
+    for name, child in module.named_children():
+        if type(child) is nn.Conv2d and child.groups == child.in_channels > 1 and max(child.dilation) > 1:
+            dense = DenseConv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
+                                padding=child.padding, dilation=child.dilation, groups=child.groups,
+                                bias=child.bias is not None)
+            dense.load_state_dict(child.state_dict())
+            setattr(module, name, dense)
+        else:
+            _dense_dilated_depthwise(child)
 
 
 def make_aspp(in_channels: int, *, output_stride: int, dense: bool = False) -> ASPP:
@@ -388,6 +411,7 @@ def deeplabv3_mobilenet_v3_large(
     if output_stride != 16:
         raise ValueError(f"MobileNetV3 supports output_stride 16 only, got {output_stride}")
     net = mobilenet_v3_large(weights=None, dilated=True)
+    _dense_dilated_depthwise(net.features)
     if backbone_weights is not None:
         load_weights(net, backbone_weights)
     backbone = IntermediateLayerGetter(net.features, return_layers=MOBILENET_STAGE_ENDS)

@@ -9,6 +9,7 @@ import torchvision
 from torch import Tensor, nn
 
 from llseg.models import DeepLabV3, ExpandingClassifier, PerStepHeads, create_model
+from llseg.models.deeplabv3 import DenseConv2d
 
 DEEPLABS = ["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101"]
 
@@ -284,3 +285,25 @@ def test_only_the_logit_convs_run_in_fp32_under_autocast(head: str) -> None:
         else:
             expected = model.classifier(feats["aspp"].float())
     assert torch.equal(feats["logits_lowres"], expected)
+
+
+def test_dilated_depthwise_convs_get_right_bf16_gradients_in_channels_last() -> None:
+    """The learner's setting (channels_last, bf16 autocast) at 512×512 inputs (32×32 maps in the dilated
+    last stage): oneDNN's channels_last backward of a dilated depthwise conv is wrong there (relative
+    error ~1.5), so those convs run in NCHW and match an fp32 computation on the same bf16 values."""
+    model = _build("deeplabv3_mobilenet_v3_large", 3).to(memory_format=torch.channels_last)
+    dilated = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1 and max(m.dilation) > 1]
+    assert len(dilated) == 3 and all(isinstance(m, DenseConv2d) and m.weight.is_contiguous() for m in dilated)
+    conv = dilated[0]
+    torch.manual_seed(0)
+    x = torch.randn(2, conv.in_channels, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+    g = torch.randn(2, conv.out_channels, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv(x)
+    out.backward(g.to(out.dtype))
+    weight = conv.weight.detach().bfloat16().float().requires_grad_()
+    inputs = x.detach().bfloat16().float().requires_grad_()
+    torch.nn.functional.conv2d(inputs, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups).backward(
+        g.bfloat16().float())
+    for got, want in ((conv.weight.grad, weight.grad), (x.grad, inputs.grad)):
+        assert (got.float() - want).abs().max() <= 0.02 * want.abs().max()

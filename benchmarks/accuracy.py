@@ -262,9 +262,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
 def check_appendable(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
     """The record in ``previous`` (returned) if it describes the same data, split, pretraining and extra
     settings as ``out`` (whose results may still be missing); else exit with the differences."""
-    if not previous.is_file():
-        raise SystemExit(f"--append: {previous} does not exist; run without --append first")
-    old = json.loads(previous.read_text())
+    old = read_record(previous)
     same = ("dataset", "split", "tasks", "train_images", "test_images")  # "data" also holds the generation time
     differ = [k for k in same if old.get(k) != json.loads(json.dumps(out[k], default=str))]
     if old["sets"].get("*") != out["sets"].get("*"):
@@ -274,6 +272,13 @@ def check_appendable(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"--append: {previous} was made with other settings ({', '.join(differ) or 'pretraining'}); "
                          "use another --out")
     return old
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The JSON record ``--append`` adds to; exit if there is none."""
+    if not path.is_file():
+        raise SystemExit(f"--append: {path} does not exist; run without --append first")
+    return json.loads(path.read_text())
 
 
 def appended(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
@@ -387,9 +392,7 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
 def precision_record(path: Path, hyper: dict[str, Any], auto: str) -> dict[str, Any]:
     """``precision --append``: the record in ``path`` if it was made with the same job settings and the
     same ``auto`` precision; else exit naming the difference (checked before any training)."""
-    if not path.is_file():
-        raise SystemExit(f"--append: {path} does not exist; run without --append first")
-    old = json.loads(path.read_text())
+    old = read_record(path)
     if old["hyperparameters"] != json.loads(json.dumps(hyper)) or old["auto"] != auto:
         differ = sorted(k for k in {*hyper, *old["hyperparameters"]} if old["hyperparameters"].get(k) != hyper.get(k))
         raise SystemExit(f"--append: {path} was made with other settings ({', '.join(differ) or 'auto precision'}); "

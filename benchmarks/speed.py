@@ -558,15 +558,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 runs = {p: fresh_process(llseg_measure, imgs, labs, size, batch, p, r, device=str(device),
                                          data=p == auto, infer=p == auto, **common) for p in dict.fromkeys(("fp32", auto))}
                 assert runs["fp32"]["classes"] == list(range(VOC_CLASSES)), runs["fp32"]["classes"]  # the model whose FLOPs we count
-                fp32, best, data_s = runs["fp32"]["train"], runs[auto]["train"], runs[auto]["data_s"]
+                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
                 deeplab_rows.append(f"| {model_label(model)} | {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
                                     f"{best:.2f} ({best / ref:.2f}x) |")
-                share_rows.append(f"| {model_label(model)} | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
-                                  f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
-                                  f"{100 * ref_share:.1f}% | {best:.2f} | – |")
+                workers = None
                 ref_infer = fresh_process(reference_predict, imgs, size, r, device, model, VOC_CLASSES, **DEEPLAB_KWARGS)
-                infer_rows.append(f"| {model_label(model)} | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
-                                  f"{runs[auto]['infer']:.2f} ({runs[auto]['infer'] / ref_infer:.2f}x) |")
             else:
                 imgs, labs = (paths[:n] for paths in data["city", native])
                 log(f"training and inference, ERFNet {name} ...")
@@ -575,7 +571,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 runs = {"fp32": fresh_process(llseg_measure, imgs, labs, size, batch, "fp32", r, device=str(device))}
                 runs[auto] = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, device=str(device),
                                            data=True, infer=True)
-                fp32, best, data_s = runs["fp32"]["train"], runs[auto]["train"], runs[auto]["data_s"]
+                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
                 workers = kept = None
                 if size != NATIVE:
                     workers = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, workers=1, device=str(device))["train"]
@@ -584,12 +580,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                                              _env={"LLSEG_KEEP_FREED_MEMORY": "0"})["train"]
                         malloc_rows.append(f"| {name} | {best:.2f} | {kept:.2f} | {100 * (best / kept - 1):+.0f}% |")
                 train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
-                share_rows.append(f"| ERFNet | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
-                                  f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | "
-                                  f"{100 * ref_share:.1f}% | {best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
                 ref_infer = fresh_process(reference_predict, imgs, size, r, device)
-                infer_rows.append(f"| ERFNet | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
-                                  f"{runs[auto]['infer']:.2f} ({runs[auto]['infer'] / ref_infer:.2f}x) |")
+            data_s, infer = runs[auto]["data_s"], runs[auto]["infer"]
+            share_rows.append(f"| {model_label(model)} | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
+                              f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | {100 * ref_share:.1f}% | "
+                              f"{best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
+            infer_rows.append(f"| {model_label(model)} | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
+                              f"{infer:.2f} ({infer / ref_infer:.2f}x) |")
             for precision, run in runs.items():
                 gpu_mib = max(gpu_mib, run.get("gpu_mib", 0.0))
                 if run["nonfinite"]:

@@ -33,7 +33,7 @@ MiB/PLOP steps >= 1 at a tenth of step 0's). This is the regime the methods are 
 ImageNet backbone): from scratch, the BCE recipes barely learn step 0 in a CPU budget, and the
 distillation recipes that train the body diverge without clipping.
 
-``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_cil_cil-3_synthetic-city.yaml``)
+``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
 trained with ``llseg train``'s stage loop on the default job's prepared data, once per precision.
 """
 from __future__ import annotations
@@ -321,7 +321,7 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
         f"{', '.join(f'{r} {v}' for r, v in steps.items())}), poly. Train images per task {out['train_images']}, "
         f"{out['test_images']} test images. mIoU as fractions after the last step; old = step-0 classes (with "
         "background/impervious), new = the later steps' classes, all = every class (classes not learned yet count "
-        "as 0 when labelled, methods.md §9.3); hIoU = harmonic mean of old and new."
+        "as 0 when labelled, docs/methods.md §9.3); hIoU = harmonic mean of old and new."
         + (" Per-domain columns score the test images of one domain only." if domains else "")
         + (f" Extra settings (`--set`): {out['sets']}." if out["sets"] else ""),
         "",
@@ -356,7 +356,7 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
 def run_precision(args: argparse.Namespace) -> dict[str, Any]:
     from llseg.runtime import resolve_precision
 
-    job = yaml.safe_load((ROOT / "testalgorithms" / "erfnet_cil_cil-3_synthetic-city.yaml").read_text())
+    job = yaml.safe_load((ROOT / "testalgorithms" / "erfnet_klingner_cil-3_synthetic-city.yaml").read_text())
     hyper = {k: v["values"][0] for item in job["algorithm"]["modules"][0]["hyperparameters"] for k, v in item.items()}
     testenv = yaml.safe_load((ROOT / "testenv" / "testenv_cil-3_synthetic-city.yaml").read_text())
     prepared = ROOT / Path(testenv["testenv"]["dataset"]["train_index"]).parent

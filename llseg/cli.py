@@ -89,10 +89,22 @@ def _assignment(text: str) -> tuple[str, object]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from llseg.methods.stages import train_stages
+    import yaml
+
+    from llseg.errors import ConfigError
+    from llseg.methods.stages import train_config, train_stages
     from llseg.metrics.incremental import format_table
 
-    hyperparameters = {"recipe": args.recipe, "model": args.model, **dict(args.set)}
+    settings = dict(args.set)
+    for key in ("recipe", "model"):
+        if key in settings:
+            raise ConfigError(f"llseg train: set {key} with --{key}, not --set {key}=...")
+    hyperparameters = {"recipe": args.recipe, "model": args.model, **settings}
+    if args.print_config:
+        print(yaml.safe_dump(train_config(args.prepared, hyperparameters).to_dict(), sort_keys=False), end="")
+        return 0
+    if args.out is None:
+        raise ConfigError("llseg train: --out is required (or --print-config)")
     results = train_stages(args.prepared, args.out, hyperparameters)
     print(format_table(results))
     print(f"checkpoints and results in {args.out}")
@@ -151,6 +163,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llseg.methods.registry import list_recipes
+
     parser = argparse.ArgumentParser(prog="llseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -176,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes), JPEGImages/ (voc) "
                         "or potsdam/ and vaihingen/ (isprs)")
     p.add_argument("--split", required=True,
-                   help="split preset: cil-3 (cityscapes); voc-15-1, voc-15-1-disjoint, voc-15-5, ... (voc); "
+                   help="split preset of the dataset (e.g. cil-3 for cityscapes, voc-15-1 for voc, isprs-2-2-1 for isprs); "
                         "isprs-4-1, isprs-2-3, isprs-2-2-1, isprs-2-1 (isprs)")
     p.add_argument("--out", type=Path, required=True, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
@@ -186,11 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=int, default=None,
                    help="isprs only: square patch side in px (default 512; the last row and column overlap)")
     p.add_argument("--background", choices=["impervious", "none"], default=None,
-                   help="isprs only: impervious surfaces as the background class (default, IDEC/LAG; estimator "
+                   help="isprs only: impervious surfaces as the background class (default, as the class-incremental ISPRS papers; estimator "
                         "dataset isprs) or no background (dataset isprs-nobg)")
     p.add_argument("--clutter", choices=["background", "ignore"], default=None,
                    help="isprs only: clutter in training labels: folded into the background (default with "
-                        "--background impervious, LAG) or ignored; always ignored at test")
+                        "--background impervious) or ignored; always ignored at test")
     p.add_argument("--eroded", action="store_true",
                    help="isprs only: read the eroded-boundary labels (*_noBoundary); their boundaries are ignored")
     p.add_argument("--colour-tolerance", type=int, default=None,
@@ -199,14 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the stages of a prepared split; one checkpoint per stage")
     p.add_argument("--prepared", type=Path, required=True, help="output folder of 'llseg prepare'")
-    p.add_argument("--recipe", required=True, choices=["joint", "finetune", "cil", "ssul", "mib", "plop", "idec", "lag"])
+    p.add_argument("--recipe", required=True, help=f"registered recipe: {', '.join(list_recipes())}")
     p.add_argument("--model", default="erfnet", help="model registry name")
-    p.add_argument("--out", type=Path, required=True, help="folder for stage<k>.pt and results")
+    p.add_argument("--out", type=Path, default=None, help="folder for stage<k>.pt and results")
     p.add_argument("--set", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
                    help="hyperparameter, e.g. --set epochs=20 --set crop_size=64x128 (repeatable)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the fully resolved hyperparameters (YAML) and exit without training")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="score a checkpoint on an index file: Klingner table and class-incremental mIoU")
+    p = sub.add_parser("eval", help="score a checkpoint on an index file: mIoU per task and on their unions, old/new/all mIoU")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--index", type=Path, required=True, help="index file; the 2nd token of each line is the label")
     p.add_argument("--csv", type=Path, default=None, help="also write the table as CSV here")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
                                                        ("deeplabv3_mobilenet_v3_large", "backbone_weights", "backbone")])
 def test_export_backbone_feeds_the_pretrained_option(model: str, option: str, part: str, make_rows: Callable[..., Rows],
                                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    learner = ContinualLearner(TrainConfig(recipe="finetune", model=model, **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", model=model, **FAST)))
     rows = make_rows("a", 2, [10, 0, 13], keep={0, 10, 13})
     learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
     learner.save(tmp_path / "stage1.pt")
@@ -33,7 +33,7 @@ def test_export_backbone_feeds_the_pretrained_option(model: str, option: str, pa
     assert reborn.keys() == trained.keys()
     assert all(torch.equal(v, trained[k].cpu()) for k, v in reborn.items())
     # a model started from that file reloads from its own checkpoint once the file is gone
-    second = ContinualLearner(TrainConfig(recipe="finetune", model=model, model_kwargs={option: str(out)}, **FAST))
+    second = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", model=model, model_kwargs={option: str(out)}, **FAST)))
     second.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
     second.save(tmp_path / "second.pt")
     out.unlink()

@@ -1,4 +1,4 @@
-"""Estimators with KubeEdge Sedna's contract (ianvs-sedna.md §4.5), usable with or without Sedna.
+"""Estimators with KubeEdge Sedna's contract (docs/ianvs-sedna.md §4.5), usable with or without Sedna.
 
 Sedna keeps ONE estimator instance for every round of a test case and swaps models in through
 :meth:`load`; every :meth:`train` call is one continual-learning stage on top of whatever model
@@ -13,6 +13,7 @@ or ``OUTPUT_URL``) or the ``output_dir`` hyperparameter, never elsewhere.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -22,14 +23,11 @@ import torch
 
 from llseg.data.predictions import save_prediction
 from llseg.ianvs.registry import GENERAL, register
-from llseg.methods.config import TrainConfig
-from llseg.methods.learner import ContinualLearner, read_checkpoint
-from llseg.methods.idec import IDEC_VOC_FLAGS
-from llseg.methods.lag import LAG_VOC_FLAGS
-from llseg.methods.mib import MIB_VOC_SETTINGS
-from llseg.methods.ssul import SSUL_VOC_FLAGS
+from llseg.methods.checkpoint import read_checkpoint
+from llseg.methods.config import resolve_config
+from llseg.methods.learner import ContinualLearner
 
-
+log = logging.getLogger("llseg.estimator")
 
 def _rows(data: Any) -> np.ndarray:
     """x rows (n, k) of str from a Sedna data source, an ndarray or a list of rows."""
@@ -45,24 +43,26 @@ def _rows(data: Any) -> np.ndarray:
 class SegmentationEstimator:
     """Sedna estimator over a :class:`ContinualLearner`; subclasses name their model family.
 
+    The hyperparameters resolve exactly as ``llseg train --print-config`` resolves them
+    (:func:`llseg.methods.config.resolve_config`); the resolved config is logged.
+
     Attributes:
         architectures: model registry names the estimator accepts (``model`` hyperparameter);
             the first is the default.
-        defaults: hyperparameters used when the YAML does not set them.
     """
 
     architectures: tuple[str, ...] = ()
-    defaults: dict[str, Any] = {}
 
     def __init__(self, **hyperparameters: Any) -> None:
-        hps = {**self.defaults, **hyperparameters}
+        hps = dict(hyperparameters)
         self.output_dir: Optional[str] = hps.pop("output_dir", None)
         hps.setdefault("model", self.architectures[0])
-        self.config = TrainConfig.from_hyperparameters(hps, source=f"{type(self).__name__} hyperparameters")
+        self.config = resolve_config(hps, source=f"{type(self).__name__} hyperparameters")
         if self.config.model not in self.architectures:
             raise ValueError(
                 f"{type(self).__name__} builds {', '.join(self.architectures)}, not model: {self.config.model}"
             )
+        log.info("%s resolved hyperparameters: %s", type(self).__name__, self.config.to_dict())
         self.learner = ContinualLearner(self.config)
 
     # ---------------------------------------------------------------- Sedna API
@@ -138,7 +138,8 @@ class SegmentationEstimator:
 
 @register(GENERAL, "llseg_erfnet")
 class ERFNetEstimator(SegmentationEstimator):
-    """ERFNet (Romera et al. 2018) trained with a continual recipe: ``recipe: cil | finetune | joint``."""
+    """ERFNet (Romera et al. 2018) trained with any registered recipe that runs on it (``recipe``;
+    the default is ``TrainConfig``'s)."""
 
     architectures = ("erfnet",)
 
@@ -146,24 +147,7 @@ class ERFNetEstimator(SegmentationEstimator):
 @register(GENERAL, "llseg_deeplabv3")
 class DeepLabV3Estimator(SegmentationEstimator):
     """DeepLabV3 (``model``: deeplabv3_resnet101, deeplabv3_resnet50 or deeplabv3_mobilenet_v3_large)
-    with ``recipe: ssul | mib | plop | idec | lag | finetune | joint``. Defaults follow SSUL on VOC
-    (methods.md §2): SGD (Nesterov 0.9), lr 0.01 with the backbone at 0.001, weight decay 1e-4, poly
-    schedule, and for ``ssul`` the flags of SSUL's VOC command (:data:`llseg.methods.ssul.SSUL_VOC_FLAGS`).
-    ``mib`` and ``plop`` train every parameter at lr 0.01 in step 0 and 0.001 later (methods.md §5, §6;
-    :data:`llseg.methods.mib.MIB_VOC_SETTINGS`); their own flags default to the papers' values.
-    ``idec`` and ``lag`` take the flags of their published VOC commands
-    (:data:`llseg.methods.idec.IDEC_VOC_FLAGS`, :data:`llseg.methods.lag.LAG_VOC_FLAGS`) with
-    ``kd_on_frozen: false`` (the body trains at ``backbone_lr`` 0.001 in later steps, moved by the
-    distillation terms only with ``bce_on_body: false``), except LAG's ``rho``: 0.5 instead of the code's 1.0, because with ρ = 1 every
-    channel is semantic-invariant and the SFP term vanishes."""
+    with any registered recipe (``recipe``). Unset options take the model's training defaults and
+    then the recipe's published values (docs/methods.md)."""
 
     architectures = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
-    defaults = {"dataset": "voc", "recipe": "ssul", "optimizer": "sgd", "lr": 0.01, "backbone_lr": 0.001,
-                "weight_decay": 1e-4, "lr_policy": "poly"}
-    recipe_defaults: dict[str, dict[str, Any]] = {"ssul": SSUL_VOC_FLAGS, "mib": MIB_VOC_SETTINGS,
-                                                  "plop": MIB_VOC_SETTINGS, "idec": IDEC_VOC_FLAGS,
-                                                  "lag": {**LAG_VOC_FLAGS, "rho": 0.5}}
-
-    def __init__(self, **hyperparameters: Any) -> None:
-        recipe = hyperparameters.get("recipe", self.defaults["recipe"])
-        super().__init__(**{**self.recipe_defaults.get(recipe, {}), **hyperparameters})

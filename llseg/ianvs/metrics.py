@@ -3,7 +3,7 @@
 Ianvs and Sedna call them with ``y_true`` = label paths (numpy array of str) and ``y_pred`` = what
 the estimator's ``predict`` returned: an array of record paths, or (default/HEM modes) a list of
 one-element arrays. The function for the model-eval metric must be named ``accuracy``: Sedna keys
-scores by ``__name__`` and Ianvs reads ``scores["accuracy"]`` (ianvs-sedna.md §4.7, P12).
+scores by ``__name__`` and Ianvs reads ``scores["accuracy"]`` (docs/ianvs-sedna.md §4.7, P12).
 
 All functions share one cached scoring pass per (labels, predictions) set, so a testenv listing
 ten metrics reads every file once.

@@ -9,13 +9,13 @@ is reduced to a single task:
   round 0 takes that path while later rounds take the normal one (which names the model
   ``<entry>.model``). With the entry ``"global"`` both paths produce the same model name and the
   same task entry, so the per-task keys of Ianvs' ``MATRIX`` (``all``, ``global``, ``task_avg``)
-  are identical in every round and BWT/FWT/``MATRIX`` stay computable (ianvs-sedna.md §4.2, §5.2).
+  are identical in every round and BWT/FWT/``MATRIX`` stay computable (docs/ianvs-sedna.md §4.2, §5.2).
 * ``LLSegTaskAllocation`` sends every sample to task group 0 (the only one).
 * ``LLSegTaskUpdateDecision`` gives the stored ``global`` task all new samples.
 * ``LLSegUnseenSampleRecognition`` / ``LLSegUnseenSampleReRecognition`` mark every sample as seen.
 
 Ianvs must hand these to Sedna as dicts: declare them in the algorithm YAML **without** ``url`` and
-import this module from the basemodel file (ianvs-sedna.md §1.6, §4.6). Importing it registers the
+import this module from the basemodel file (docs/ianvs-sedna.md §1.6, §4.6). Importing it registers the
 classes (in llseg's registry and, when KubeEdge Sedna is installed, in Sedna's ClassFactory) and
 applies :mod:`llseg.ianvs.sedna_compat`. Sedna is not needed to import or call them: Sedna's
 ``Task`` class is used only when Sedna is importable, and data sources are any objects with ``x``

@@ -1,39 +1,14 @@
 """The continual learner: one object that learns class groups stage by stage and predicts.
 
-Every :meth:`ContinualLearner.learn` call is one stage. The classes it learns are the train ids
-present in that stage's training labels that the model does not know yet; they are appended as
-a new group of output channels (old channels keep their index). The learner is the generic loop;
-what a stage does differently per recipe lives in :mod:`llseg.methods.recipes`:
+Every :meth:`ContinualLearner.learn` call is one stage (docs/glossary.md). The classes it learns are
+the train ids present in that stage's training labels that the model does not know yet; they are
+appended as a new group of output channels (old channels keep their index), or, with a ``split``,
+the whole steps those classes belong to. What a stage does differently per method is the recipe's
+(:mod:`llseg.methods.recipe`); the optimisation loop is the engine's (:mod:`llseg.methods.engine`).
 
-* ``finetune``: grow the current model and train it on the new labels only (the lower bound);
-* ``cil``: Klingner et al.: a student (fresh by default) learns the new labels with cross-entropy
-  and, on unlabelled pixels, the frozen previous model's old-class distribution through
-  entropy-weighted distillation. A stage that brings no new class has no distillation target
-  and trains on its labels alone (e.g. the one-image round 0 of Ianvs' fwt_splitting);
-* ``joint``: retrain a fresh model on all stages' images so far with their full labels, the
-  all-classes-at-once upper bound (Klingner's "Baseline" after the last stage);
-* ``ssul``: Cha et al. (methods.md §2) on DeepLabV3 with one head per step: the student starts
-  from the previous model, the new head optionally from the unknown head (``w_transfer``), the
-  frozen previous model pseudo-labels the background (``pseudo``), steps ≥ 1 can freeze all but
-  the new heads (``freeze``, ``bn_freeze``), and a class-balanced memory of earlier images fills
-  half of every batch (``mem_size``). A stage with no new class continues the current step
-  (same freezing, no teacher);
-* ``mib``: Cermelli et al. (methods.md §5) on DeepLabV3 with one expanding classifier: unbiased
-  cross-entropy and unbiased distillation from the frozen previous model, ``init_balanced``;
-* ``plop``: Douillard et al. (methods.md §6): entropy pseudo-labels with per-class median
-  thresholds, adaptive CE factor, local POD on the backbone stages, ASPP and logits;
-* ``idec`` / ``lag``: Zhao et al. / Yuan et al. (methods.md §3, §4): SSUL plus feature
-  distillation on the main and layer1..3 ASPPs (IDEC's DADA, optional ARCL; LAG's DCL, SPM, SFP,
-  NSC), with the body trainable at a low lr in later steps unless ``kd_on_frozen``.
-
-The recipe learns the 1-based epoch before each epoch (``Recipe.begin_epoch``); the stage summary
-holds the mean of every loss term the recipe recorded (``loss_terms``) and ``aux_gradient``.
-
-With ``data_ratio`` < 1, steps ≥ 1 train on a seeded subset of the step's images (LAG's
-data-limited protocol), whatever the recipe.
-
-Repeated (image, label) lines within one stage are used once: prepared VOC indexes pad small steps
-with repeats so that Ianvs' equal chunks hold one step each (see ``llseg.data.prepare_voc``).
+With ``data_ratio`` < 1, steps ≥ 1 train on a seeded subset of the step's images, whatever the
+recipe. Repeated (image, label) lines within one stage are used once: prepared indexes pad small
+steps with repeats so that Ianvs' equal chunks hold one step each.
 """
 from __future__ import annotations
 
@@ -46,8 +21,6 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from llseg import __version__
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
@@ -57,74 +30,56 @@ from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import ClassIncrementalSpec, CityClassIncrementalSpec, get_preset
 from llseg.data.transforms import TrainAugment, normalize, resize_pair
 from llseg.errors import ConfigError, DataError
-from llseg.methods import ssul
-from llseg.methods.config import TrainConfig
-from llseg.methods.optim import make_optimizer, make_schedule
-from llseg.methods.recipes import Stage, TeacherBatch, TeacherOutputs, make_recipe
+from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
+from llseg.methods.config import TrainConfig, resolve_config
+from llseg.methods.engine import Engine, cycle
+from llseg.methods.recipe import Pair, Row, Stage
+from llseg.methods.registry import make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
-from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_num_workers, resolve_precision, seed_everything
+from llseg.runtime import seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
 
-CHECKPOINT_FORMAT = "llseg-checkpoint/1"
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many exception types for corrupt files
-        raise ValueError(f"{path} is not a readable checkpoint ({exc})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an llseg checkpoint (expected format {CHECKPOINT_FORMAT})")
-    return checkpoint
-
 
 class ContinualLearner:
-    """Holds the model, its class groups and (for ``joint``) the data seen so far.
+    """Holds the model, its class groups and the recipe's state across stages.
 
     Attributes:
         groups: train ids per output-channel group, in channel order.
-        pending: ``joint`` only: classes present in full labels that no stage has introduced yet
-            (they get channels after all groups).
-        seen: ``joint`` only: (image, full label) pairs of every stage so far.
-        memory: ``ssul`` with ``mem_size``: exemplar (image, full label) pairs of earlier stages.
-        recipe: the :class:`~llseg.methods.recipes.Recipe` of ``config.recipe``.
+        pending: classes present in the training labels that no stage has introduced yet (``joint``'s
+            full labels); they get channels after all groups.
+        recipe: the :class:`~llseg.methods.recipe.Recipe` of ``config.recipe``.
+        engine: device, precision and the optimisation loop.
     """
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.info: DatasetInfo = get_dataset_info(config.dataset)
-        self.device = pick_device(config.device)
-        self.precision = resolve_precision(config.effective_precision, self.device)
-        self.num_workers = resolve_num_workers(config.num_workers, self.device)
-        if self.device.type == "cpu" and self.num_workers == 0:
-            # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
-            # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
-            keep_freed_memory()
+        self.engine = Engine(config)
         self.recipe = make_recipe(config)
-        self.model_kwargs = self._model_kwargs(config)
+        self.model_kwargs = self.recipe.model_kwargs(dict(config.model_kwargs))
         self.split_steps = self._split_steps(config, self.info)
         if self.recipe.needs_background and self.info.background_id is None:
             raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
         self.model: Optional[nn.Module] = None
         self.groups: list[list[int]] = []
         self.pending: list[int] = []
-        self.seen: list[tuple[str, str]] = []
-        self.memory: list[tuple[str, str]] = []
         self.stages = 0
         self.cache = DecodedCache()
 
-    def _model_kwargs(self, cfg: TrainConfig) -> dict[str, Any]:
-        kwargs = dict(cfg.model_kwargs)
-        if "unknown" in kwargs:
-            raise ConfigError("model_kwargs: unknown is set by the recipe; use the ssul hyperparameter unknown instead")
-        return self.recipe.model_kwargs(kwargs)
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
+
+    @property
+    def num_workers(self) -> int:
+        return self.engine.num_workers
 
     @staticmethod
     def _split_steps(cfg: TrainConfig, info: DatasetInfo) -> Optional[list[list[int]]]:
@@ -153,33 +108,33 @@ class ContinualLearner:
     def channel_groups(self) -> list[list[int]]:
         return self.groups + ([self.pending] if self.pending else [])
 
-    @property
-    def per_step_heads(self) -> bool:
-        return self.model_kwargs.get("head") == "per_step"
-
     def _new_model(self, *, pretrained: bool = True) -> nn.Module:
-        """A fresh model with one channel block per group (one head each with per-step heads);
-        ``pretrained=False`` skips the ``backbone_weights`` / ``encoder_weights`` file (a checkpoint
-        about to be loaded holds every weight, and that file may not exist where it is loaded)."""
+        """A fresh model with one channel block per group (one head each when the recipe grows one
+        head per group); ``pretrained=False`` skips the ``backbone_weights`` / ``encoder_weights``
+        file (a checkpoint about to be loaded holds every weight, and that file may not exist where
+        it is loaded)."""
+        per_group = self.recipe.one_head_per_group
         sizes = [len(g) for g in self.channel_groups]
-        first = sizes[0] if self.per_step_heads else sum(sizes)
+        first = sizes[0] if per_group else sum(sizes)
         kwargs = self.model_kwargs if pretrained else {k: v for k, v in self.model_kwargs.items() if k not in PRETRAINED_FILES}
         model = create_model(self.config.model, num_classes=first, **kwargs).to(self.device)
-        for size in sizes[1:] if self.per_step_heads else ():
+        self.recipe.check_model(model)
+        for size in sizes[1:] if per_group else ():
             model.add_classes(size)
         return model
 
     def _grow(self, model: nn.Module, sizes: Sequence[int]) -> None:
-        """Append channel blocks of ``sizes`` (a head per block with per-step heads)."""
+        """Append channel blocks of ``sizes`` (a head per block when the recipe grows one per group)."""
         if not sizes:
             return
-        for size in sizes if self.per_step_heads else [sum(sizes)]:
+        for size in sizes if self.recipe.one_head_per_group else [sum(sizes)]:
             model.add_classes(size)
             self.recipe.after_grow(model, size)
         model.to(self.device)
 
     def state_dict(self) -> dict[str, Any]:
-        """Self-describing checkpoint (a snapshot): architecture, classes, recipe, hyperparameters, weights."""
+        """Self-describing checkpoint (a snapshot): architecture, classes, recipe and its state,
+        hyperparameters, weights."""
         if self.model is None:
             raise RuntimeError("nothing to save: the model has not been trained or loaded yet")
         return {
@@ -190,10 +145,9 @@ class ContinualLearner:
             "class_names": [self.info.class_names[c] for c in self.classes],
             "groups": [list(g) for g in self.groups],
             "pending": list(self.pending),
-            "seen": list(self.seen),
-            "memory": list(self.memory),
             "stages": self.stages,
             "recipe": self.config.recipe,
+            "recipe_state": self.recipe.state_dict(),
             "hyperparameters": self.config.to_dict(),
             # copies: later training must not change a state held in memory
             "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
@@ -206,13 +160,13 @@ class ContinualLearner:
         torch.save(self.state_dict(), path)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: Optional[str] = None) -> "ContinualLearner":
+    def from_checkpoint(cls, path: str | Path, *, device: Optional[str] = None) -> ContinualLearner:
         """A learner rebuilt from a checkpoint's own hyperparameters (optionally on another device)."""
         checkpoint = read_checkpoint(path)
         hps = dict(checkpoint["hyperparameters"])
         if device is not None:
             hps["device"] = device
-        learner = cls(TrainConfig.from_hyperparameters(hps, source=str(path)))
+        learner = cls(resolve_config(hps, source=str(path)))
         learner.load_state_dict(checkpoint, source=str(path))
         return learner
 
@@ -227,8 +181,7 @@ class ContinualLearner:
             raise ValueError(f"{source} was trained on {checkpoint['dataset']!r}, not {self.config.dataset!r}")
         self.groups = [list(g) for g in checkpoint["groups"]]
         self.pending = list(checkpoint["pending"])
-        self.seen = [tuple(p) for p in checkpoint["seen"]]
-        self.memory = [tuple(p) for p in checkpoint.get("memory", [])]
+        self.recipe.load_state_dict(checkpoint["recipe_state"])
         self.stages = int(checkpoint["stages"])
         model = self._new_model(pretrained=False)
         try:
@@ -267,7 +220,7 @@ class ContinualLearner:
             raise ValueError("a training stage needs at least one image")
         if not len(images) == len(full_labels) == len(train_labels):
             raise ValueError(f"{len(images)} images, {len(full_labels)} full labels, {len(train_labels)} train labels")
-        rows = list(dict.fromkeys(zip(images, full_labels, train_labels)))  # repeats used once, order kept
+        rows: list[Row] = list(dict.fromkeys(zip(images, full_labels, train_labels)))  # repeats used once, order kept
         cfg, recipe = self.config, self.recipe
         self.stages += 1
         seed_everything(cfg.seed + self.stages)
@@ -283,12 +236,9 @@ class ContinualLearner:
         if recipe.keeps_teacher and self.model is not None and new_groups:
             teacher = self._frozen(copy.deepcopy(self.model))
         self.groups += new_groups
-        pairs = [(i, t) for i, _, t in used]
-        if recipe.replays_seen:
-            self.seen = list(dict.fromkeys([*self.seen, *((i, f) for i, f, _ in used)]))
-            pairs = self.seen
-            assigned = {c for g in self.groups for c in g}
-            self.pending = [c for c in self._present([label for _, label in pairs]) if c not in assigned]
+        pairs = recipe.stage_pairs(used)
+        assigned = {c for g in self.groups for c in g}
+        self.pending = [c for c in self._present([label for _, label in pairs]) if c not in assigned]
         if recipe.fresh_student or self.model is None:
             student = self._new_model()
         else:
@@ -301,8 +251,7 @@ class ContinualLearner:
         start = time.perf_counter()
         losses = self._fit(student, teacher, pairs, stage)
         self.model = student
-        if cfg.mem_size:
-            self._update_memory([(i, f) for i, f, _ in used])
+        recipe.end_stage(used, self.classes, lambda label: self._counts(label) > 0, seed=cfg.seed + self.stages)
         summary = {
             "stage": self.stages,
             "recipe": cfg.recipe,
@@ -311,7 +260,7 @@ class ContinualLearner:
             "used_images": len(used),
             "num_images": len(pairs),
             "old_classes": n_old,
-            "memory": len(self.memory),
+            "memory": len(recipe.replay_pairs()),
             "final_loss": losses[-1] if losses else float("nan"),
             "seconds": round(time.perf_counter() - start, 3),
             **recipe.stage_report(),
@@ -329,7 +278,7 @@ class ContinualLearner:
                      gradient[summary["aux_gradient"]])
         return summary
 
-    def _limit_data(self, rows: list[tuple[str, str, str]], *, step: int) -> list[tuple[str, str, str]]:
+    def _limit_data(self, rows: list[Row], *, step: int) -> list[Row]:
         """``data_ratio`` δ: in steps ≥ 1 a random subset of round(δ·N) rows (at least 1), fixed by
         the seed and the stage number, in their original order; step 0 keeps every row."""
         ratio = self.config.data_ratio
@@ -346,35 +295,18 @@ class ContinualLearner:
             p.requires_grad_(False)
         return model
 
-    def _update_memory(self, rows: Sequence[tuple[str, str]]) -> None:
-        """SSUL-M: re-select ``mem_size`` exemplars, class-balanced over the learned foreground
-        classes, from the memory and this stage's (image, full label) pairs."""
-        candidates = list(dict.fromkeys([*self.memory, *rows]))
-        foreground = [c for c in self.classes if c != self.info.background_id]
-        present = np.stack([self._counts(label) > 0 for _, label in candidates])
-        chosen = ssul.select_memory(present, foreground, self.config.mem_size, seed=self.config.seed + self.stages)
-        self.memory = [candidates[i] for i in chosen]
-
     def _target_lut(self, classes: Sequence[int]) -> np.ndarray:
-        """Train id -> target channel (unknown-shifted with ``unknown``). Every learned class keeps
-        its channel; when ``classes`` is a subset (memory labels, which are full labels), the
-        other classes become background."""
+        """Train id -> target channel, as the recipe maps it. Every learned class keeps its channel;
+        when ``classes`` is a subset (replayed full labels), the other classes become background."""
         lut = channel_lut(self.classes)
         if len(classes) < len(self.classes):
             keep = np.zeros(256, dtype=bool)
             keep[[*classes, IGNORE_INDEX]] = True
             lut = np.where(keep, lut, lut[self.info.background_id]).astype(np.uint8)
-        return ssul.unknown_lut(lut, 0) if self.config.unknown else lut
+        return self.recipe.target_lut(lut)
 
-    def _pairs_dataset(self, pairs: Sequence[tuple[str, str]], lut: np.ndarray, seed: int) -> SegmentationPairs:
+    def _pairs_dataset(self, pairs: Sequence[Pair], lut: np.ndarray, seed: int) -> SegmentationPairs:
         cfg = self.config
-        saliency = None
-        if cfg.saliency_dir:
-            saliency = [Path(cfg.saliency_dir) / f"{Path(i).stem}.png" for i, _ in pairs]
-            missing = [str(p) for p in saliency if not p.is_file()]
-            if missing:
-                raise DataError(f"{len(missing)} saliency maps are missing, e.g. {missing[0]}; saliency_dir must hold "
-                                "<image stem>.png for every training image (or drop saliency_dir)")
         return SegmentationPairs(
             [Path(i) for i, _ in pairs],
             [Path(lab) for _, lab in pairs],
@@ -383,91 +315,30 @@ class ContinualLearner:
                                  flip=cfg.flip, jitter=cfg.jitter),
             seed=seed,
             cache=self.cache,
-            saliency=saliency,
-            relabel=(self.info.background_id or 0, 1),
+            **self.recipe.dataset_options(pairs),
         )
 
-    def _loader(self, data: SegmentationPairs, batch_size: int, seed: int) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=min(batch_size, len(data)),
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",  # lets .to(device, non_blocking=True) overlap the copy
-            drop_last=len(data) > batch_size and len(data) % batch_size == 1,  # no 1-sample BN batch
-        )
-
-    def _loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of one batch (image N×3×H×W, target N×H×W channel ids), as the recipe defines it."""
-        return self.recipe.loss(student, teacher, image, target)
-
-    def _teacher_outputs(self, teacher: nn.Module, loader: DataLoader) -> TeacherOutputs:
-        """A :class:`TeacherBatch` (targets, teacher logits, the recipe's ``teacher_maps``) per batch
-        of ``loader``, computed only when iterated."""
-        names = self.recipe.teacher_maps
-        for image, target in loader:
-            image = image.to(self.device).contiguous(memory_format=torch.channels_last)
-            maps: dict[str, torch.Tensor] = {}
-            with torch.no_grad(), autocast(self.precision, self.device):
-                if names:
-                    features = teacher.forward_features(image)
-                    logits, maps = features["logits"], {k: features[k].float() for k in names}
-                else:
-                    logits = teacher(image)
-            yield TeacherBatch(target.to(self.device), logits.float(), maps)
-
-    def _fit(self, student: nn.Module, teacher: Optional[nn.Module], pairs: Sequence[tuple[str, str]],
-             stage: Stage) -> list[float]:
-        cfg = self.config
-        use_memory = stage.step >= 1 and bool(self.memory)
-        main_batch = cfg.batch_size - cfg.batch_size // 2 if use_memory else cfg.batch_size
-        if len(pairs) == 1 and not use_memory:  # Ianvs' round 0: BatchNorm (ASPP pooling) needs 2 samples
+    def _fit(self, student: nn.Module, teacher: Optional[nn.Module], pairs: Sequence[Pair], stage: Stage) -> list[float]:
+        """Build the stage's data (and the recipe's replay of earlier steps) and run the engine."""
+        cfg, engine = self.config, self.engine
+        replay = self.recipe.replay_pairs() if stage.step >= 1 else []
+        main_batch = cfg.batch_size - cfg.batch_size // 2 if replay else cfg.batch_size
+        if len(pairs) == 1 and not replay:  # Ianvs' round 0: BatchNorm (ASPP pooling) needs 2 samples
             pairs = [pairs[0], pairs[0]]  # two differently augmented views
         data = self._pairs_dataset(pairs, self._target_lut(self.classes), cfg.seed + 1000 * self.stages)
-        loader = self._loader(data, main_batch, cfg.seed + self.stages)
-        memory_batches: Optional[Iterator] = None
-        if use_memory:
+        loader = engine.loader(data, main_batch, cfg.seed + self.stages)
+        replay_batches = None
+        if replay:
             old = [c for g in self.groups[:-1] for c in g]
-            memory = self._pairs_dataset(self.memory, self._target_lut(old), cfg.seed + 1000 * self.stages + 500)
-            memory_batches = _cycle(self._loader(memory, cfg.batch_size // 2, cfg.seed + self.stages + 500), memory)
+            memory = self._pairs_dataset(replay, self._target_lut(old), cfg.seed + 1000 * self.stages + 500)
+            replay_batches = cycle(engine.loader(memory, cfg.batch_size // 2, cfg.seed + self.stages + 500))
         teacher_outputs = None
         if teacher is not None:  # a separate loader, so the training order does not depend on its use
-            teacher_outputs = self._teacher_outputs(teacher, self._loader(data, main_batch, cfg.seed + self.stages))
+            teacher_outputs = engine.teacher_outputs(teacher, engine.loader(data, main_batch, cfg.seed + self.stages),
+                                                     self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
-        student.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and CUDA
-        student.train()
-        optimizer = make_optimizer(cfg.optimizer, self.recipe.param_groups(student), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(loader), power=cfg.lr_power, step_size=cfg.step_size)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-        epoch_losses: list[float] = []
-        bar = tqdm(range(cfg.epochs), desc=f"stage {self.stages} {cfg.recipe}", unit="epoch", disable=None, leave=False)
-        for epoch in bar:
-            data.epoch = epoch
-            self.recipe.begin_epoch(epoch + 1, cfg.epochs)
-            total, batches = 0.0, 0
-            for image, target in loader:
-                if memory_batches is not None:
-                    extra_image, extra_target = next(memory_batches)
-                    image, target = torch.cat([image, extra_image]), torch.cat([target, extra_target])
-                image = image.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                target = target.to(self.device, non_blocking=True)
-                with autocast(self.precision, self.device):
-                    loss = self._loss(student, teacher, image, target)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:  # clip the true gradients: unscale fp16 first (else a no-op)
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                total += float(loss.detach())
-                batches += 1
-            epoch_losses.append(total / max(batches, 1))
-            bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
-        return epoch_losses
+        return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
+                          label=f"stage {self.stages} {cfg.recipe}")
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, Optional[float]]:
@@ -480,8 +351,7 @@ class ContinualLearner:
         return scorer.table()
 
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """N×K×H×W scores whose argmax is the prediction, channel k = ``classes[k]``: the logits,
-        or with ``unknown`` SSUL's probabilities with the unknown merged into the background."""
+        """N×K×H×W scores whose argmax is the prediction, channel k = ``classes[k]`` (the recipe's)."""
         return self.recipe.class_scores(logits)
 
     @torch.no_grad()
@@ -496,7 +366,7 @@ class ContinualLearner:
             image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
             if self.config.input_size is not None:
                 image, _ = resize_pair(image, None, self.config.input_size)
-            with autocast(self.precision, self.device):
+            with self.engine.autocast():
                 batch = normalize(image)[None].to(self.device).contiguous(memory_format=torch.channels_last)
                 scores = self.class_scores(self.model(batch))
             scores = torch.nn.functional.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
@@ -509,11 +379,3 @@ class ContinualLearner:
                 group_sizes=np.asarray(sizes),
                 num_classes=self.info.num_classes,
             )
-
-
-def _cycle(loader: DataLoader, data: SegmentationPairs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches of ``loader``; each pass is a new augmentation epoch of ``data``."""
-    while True:
-        for batch in loader:
-            yield batch
-        data.epoch += 1

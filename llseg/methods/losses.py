@@ -20,7 +20,7 @@ def pixel_rows(maps: torch.Tensor) -> torch.Tensor:
 def labelled_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the full softmax, averaged over labelled pixels (0 if none is labelled).
 
-    With a new task's labels this is Klingner's L_CE (methods.md §1.3): log-softmax over all
+    With a new task's labels this is Klingner's L_CE (docs/methods.md §1.3): log-softmax over all
     channels, indexed at the new class.
     """
     if not (target != IGNORE_INDEX).any():
@@ -28,32 +28,21 @@ def labelled_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.
     return F.cross_entropy(pixel_rows(logits).float(), target.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-def entropy_weighted_distillation(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    unlabelled: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    lambda_gs: float = 1.0,
-) -> torch.Tensor:
-    """Klingner et al.'s distillation with entropy ("gradient scaling") weights, methods.md §1.3.
-
-    L_KD = T² · mean_{i∈U} w_i · (−Σ_{c<C_old} ȳ_ic · log p^T_ic), with ȳ = softmax(teacher/T) over
-    the C_old old classes, log p^T = log_softmax(student/T) over ALL student channels (so matching
-    the old targets also pushes new-class probability down), and w_i = 1 + λ_GS · H₂(ȳ_i).
+def bce_with_ignore(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSUL's per-class sigmoid BCE: Σ_c BCE(σ(z_ic), [y_i = c]) averaged over labelled pixels.
 
     Args:
-        student_logits: N×(C_old+C_new)×H×W; the first C_old channels are the old classes.
-        teacher_logits: N×C_old×H×W from the frozen previous model.
-        unlabelled: N×H×W bool mask U (pixels labelled 255 in the current task).
+        logits: N×C×H×W.
+        target: N×H×W channel ids in 0..C-1 or 255 (ignored). Returns 0 if no pixel is labelled.
     """
-    n_old = teacher_logits.shape[1]
-    if not unlabelled.any():
-        return student_logits.sum() * 0.0
-    target = F.softmax(pixel_rows(teacher_logits).float() / temperature, dim=1)
-    log_p = F.log_softmax(pixel_rows(student_logits).float() / temperature, dim=1)[:, :n_old]
-    ce = -(target * log_p).sum(1)
-    entropy = -(target * torch.log2(target.clamp_min(1e-12))).sum(1)
-    weight = 1.0 + lambda_gs * entropy
-    return temperature**2 * (weight * ce)[unlabelled.reshape(-1)].mean()
+    valid = target != IGNORE_INDEX
+    if not valid.any():
+        return logits.sum() * 0.0
+    one_hot = F.one_hot(torch.where(valid, target, 0), logits.shape[1]).permute(0, 3, 1, 2).to(torch.float32)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), one_hot, reduction="none").sum(1)
+    return loss[valid].mean()
 
+
+def probabilities(logits: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """Per-channel probabilities: sigmoid for ``bce``, softmax over channels for ``ce``."""
+    return torch.sigmoid(logits.float()) if loss_type == "bce" else torch.softmax(logits.float(), dim=1)

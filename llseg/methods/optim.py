@@ -1,4 +1,4 @@
-"""Optimisers and per-iteration learning-rate policies of the recipes (methods.md §2, §3.1).
+"""Optimisers and per-iteration learning-rate policies of the recipes (docs/methods.md §2, §3.1).
 
 Policies, with ``it`` the iteration (0-based) and ``T`` the iterations of the stage:
 

@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from llseg.data.indexfile import read_index
 from llseg.data.prepare import Manifest
-from llseg.methods.config import TrainConfig
+from llseg.errors import ConfigError
+from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.learner import ContinualLearner
 from llseg.metrics.incremental import format_table, table_columns
 
@@ -29,6 +30,18 @@ def task_train_rows(prepared: Path) -> list[list[tuple[str, str, str]]]:
     return [[(str(r[0]), str(r[1]), str(r[2])) for r in rows[k * n : k * n + n_train]] for k in range(len(manifest.tasks))]
 
 
+def train_config(prepared: Path, hyperparameters: dict[str, Any]) -> TrainConfig:
+    """The resolved config of ``llseg train`` on ``prepared``: ``dataset`` and ``split`` default to
+    what the prepared manifest records (setting another dataset is an error)."""
+    manifest = Manifest.load(prepared)
+    hps = dict(hyperparameters)
+    if hps.setdefault("dataset", manifest.dataset) != manifest.dataset:
+        raise ConfigError(f"llseg train: dataset {hps['dataset']!r} contradicts {prepared}, prepared as "
+                          f"{manifest.dataset!r}; drop the dataset key")
+    hps.setdefault("split", manifest.spec)
+    return resolve_config(hps, source="llseg train")
+
+
 def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
     """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order, each on the train
     part of its chunk (the first ``int(chunk_size · train_ratio)`` lines, as Ianvs cuts them).
@@ -37,7 +50,7 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
     stage, so its last stage is the all-classes baseline). Returns the score table per stage name.
     """
-    config = TrainConfig.from_hyperparameters(hyperparameters, source="llseg train")
+    config = train_config(prepared, hyperparameters)
     chunks = task_train_rows(prepared)
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ One :class:`IncrementalScorer` accumulates, over a whole dataset, the confusion 
   not learned yet score 0). This is the model-eval metric of the Ianvs benchmarks, so
   R[i][j] = mIoU on task j's classes after stage i when the labels are task j's labels;
 * ``mIoU_task{k}``: Klingner's task-restricted mIoU: argmax inside group k's channels, ground
-  truth of other classes ignored (methods.md §1.5);
+  truth of other classes ignored (docs/methods.md §1.5);
 * ``mIoU_task1+2+..+k``: the same restricted to the union of groups 1..k (the last one is the
   plain mIoU over all learned classes);
 * ``mIoU_old`` / ``mIoU_new`` / ``mIoU_all`` / ``hIoU``: one confusion matrix over the learned

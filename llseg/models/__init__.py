@@ -8,11 +8,17 @@ from . import erfnet as _erfnet  # noqa: F401  (registers "erfnet")
 from .deeplabv3 import DeepLabV3, ExpandingClassifier, PerStepHeads
 from .erfnet import ERFNet
 from .registry import (
+    ExpandingClassifierModel,
+    FeatureModel,
     SegmentationModel,
+    StepHeadsModel,
     create_model,
     grow_classifier,
     list_models,
     load_weights,
+    model_accepts,
+    model_train_defaults,
+    models_accepting,
     register_model,
 )
 
@@ -20,11 +26,17 @@ __all__ = [
     "DeepLabV3",
     "ERFNet",
     "ExpandingClassifier",
+    "ExpandingClassifierModel",
+    "FeatureModel",
     "PerStepHeads",
     "SegmentationModel",
+    "StepHeadsModel",
     "create_model",
     "grow_classifier",
     "list_models",
     "load_weights",
+    "model_accepts",
+    "model_train_defaults",
+    "models_accepting",
     "register_model",
 ]

@@ -214,7 +214,7 @@ class DeepLabV3(nn.Module):
         if head not in ("expanding", "per_step"):
             raise ValueError(f"head must be 'expanding' or 'per_step', got {head!r}")
         if unknown and head != "per_step":
-            raise ValueError("unknown=True needs head='per_step' (SSUL)")
+            raise ValueError("unknown=True needs head='per_step': the unknown channel is a head of its own")
         if unknown and num_classes < 2:
             raise ValueError(f"unknown=True needs num_classes >= 2 (background + 1), got {num_classes}")
         self.unknown = unknown
@@ -307,6 +307,25 @@ class DeepLabV3(nn.Module):
         """Parameters of the classifier (all per-step heads, or the expanding 1×1 conv)."""
         return self.classifier.parameters()
 
+    def body_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters upstream of the classifier: backbone, main ASPP and the tap ASPPs."""
+        for module in (self.backbone, self.aspp, self.aspp_taps):
+            yield from module.parameters()
+
+    @property
+    def step_heads(self) -> nn.ModuleList:
+        """The per-step heads (``head="per_step"`` only; else AttributeError)."""
+        if not isinstance(self.classifier, PerStepHeads):
+            raise AttributeError("step_heads: this DeepLabV3 has one expanding classifier, not per-step heads")
+        return self.classifier.heads
+
+    @property
+    def logit_conv(self) -> nn.Conv2d:
+        """The expanding classifier's 1×1 conv (``head="expanding"`` only; else AttributeError)."""
+        if not isinstance(self.classifier, ExpandingClassifier):
+            raise AttributeError("logit_conv: this DeepLabV3 has per-step heads, not one expanding classifier")
+        return self.classifier.conv
+
 
 def _resnet_backbone(
     depth: Literal[50, 101], *, output_stride: int, backbone_weights: str | os.PathLike[str] | None
@@ -341,7 +360,12 @@ def _build_resnet(
     )
 
 
-@register_model("deeplabv3_resnet50")
+# SSUL's VOC optimisation (docs/methods.md §2), which the DeepLabV3 recipes share unless they say otherwise.
+DEEPLABV3_TRAIN_DEFAULTS = {"dataset": "voc", "optimizer": "sgd", "lr": 0.01, "backbone_lr": 0.001,
+                            "weight_decay": 1e-4, "lr_policy": "poly"}
+
+
+@register_model("deeplabv3_resnet50", train_defaults=DEEPLABV3_TRAIN_DEFAULTS)
 def deeplabv3_resnet50(
     *,
     num_classes: int,
@@ -359,7 +383,7 @@ def deeplabv3_resnet50(
     )
 
 
-@register_model("deeplabv3_resnet101")
+@register_model("deeplabv3_resnet101", train_defaults=DEEPLABV3_TRAIN_DEFAULTS)
 def deeplabv3_resnet101(
     *,
     num_classes: int,
@@ -390,7 +414,7 @@ def deeplabv3_resnet101(
     )
 
 
-@register_model("deeplabv3_mobilenet_v3_large")
+@register_model("deeplabv3_mobilenet_v3_large", train_defaults=DEEPLABV3_TRAIN_DEFAULTS)
 def deeplabv3_mobilenet_v3_large(
     *,
     num_classes: int,

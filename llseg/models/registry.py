@@ -4,11 +4,17 @@ Contract (checked by ``create_model`` and by the registry-parametrised tests): a
 has ``num_classes``, ``add_classes(num_new)``, ``classifier_parameters()`` and
 ``forward(x: N×3×H×W) -> logits N×C×H×W`` at the input size, for any H and W.
 
+Capabilities that some recipes need beyond the contract are protocols too (:class:`StepHeadsModel`,
+:class:`ExpandingClassifierModel`, :class:`FeatureModel`); recipes check them with ``isinstance``
+and never test model names. A registration may carry ``train_defaults``: the optimisation settings
+the model family is trained with in its papers, the first layer of a run's resolved config.
+
 Checkpoints are local files only (no downloads): a ``state_dict`` or ``{"state_dict": ...}``,
 loaded with ``map_location="cpu"``; a ``module.`` prefix (``nn.DataParallel``) is stripped.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +28,7 @@ ModelBuilder = TypeVar("ModelBuilder", bound=Callable[..., nn.Module])
 GrowInit = Literal["default", "zeros", "copy_mean"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {}
 
 
 @runtime_checkable
@@ -38,8 +45,45 @@ class SegmentationModel(Protocol):
     def forward(self, x: Tensor) -> Tensor: ...
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+@runtime_checkable
+class StepHeadsModel(Protocol):
+    """One classifier head per step (SSUL): ``step_heads[i]`` is step i's ``nn.Sequential`` whose last
+    layer is its 1×1 logit conv."""
+
+    @property
+    def step_heads(self) -> nn.ModuleList: ...
+
+
+@runtime_checkable
+class ExpandingClassifierModel(Protocol):
+    """One growable 1×1 logit conv for every class (MiB): ``logit_conv`` C×256×1×1."""
+
+    @property
+    def logit_conv(self) -> nn.Conv2d: ...
+
+
+@runtime_checkable
+class FeatureModel(Protocol):
+    """Intermediate maps for feature distillation.
+
+    ``forward_features(x)`` returns at least ``"layer1".."layer4"``, ``"aspp"``, ``"logits_lowres"``
+    and ``"logits"`` (identical to ``forward(x)``), plus ``"aspp_layer1".."aspp_layer3"`` when built
+    with taps; ``detach_head`` makes the classifier read detached features. ``body_parameters()``:
+    every parameter upstream of the classifier (backbone, ASPP, taps).
+    """
+
+    def forward_features(self, x: Tensor, *, detach_head: bool = False) -> dict[str, Tensor]: ...
+
+    def body_parameters(self) -> Iterator[nn.Parameter]: ...
+
+
+def register_model(
+    name: str, *, train_defaults: Mapping[str, Any] | None = None
+) -> Callable[[ModelBuilder], ModelBuilder]:
     """Decorator registering ``fn(*, num_classes: int, **kwargs) -> nn.Module`` under ``name``.
+
+    ``train_defaults``: hyperparameters (``TrainConfig`` keys) this model is trained with unless a
+    recipe's published defaults or the user say otherwise.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -50,9 +94,26 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
         if key in _MODELS:
             raise ValueError(f"model {key!r} is already registered (by {_MODELS[key].__module__})")
         _MODELS[key] = fn
+        _TRAIN_DEFAULTS[key] = dict(train_defaults or {})
         return fn
 
     return decorate
+
+
+def model_train_defaults(name: str) -> dict[str, Any]:
+    """The ``train_defaults`` registered with model ``name`` (empty for an unknown name)."""
+    return dict(_TRAIN_DEFAULTS.get(name.lower(), {}))
+
+
+def model_accepts(name: str, option: str) -> bool:
+    """Whether the builder of model ``name`` takes the keyword ``option`` (e.g. ``head``)."""
+    builder = _MODELS.get(name.lower())
+    return builder is not None and option in inspect.signature(builder).parameters
+
+
+def models_accepting(option: str) -> list[str]:
+    """Registered names whose builder takes the keyword ``option``."""
+    return [name for name in list_models() if model_accepts(name, option)]
 
 
 def list_models() -> list[str]:

@@ -204,7 +204,7 @@ def checkpoint_dataset(folder: Path) -> Optional[str]:
     models = _numbered([p.relative_to(folder) for p in folder.glob("output/train/*/seen_task/*.model")], 2)
     if not models:
         return None
-    from llseg.methods.learner import read_checkpoint  # imports torch: only for Ianvs workspaces
+    from llseg.methods.checkpoint import read_checkpoint  # imports torch: only for Ianvs workspaces
 
     try:
         return str(read_checkpoint(folder / models[-1])["dataset"])

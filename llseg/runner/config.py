@@ -1,7 +1,7 @@
 """Load and validate the Ianvs YAML files of a benchmark (benchmarkingjob, testenv, algorithms).
 
 Supported is what the lifelong paradigm's ``no-inference`` mode with ``fwt_splitting`` uses
-(ianvs-sedna.md §1-§2, §7); everything else raises a ConfigError that names the file, the key
+(docs/ianvs-sedna.md §1-§2, §7); everything else raises a ConfigError that names the file, the key
 and the fix. Paths are relative to the repository root (the CWD), as ``ianvs -f`` resolves them.
 """
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _module(entry: Any, file: str, key: str) -> Module:
             file,
             f"{key}.url",
             f"'{kind}' must be declared without url: Sedna 0.6.0.1 only accepts Sedna-side modules as dicts "
-            "{method, param} (ianvs-sedna.md §1.6); register the class from the basemodel file instead",
+            "{method, param} (docs/ianvs-sedna.md §1.6); register the class from the basemodel file instead",
         )
     elif entry.get("hyperparameters") is not None:
         raise fail(

@@ -1,4 +1,4 @@
-"""Index files and data sources as Ianvs' lifelong paradigm sees them (ianvs-sedna.md §2.1, §6.1).
+"""Index files and data sources as Ianvs' lifelong paradigm sees them (docs/ianvs-sedna.md §2.1, §6.1).
 
 * :func:`process_index` reproduces Ianvs' txt-index rewrite: if any line's first token is relative,
   every token of every line becomes ``abspath(join(dirname(index_file), token))``.

@@ -1,4 +1,4 @@
-"""Hyperparameter grids: Ianvs' expansion of ``hyperparameters`` into test cases (ianvs-sedna.md §1.7).
+"""Hyperparameter grids: Ianvs' expansion of ``hyperparameters`` into test cases (docs/ianvs-sedna.md §1.7).
 
 Within a module: the cartesian product of the ``values`` lists (in YAML order), each laid over a
 copy of the base dict merged from the ``other_hyperparameters`` files. Across modules: the

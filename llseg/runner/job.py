@@ -1,6 +1,6 @@
 """Run a benchmarkingjob YAML without Ianvs: validate, build test cases, run them, write the rank.
 
-Mirrors ``BenchmarkingJob.run`` (ianvs-sedna.md §1.1) for the lifelong ``no-inference`` mode,
+Mirrors ``BenchmarkingJob.run`` (docs/ianvs-sedna.md §1.1) for the lifelong ``no-inference`` mode,
 with one difference on purpose: a failing test case is logged (traceback in ``error.log`` in its
 folder) and the others still run and reach the rank files.
 """

@@ -1,7 +1,7 @@
 """Import module files the way Ianvs' ``load_module`` does, and resolve registered names.
 
 Ianvs puts ``dirname(url)`` at ``sys.path[0]`` and imports the file by its **bare name**, so
-modules are cached in ``sys.modules`` by that name (ianvs-sedna.md §1.6, P10). Where Ianvs would
+modules are cached in ``sys.modules`` by that name (docs/ianvs-sedna.md §1.6, P10). Where Ianvs would
 silently reuse a different file of the same name, the runner raises a ConfigError instead.
 Each job behaves like a fresh Ianvs process for files the runner imported in earlier jobs.
 """

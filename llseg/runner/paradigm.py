@@ -1,4 +1,4 @@
-"""The lifelong paradigm's ``no-inference`` round loop, as Ianvs + Sedna run it (ianvs-sedna.md §2.3, §4).
+"""The lifelong paradigm's ``no-inference`` round loop, as Ianvs + Sedna run it (docs/ianvs-sedna.md §2.3, §4).
 
 The llseg task definition puts every sample into one task with entry ``"global"``, so Sedna's
 flow reduces to: round 0 trains a fresh estimator, later rounds ``load`` the previous round's

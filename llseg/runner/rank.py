@@ -1,4 +1,4 @@
-"""Leaderboards in Ianvs' rank format (ianvs-sedna.md §7): ``all_rank.csv`` and ``selected_rank.csv``.
+"""Leaderboards in Ianvs' rank format (docs/ianvs-sedna.md §7): ``all_rank.csv`` and ``selected_rank.csv``.
 
 Columns: ``rank``, ``algorithm``, the metrics, ``paradigm``, one column per module type (the
 module name), one ``<module type>-<hp name>`` column per hyperparameter, ``time``, ``url``.

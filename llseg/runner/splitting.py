@@ -1,4 +1,4 @@
-"""Ianvs' ``fwt_splitting`` of the train index into R+1 (train, eval) file pairs (ianvs-sedna.md §6.2).
+"""Ianvs' ``fwt_splitting`` of the train index into R+1 (train, eval) file pairs (docs/ianvs-sedna.md §6.2).
 
 Pair 0 is the first line alone, as both train and eval. Pairs 1..R are consecutive chunks of
 ``int(N/R)`` lines (the last chunk takes the remainder); each chunk gives its first

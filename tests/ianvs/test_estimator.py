@@ -30,7 +30,7 @@ def test_rounds_are_stages_and_outputs_stay_in_the_given_folder(make_rows, tmp_p
     out = tmp_path / "case" / "output"
     monkeypatch.setenv("OUTPUT_URL", str(out / "eval"))
     monkeypatch.delenv("INFERENCE_RESULT_DIR", raising=False)
-    est = ERFNetEstimator(recipe="cil", **FAST)
+    est = ERFNetEstimator(recipe="klingner", **FAST)
     est.train(train_data=make_rows("a", 2, [0, 1], keep={0, 1}))
     model_path = out / "train" / "0" / "seen_task" / "global.model"
     est.save(str(model_path))
@@ -131,13 +131,13 @@ def test_unknown_hyperparameter_is_named():
 
 def test_deeplabv3_estimator_defaults_to_ssul_and_shares_the_contract(make_rows, tmp_path, monkeypatch):
     from llseg.ianvs.estimator import DeepLabV3Estimator
-    from llseg.methods.ssul import SSUL_VOC_FLAGS
+    SSUL_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True}  # SSUL's published VOC command
 
     assert lookup(GENERAL, "llseg_deeplabv3") is DeepLabV3Estimator
     est = DeepLabV3Estimator(model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
     assert est.config.recipe == "ssul" and est.config.dataset == "voc" and est.config.optimizer == "sgd"
-    assert all(getattr(est.config, k) == v for k, v in SSUL_VOC_FLAGS.items())
-    assert DeepLabV3Estimator(recipe="finetune", **FAST).config.unknown is False  # flags are SSUL's only
+    assert all(est.config.to_dict()[k] == v for k, v in SSUL_VOC_FLAGS.items())
+    assert DeepLabV3Estimator(recipe="finetune", **FAST).config.options.unknown is False  # flags are SSUL's only
     with pytest.raises(ValueError, match="DeepLabV3Estimator builds deeplabv3_resnet101, .*not model: erfnet"):
         DeepLabV3Estimator(model="erfnet")
 

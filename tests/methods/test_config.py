@@ -18,7 +18,7 @@ def test_parses_yaml_style_values():
     "hps, message",
     [
         ({"epoch": 3}, "did you mean 'epochs'"),
-        ({"recipe": "lwf"}, "recipe must be one of joint, finetune, cil"),
+        ({"recipe": "lwf"}, "unknown recipe 'lwf'; registered recipes: finetune, idec, joint, klingner, lag, mib, plop, ssul"),
         ({"epochs": 2.5}, "expected an integer"),
         ({"crop_size": "64by128"}, "expected HxW"),
         ({"flip": "maybe"}, "expected true/false"),
@@ -52,5 +52,5 @@ def test_num_workers_is_auto_by_default_or_a_count():
 
 
 def test_to_dict_is_plain_data():
-    d = TrainConfig(crop_size=(8, 16)).to_dict()
-    assert d["crop_size"] == [8, 16] and d["recipe"] == "cil"
+    d = TrainConfig.from_hyperparameters(dict(crop_size=(8, 16))).to_dict()
+    assert d["crop_size"] == [8, 16] and d["recipe"] == "klingner"

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from llseg.errors import ConfigError
-from llseg.methods import idec, lag, recipes
+from llseg.methods.recipes import feature_kd, idec, lag
 from llseg.methods.config import TrainConfig
-from llseg.methods.idec import IDEC_VOC_FLAGS
-from llseg.methods.lag import LAG_VOC_FLAGS
+IDEC_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False}  # IDEC's published VOC command
+LAG_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True, "rho": 0.5, "uncertainty_pseudo": False}  # LAG's dev-run options, llseg's rho
 from llseg.methods.learner import ContinualLearner
+from llseg.methods.recipe import Stage
+from llseg.methods.registry import list_recipes, make_recipe
 from tests.methods.test_learner_ssul import FAST, SSUL, voc_rows
 
 IDEC = dict(recipe="idec", **IDEC_VOC_FLAGS, **FAST)
@@ -27,7 +29,7 @@ def _learn(learner, rows):
 
 def _two_steps(make_rows, settings: dict, **extra):
     """A learner after step 0, its state, and the summary of step 1 (new class 16)."""
-    learner = ContinualLearner(TrainConfig(**{**settings, **extra}))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**{**settings, **extra})))
     _learn(learner, voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2}))
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     summary = _learn(learner, voc_rows(make_rows, "c", 3, [0, 16, 2], keep={0, 16}))
@@ -41,17 +43,17 @@ def _changed(before: dict, after: dict) -> set[str]:
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(recipe="ssul", KD_loss_type="L1_loss"), "KD_loss_type apply to recipes idec, lag only, not 'ssul'"),
-        (dict(recipe="ssul", kd_on_frozen=True), "kd_on_frozen apply to recipes idec, lag only"),
-        (dict(recipe="idec", rho=0.3), "rho apply to recipe lag only, not 'idec'"),
-        (dict(recipe="lag", contrastive_learning=True), "contrastive_learning apply to recipe idec only, not 'lag'"),
-        (dict(recipe="plop", pseudo=True), "pseudo apply to recipes ssul, idec, lag only, not 'plop'"),
+        (dict(recipe="ssul", KD_loss_type="L1_loss"), "KD_loss_type applies to recipes idec, lag only, not 'ssul'"),
+        (dict(recipe="ssul", kd_on_frozen=True), "kd_on_frozen applies to recipes idec, lag only"),
+        (dict(recipe="idec", rho=0.3), "rho applies to recipe lag only, not 'idec'"),
+        (dict(recipe="lag", contrastive_learning=True), "contrastive_learning applies to recipe idec only, not 'lag'"),
+        (dict(recipe="plop", pseudo=True), "pseudo applies to recipes idec, lag, ssul only, not 'plop'"),
         (dict(recipe="idec", KD_loss_type="MSE"), "KD_loss_type must be one of KD_loss, KLDiv_loss"),
         (dict(recipe="lag", rho=1.5), r"rho \(a share of channels\) must be in \[0, 1\]"),
         (dict(recipe="lag", lambda_spm=-1.0, lambda_nsc=-0.5), "lambda_spm, lambda_nsc must be >= 0"),
         (dict(recipe="lag", uncertainty_margin=1.5), "uncertainty_margin .* must be in"),
         (dict(recipe="idec", kd_on_frozen=True), "kd_on_frozen: true keeps the frozen body .* set freeze: true"),
-        (dict(recipe="ssul", bce_on_body=True), "bce_on_body apply to recipes idec, lag only"),
+        (dict(recipe="ssul", bce_on_body=True), "bce_on_body applies to recipes idec, lag only"),
         (dict(recipe="lag", freeze=True, kd_on_frozen=True, bce_on_body=True), "bce_on_body: true needs a trainable body"),
         (dict(recipe="idec", use_KD_layer_weight=False, lamb=0.9), "set use_KD_layer_weight: true"),
         (dict(recipe="idec", lambda_arcl=2.0), "set contrastive_learning: true"),
@@ -62,28 +64,28 @@ def _changed(before: dict, after: dict) -> set[str]:
 )
 def test_idec_and_lag_flags_are_validated(settings, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**settings)
+        TrainConfig.from_hyperparameters(dict(**settings))
 
 
 def test_flags_parse_from_yaml_values_and_round_trip():
     cfg = TrainConfig.from_hyperparameters({"recipe": "lag", "pseudo": "true", "uncertainty_pseudo": "true",
                                             "uncertainty_margin": "0.3", "rho": "0.25", "KD_loss_type": "L2_loss",
                                             "freeze": "true", "kd_on_frozen": "true", "lambda_nsc": 0})
-    assert (cfg.rho, cfg.uncertainty_margin, cfg.KD_loss_type, cfg.kd_on_frozen, cfg.lambda_nsc) == (
+    assert (cfg.options.rho, cfg.options.uncertainty_margin, cfg.options.KD_loss_type, cfg.options.kd_on_frozen, cfg.options.lambda_nsc) == (
         0.25, 0.3, "L2_loss", True, 0.0)
     assert TrainConfig.from_hyperparameters(cfg.to_dict()) == cfg
-    assert set(recipes.RECIPE_TYPES) >= {"idec", "lag"}
+    assert set(list_recipes()) >= {"idec", "lag"}
 
 
 @pytest.mark.parametrize("settings", [IDEC, LAG], ids=["idec", "lag"])
 def test_model_has_the_taps_and_per_step_heads(settings):
-    learner = ContinualLearner(TrainConfig(**settings))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**settings)))
     assert learner.model_kwargs == {"head": "per_step", "unknown": True, "aspp_taps": True}
     learner.groups = [list(range(16))]
     model = learner._new_model()
     assert set(model.aspp_taps) == {"layer1", "layer2", "layer3"}
     with pytest.raises(ConfigError, match=f"recipe {settings['recipe']} .* needs model_kwargs aspp_taps: true"):
-        ContinualLearner(TrainConfig(**{**settings, "model_kwargs": {"aspp_taps": False}}))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(**{**settings, "model_kwargs": {"aspp_taps": False}})))
 
 
 @pytest.mark.parametrize("recipe", ["idec", "lag"])
@@ -93,9 +95,9 @@ def test_deeplabv3_estimator_defaults_for_idec_and_lag(recipe):
     cfg = DeepLabV3Estimator(recipe=recipe, model="deeplabv3_mobilenet_v3_large").config
     flags = IDEC_VOC_FLAGS if recipe == "idec" else LAG_VOC_FLAGS
     for key, value in flags.items():
-        assert getattr(cfg, key) == (0.5 if key == "rho" else value), key
-    assert (cfg.kd_on_frozen, cfg.lr, cfg.backbone_lr, cfg.lr_incremental) == (False, 0.01, 0.001, None)
-    assert DeepLabV3Estimator(recipe=recipe, kd_on_frozen=True).config.kd_on_frozen  # YAML wins
+        assert cfg.to_dict()[key] == (0.5 if key == "rho" else value), key
+    assert (cfg.options.kd_on_frozen, cfg.lr, cfg.backbone_lr, cfg.lr_incremental) == (False, 0.01, 0.001, None)
+    assert DeepLabV3Estimator(recipe=recipe, kd_on_frozen=True).config.options.kd_on_frozen  # YAML wins
 
 
 @pytest.mark.parametrize("settings", [IDEC, LAG], ids=["idec", "lag"])
@@ -139,29 +141,29 @@ def test_kd_on_frozen_keeps_the_body_bit_identical(make_rows, settings):
 
 
 def test_ssul_and_step_0_report_no_auxiliary_term(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     summary = _learn(learner, voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2}))
     assert summary["loss_terms"] == {} and summary["aux_gradient"] is None
-    learner = ContinualLearner(TrainConfig(**IDEC))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**IDEC)))
     summary = _learn(learner, voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2}))
     assert summary["loss_terms"] == {} and summary["aux_gradient"] is None
 
 
 def test_body_stays_frozen_in_a_stage_without_teacher():
-    recipe = recipes.make_recipe(TrainConfig(**IDEC))
-    learner = ContinualLearner(TrainConfig(**IDEC))
+    recipe = make_recipe(TrainConfig.from_hyperparameters(dict(**IDEC)))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**IDEC)))
     learner.groups = [list(range(16)), list(range(16, 21))]
     model = learner._new_model()
-    recipe.begin_stage(recipes.Stage(step=1, old_classes=16, classes=21), None)  # no new class: no teacher
+    recipe.begin_stage(Stage(step=1, old_classes=16, classes=21), None)  # no new class: no teacher
     ids = {id(p) for g in recipe.param_groups(model) for p in g["params"]}
     assert not ids & {id(p) for p in model.backbone.parameters()}
     assert not any(p.requires_grad for p in model.backbone.parameters())
-    recipe.begin_stage(recipes.Stage(step=1, old_classes=16, classes=21), iter(()))
+    recipe.begin_stage(Stage(step=1, old_classes=16, classes=21), iter(()))
     groups = recipe.param_groups(model)
     body = [g for g in groups if any(p is next(model.backbone.parameters()) for p in g["params"])]
     assert len(body) == 1 and body[0]["lr"] == 0.001  # lr 0.01 · 0.1 (backbone_lr unset)
-    recipe = recipes.make_recipe(TrainConfig(**{**IDEC, "backbone_lr": 0.003}))
-    recipe.begin_stage(recipes.Stage(step=1, old_classes=16, classes=21), iter(()))
+    recipe = make_recipe(TrainConfig.from_hyperparameters(dict(**{**IDEC, "backbone_lr": 0.003})))
+    recipe.begin_stage(Stage(step=1, old_classes=16, classes=21), iter(()))
     assert recipe.body_lr() == 0.003
 
 
@@ -179,7 +181,7 @@ def test_the_epoch_of_the_decay_reaches_the_loss(make_rows, monkeypatch, setting
 
 def test_layer_decay_changes_the_value(make_rows, monkeypatch):
     decays = []
-    original = idec.layer_decay
+    original = feature_kd.layer_decay
     monkeypatch.setattr(idec, "layer_decay", lambda lamb, e, E: decays.append(original(lamb, e, E)) or decays[-1])
     _two_steps(make_rows, IDEC, epochs=2, lamb=0.25)
     assert decays == pytest.approx([0.25 ** 0.5, 0.25])  # λ^(e/E), e = 1, 2
@@ -203,7 +205,7 @@ def test_lag_old_prototypes_come_from_the_teacher_and_need_no_checkpoint(make_ro
     assert valid[0] and not valid[1] and (prototypes[~valid] == 0).all() and prototypes[0].abs().sum() > 0
     state = learner.state_dict()
     assert any(k.startswith("aspp_taps.layer3.") for k in state["state_dict"])
-    twin = ContinualLearner(TrainConfig(**settings))
+    twin = ContinualLearner(TrainConfig.from_hyperparameters(dict(**settings)))
     twin.load_state_dict(state)
     image = voc_rows(make_rows, "d", 1, [0, 16], keep=set()).x[0, 0]
     assert np.array_equal(next(learner.predict([image])).pred, next(twin.predict([image])).pred)

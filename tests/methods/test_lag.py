@@ -1,4 +1,4 @@
-"""IDEC's and LAG's loss components on hand-made tensors (methods.md §3, §4), each against its
+"""IDEC's and LAG's loss components on hand-made tensors (docs/methods.md §3, §4), each against its
 formula evaluated independently here (plain Python math)."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from llseg.methods import idec, lag, ssul
+from llseg.methods import losses
+from llseg.methods.recipes import feature_kd, idec, lag, ssul
 from llseg.models import create_model
 
 
@@ -44,13 +45,13 @@ def test_kd_loss_is_mib_cross_entropy_with_sharpened_teacher():
         p = softmax([2.0 * B[c][i] for c in range(2)])
         log_q = [math.log(q) for q in softmax([A[c][i] for c in range(2)])]
         expected += -sum(p[c] * log_q[c] for c in range(2)) / 2  # −(1/C) Σ_c
-    close(idec.feature_distance(nchw(A), nchw(B), "KD_loss"), expected / 2)  # mean over pixels
+    close(feature_kd.feature_distance(nchw(A), nchw(B), "KD_loss"), expected / 2)  # mean over pixels
     # a cross-entropy: identical features do not give 0
     same = 0.0
     for i in range(2):
         p, q = softmax([2.0 * A[c][i] for c in range(2)]), softmax([A[c][i] for c in range(2)])
         same += -sum(p[c] * math.log(q[c]) for c in range(2)) / 2
-    close(idec.feature_distance(nchw(A), nchw(A), "KD_loss"), same / 2)
+    close(feature_kd.feature_distance(nchw(A), nchw(A), "KD_loss"), same / 2)
     assert same > 0
 
 
@@ -59,25 +60,25 @@ def test_kldiv_l1_l2_distances_and_zero_on_identical_features():
     for i in range(2):
         p, q = softmax([B[c][i] for c in range(2)]), softmax([A[c][i] for c in range(2)])
         kl += sum(p[c] * math.log(p[c] / q[c]) for c in range(2))
-    close(idec.feature_distance(nchw(A), nchw(B), "KLDiv_loss"), kl / 2)
+    close(feature_kd.feature_distance(nchw(A), nchw(B), "KLDiv_loss"), kl / 2)
     diffs = [A[c][i] - B[c][i] for c in range(2) for i in range(2)]
-    close(idec.feature_distance(nchw(A), nchw(B), "L1_loss"), sum(abs(d) for d in diffs) / 4)
+    close(feature_kd.feature_distance(nchw(A), nchw(B), "L1_loss"), sum(abs(d) for d in diffs) / 4)
     # a true mean squared error (the released "L2_loss" is BCE, undefined for features > 1)
-    close(idec.feature_distance(nchw(A), nchw(B), "L2_loss"), sum(d * d for d in diffs) / 4)
+    close(feature_kd.feature_distance(nchw(A), nchw(B), "L2_loss"), sum(d * d for d in diffs) / 4)
     for kind in ("KLDiv_loss", "L1_loss", "L2_loss"):
-        assert idec.feature_distance(nchw(A), nchw(A), kind).item() == pytest.approx(0.0, abs=1e-7)
+        assert feature_kd.feature_distance(nchw(A), nchw(A), kind).item() == pytest.approx(0.0, abs=1e-7)
     # KL over channel softmax: a per-pixel constant shift changes nothing
-    assert idec.feature_distance(nchw(A) + 3.0, nchw(A), "KLDiv_loss").item() == pytest.approx(0.0, abs=1e-6)
+    assert feature_kd.feature_distance(nchw(A) + 3.0, nchw(A), "KLDiv_loss").item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="KD_loss_type"):
-        idec.feature_distance(nchw(A), nchw(B), "L3_loss")
+        feature_kd.feature_distance(nchw(A), nchw(B), "L3_loss")
 
 
 def test_teacher_is_detached_and_fp16_is_computed_in_fp32():
     a = nchw(A).requires_grad_(True)
     b = nchw(B).requires_grad_(True)
-    idec.feature_distance(a, b, "L2_loss").backward()
+    feature_kd.feature_distance(a, b, "L2_loss").backward()
     assert a.grad is not None and b.grad is None
-    half = idec.feature_distance(nchw(A).half(), nchw(B).half(), "L1_loss")
+    half = feature_kd.feature_distance(nchw(A).half(), nchw(B).half(), "L1_loss")
     assert half.dtype == torch.float32
 
 
@@ -85,8 +86,8 @@ def test_teacher_is_detached_and_fp16_is_computed_in_fp32():
 
 def tap_dicts(offsets: dict[str, float]):
     """Teacher taps of ones, student taps shifted by ``offsets``: L1 distance of tap k = |offset|."""
-    teacher = {k: torch.ones(2, 3, 2, 2) for k in idec.DADA_TAPS}
-    student = {k: teacher[k] + offsets[k] for k in idec.DADA_TAPS}
+    teacher = {k: torch.ones(2, 3, 2, 2) for k in feature_kd.DADA_TAPS}
+    student = {k: teacher[k] + offsets[k] for k in feature_kd.DADA_TAPS}
     return student, teacher
 
 
@@ -94,21 +95,21 @@ def test_dada_layer_weights_and_decay():
     student, teacher = tap_dicts({"aspp_layer1": 1.0, "aspp_layer2": 2.0, "aspp_layer3": 3.0, "aspp": 4.0})
     kw = dict(KD_loss_type="L1_loss", use_KD_layer_weight=True, lamb=0.9, epoch=3, epochs=30)
     decay = 0.9 ** (3 / 30)
-    close(idec.dada_loss(student, teacher, **kw), decay * (0.5 * 1 + 1.0 * 2 + 2.0 * 3) + 1.0 * 4)
-    assert idec.layer_decay(0.9, 30, 30) == pytest.approx(0.9)  # last epoch (1-based): λ
-    close(idec.dada_loss(student, teacher, **{**kw, "lamb": 1.0}), 0.5 * 1 + 2 + 2 * 3 + 4)  # IDEC: no decay
+    close(feature_kd.dada_loss(student, teacher, **kw), decay * (0.5 * 1 + 1.0 * 2 + 2.0 * 3) + 1.0 * 4)
+    assert feature_kd.layer_decay(0.9, 30, 30) == pytest.approx(0.9)  # last epoch (1-based): λ
+    close(feature_kd.dada_loss(student, teacher, **{**kw, "lamb": 1.0}), 0.5 * 1 + 2 + 2 * 3 + 4)  # IDEC: no decay
     # unweighted: the plain sum of all four (not the released l1 + 2·l3 + out = 11)
-    close(idec.dada_loss(student, teacher, **{**kw, "use_KD_layer_weight": False}), 1 + 2 + 3 + 4)
+    close(feature_kd.dada_loss(student, teacher, **{**kw, "use_KD_layer_weight": False}), 1 + 2 + 3 + 4)
     with pytest.raises(KeyError, match="aspp_taps=True"):
-        idec.dada_loss({"aspp": student["aspp"]}, teacher, **kw)
+        feature_kd.dada_loss({"aspp": student["aspp"]}, teacher, **kw)
     with pytest.raises(ValueError, match="epochs"):
-        idec.layer_decay(0.9, 0, 0)
+        feature_kd.layer_decay(0.9, 0, 0)
 
 
 def test_dada_is_zero_on_identical_features():
-    student, teacher = tap_dicts({k: 0.0 for k in idec.DADA_TAPS})
+    student, teacher = tap_dicts({k: 0.0 for k in feature_kd.DADA_TAPS})
     for kind in ("KLDiv_loss", "L1_loss", "L2_loss"):
-        out = idec.dada_loss(student, teacher, KD_loss_type=kind, use_KD_layer_weight=True, lamb=0.9,
+        out = feature_kd.dada_loss(student, teacher, KD_loss_type=kind, use_KD_layer_weight=True, lamb=0.9,
                              epoch=1, epochs=2)
         assert out.item() == pytest.approx(0.0, abs=1e-7)
 
@@ -167,13 +168,13 @@ def test_arcl_edge_cases():
 
 def test_idec_loss_assembles_dada_and_arcl():
     torch.manual_seed(0)
-    teacher = {k: torch.rand(2, 4, 3, 3) for k in idec.DADA_TAPS}
+    teacher = {k: torch.rand(2, 4, 3, 3) for k in feature_kd.DADA_TAPS}
     student = {k: v + 0.1 * torch.randn_like(v) for k, v in teacher.items()}
     teacher["logits_lowres"] = torch.randn(2, 4, 3, 3)  # unknown, bg, 2 old foreground channels
     kw = dict(KD_loss_type="KD_loss", use_KD_layer_weight=True, lamb=0.9, epoch=2, epochs=4)
     out = idec.idec_loss(student, teacher, **kw)
     assert set(out) == {"dada", "total"}
-    assert_close(out["total"], idec.dada_loss(student, teacher, **kw))
+    assert_close(out["total"], feature_kd.dada_loss(student, teacher, **kw))
     out = idec.idec_loss(student, teacher, contrastive_learning=True, lambda_arcl=0.5, **kw)
     arcl = idec.arcl_loss(student["aspp"], teacher["aspp"], teacher["logits_lowres"].argmax(1), [2, 3])
     assert_close(out["arcl"], arcl)
@@ -333,7 +334,7 @@ def test_nsc_relevance_consistency():
 
 def lag_inputs(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    teacher = {k: torch.rand(2, 6, 4, 4, generator=g) for k in idec.DADA_TAPS}
+    teacher = {k: torch.rand(2, 6, 4, 4, generator=g) for k in feature_kd.DADA_TAPS}
     student = {k: (v + 0.2 * torch.randn(v.shape, generator=g)).relu() for k, v in teacher.items()}
     teacher["logits_lowres"] = torch.randn(2, 3, 4, 4, generator=g)  # C_old = 3: unknown, bg, class 2
     target = torch.randint(0, 5, (2, 8, 8), generator=g)  # ids 3, 4 are new classes
@@ -355,7 +356,7 @@ def test_lag_loss_assembles_the_components():
     anchors[:3][old_valid] = old[old_valid]  # old classes: the teacher's prototypes
     valid[:3] |= old_valid
     expected = {
-        "kd": idec.dada_loss(student, teacher, KD_loss_type="L2_loss", use_KD_layer_weight=True, lamb=0.9,
+        "kd": feature_kd.dada_loss(student, teacher, KD_loss_type="L2_loss", use_KD_layer_weight=True, lamb=0.9,
                              epoch=1, epochs=3),
         "dcl": lag.dcl_loss(s, te),
         "spm": lag.spm_loss(s[:, si], labels, anchors[:, si], valid),
@@ -446,7 +447,7 @@ def test_losses_train_the_body_only_when_it_is_trainable(tapped_models, frozen):
         p.requires_grad_(not frozen)
     try:
         feats, aux = _aux_losses(student, teacher, image, target)
-        bce = ssul.bce_with_ignore(feats["logits"], target)
+        bce = losses.bce_with_ignore(feats["logits"], target)
         head_grads = torch.autograd.grad(bce, heads, retain_graph=True)
         assert aux.item() > 0
         if frozen:  # the released setting: no graph, nothing added to the heads' gradient

@@ -11,7 +11,7 @@ def _learn(learner, rows):
 
 
 def test_groups_grow_in_order_of_arrival(make_rows):
-    learner = ContinualLearner(TrainConfig(recipe="finetune", **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", **FAST)))
     _learn(learner, make_rows("a", 2, [10, 0], keep={10, 0}))
     _learn(learner, make_rows("b", 2, [2, 5, 0], keep={2, 5}))
     assert learner.groups == [[0, 10], [2, 5]]
@@ -21,7 +21,7 @@ def test_groups_grow_in_order_of_arrival(make_rows):
 
 
 def test_cil_uses_a_teacher_only_when_classes_are_new(make_rows, monkeypatch):
-    learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
     teachers = []
     original = learner._fit
     monkeypatch.setattr(learner, "_fit", lambda student, teacher, *rest: teachers.append(teacher) or original(student, teacher, *rest))
@@ -35,7 +35,7 @@ def test_cil_uses_a_teacher_only_when_classes_are_new(make_rows, monkeypatch):
 
 
 def test_joint_predicts_pending_classes_and_groups_them_on_arrival(make_rows):
-    learner = ContinualLearner(TrainConfig(recipe="joint", **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="joint", **FAST)))
     _learn(learner, make_rows("a", 2, [0, 3], keep={0}))  # full labels also show class 3
     assert learner.groups == [[0]] and learner.pending == [3] and learner.model.num_classes == 2
     _learn(learner, make_rows("b", 2, [3, 0], keep={3}))
@@ -45,9 +45,9 @@ def test_joint_predicts_pending_classes_and_groups_them_on_arrival(make_rows):
 
 def test_checkpoint_round_trip_predicts_identically(make_rows):
     rows = make_rows("a", 2, [0, 1], keep={0, 1})
-    learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
     _learn(learner, rows)
-    twin = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    twin = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
     twin.load_state_dict(learner.state_dict())
     a = next(learner.predict(list(rows.x[:, 0])))
     b = next(twin.predict(list(rows.x[:, 0])))
@@ -59,7 +59,7 @@ def test_same_seed_same_weights(make_rows):
     rows = make_rows("a", 3, [0, 1], keep={0, 1})
     weights = []
     for _ in range(2):
-        learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
         _learn(learner, rows)
         weights.append(learner.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -69,7 +69,7 @@ def test_dataloader_workers_change_nothing_but_the_process(make_rows):
     stages = [make_rows("a", 3, [0, 1], keep={0, 1}), make_rows("b", 3, [0, 3], keep={3})]  # 2nd: distillation
     weights, losses = [], []
     for workers in (0, 1):
-        learner = ContinualLearner(TrainConfig(recipe="cil", num_workers=workers, **FAST))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", num_workers=workers, **FAST)))
         assert learner.num_workers == workers
         losses.append([_learn(learner, rows)["final_loss"] for rows in stages])
         weights.append(learner.model.state_dict())
@@ -78,7 +78,7 @@ def test_dataloader_workers_change_nothing_but_the_process(make_rows):
 
 
 def test_cil_from_teacher_handles_stages_with_and_without_new_classes(make_rows):
-    learner = ContinualLearner(TrainConfig(recipe="cil", init_from_teacher=True, **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", init_from_teacher=True, **FAST)))
     _learn(learner, make_rows("a", 1, [0, 1], keep={0, 1}))
     _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # nothing new: copy, no growth
     _learn(learner, make_rows("b", 2, [0, 3], keep={3}))
@@ -108,13 +108,13 @@ def _step_grad_norms(monkeypatch):
 def test_grad_clip_bounds_the_gradient_norm_of_every_step(make_rows, monkeypatch):
     rows = make_rows("a", 2, [0, 1], keep={0, 1})
     norms = _step_grad_norms(monkeypatch)
-    _learn(ContinualLearner(TrainConfig(recipe="finetune", **FAST)), rows)
+    _learn(ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", **FAST))), rows)
     assert max(norms) > 1e-3  # unclipped: the limit below binds
     norms.clear()
     clips = []
     original = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clips.append(a[1]) or original(*a, **k))
-    _learn(ContinualLearner(TrainConfig(recipe="finetune", grad_clip=1e-3, **FAST)), rows)
+    _learn(ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", grad_clip=1e-3, **FAST))), rows)
     assert norms and len(clips) == len(norms) and set(clips) == {1e-3}
     assert max(norms) <= 1e-3 * (1 + 1e-4)
 
@@ -122,5 +122,5 @@ def test_grad_clip_bounds_the_gradient_norm_of_every_step(make_rows, monkeypatch
 def test_without_grad_clip_nothing_is_clipped(make_rows, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(a))
-    _learn(ContinualLearner(TrainConfig(recipe="finetune", **FAST)), make_rows("a", 2, [0, 1], keep={0, 1}))
+    _learn(ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", **FAST))), make_rows("a", 2, [0, 1], keep={0, 1}))
     assert calls == []

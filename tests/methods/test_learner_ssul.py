@@ -11,7 +11,7 @@ from PIL import Image
 from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
-from llseg.methods.ssul import SSUL_VOC_FLAGS
+SSUL_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True}  # SSUL's published VOC command
 
 FAST = dict(model="deeplabv3_mobilenet_v3_large", dataset="voc", epochs=1, batch_size=2, seed=3, jitter=0.0,
             optimizer="sgd", lr=0.01, split="voc-15-5")
@@ -32,7 +32,7 @@ def _learn(learner, rows):
 
 
 def test_split_steps_are_whole_groups_even_from_one_image(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     _learn(learner, voc_rows(make_rows, "a", 1, [0, 1, 2], keep={0, 1, 2}))  # Ianvs round 0: one image
     assert learner.groups == [list(range(16))]
     assert learner.model.logit_classes == 1 + 16  # unknown + background + 15 classes
@@ -44,7 +44,7 @@ def test_split_steps_are_whole_groups_even_from_one_image(make_rows):
 
 
 def test_freeze_trains_only_the_new_unknown_and_background_heads(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     _learn(learner, voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2}))
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
     _learn(learner, voc_rows(make_rows, "c", 3, [0, 16, 2], keep={0, 16}))
@@ -60,7 +60,7 @@ def test_freeze_trains_only_the_new_unknown_and_background_heads(make_rows):
 
 
 def test_predictions_merge_unknown_and_hold_learned_classes_only(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     rows = voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2})
     _learn(learner, rows)
     prediction = next(learner.predict([rows.x[0, 0]]))
@@ -73,12 +73,12 @@ def test_predictions_merge_unknown_and_hold_learned_classes_only(make_rows):
 
 def test_memory_is_deterministic_saved_and_mixed_into_later_steps(make_rows, monkeypatch):
     rows = voc_rows(make_rows, "a", 4, [0, 1, 2], keep={0, 1, 2})
-    learners = [ContinualLearner(TrainConfig(mem_size=2, **SSUL)) for _ in range(2)]
+    learners = [ContinualLearner(TrainConfig.from_hyperparameters(dict(mem_size=2, **SSUL))) for _ in range(2)]
     for learner in learners:
         _learn(learner, rows)
     assert learners[0].memory == learners[1].memory and len(learners[0].memory) == 2
     assert all(pair in set(zip(rows.x[:, 0], rows.x[:, 1])) for pair in learners[0].memory)
-    twin = ContinualLearner(TrainConfig(mem_size=2, **SSUL))
+    twin = ContinualLearner(TrainConfig.from_hyperparameters(dict(mem_size=2, **SSUL)))
     twin.load_state_dict(learners[0].state_dict())
     assert twin.memory == learners[0].memory
     batches = []
@@ -94,18 +94,18 @@ def test_memory_is_deterministic_saved_and_mixed_into_later_steps(make_rows, mon
 
 
 def test_repeated_lines_are_trained_once(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     rows = voc_rows(make_rows, "a", 2, [0, 1], keep={0, 1})
     images, full, train = [list(c) * 3 for c in (rows.x[:, 0], rows.x[:, 1], rows.y)]
     assert learner.learn(images, full, train)["num_images"] == 2
 
 
 def test_checkpoint_round_trip_with_per_step_heads(make_rows):
-    learner = ContinualLearner(TrainConfig(**SSUL))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     rows = voc_rows(make_rows, "a", 2, [0, 1], keep={0, 1})
     _learn(learner, rows)
     _learn(learner, voc_rows(make_rows, "c", 2, [0, 16], keep={0, 16}))
-    twin = ContinualLearner(TrainConfig(**SSUL))
+    twin = ContinualLearner(TrainConfig.from_hyperparameters(dict(**SSUL)))
     twin.load_state_dict(learner.state_dict())
     a, b = next(learner.predict([rows.x[0, 0]])), next(twin.predict([rows.x[0, 0]]))
     assert twin.groups == learner.groups and np.array_equal(a.pred, b.pred)
@@ -114,7 +114,7 @@ def test_checkpoint_round_trip_with_per_step_heads(make_rows):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(recipe="finetune", pseudo=True), "pseudo apply to recipes ssul, idec, lag only"),
+        (dict(recipe="finetune", pseudo=True), "pseudo applies to recipes idec, lag, ssul only"),
         (dict(recipe="ssul", w_transfer=True), "w_transfer copies the unknown head"),
         (dict(recipe="ssul", loss_type="focal"), "loss_type must be one of ce, bce"),
         (dict(recipe="ssul", mem_size=4, batch_size=1), "use batch_size >= 2"),
@@ -122,15 +122,15 @@ def test_checkpoint_round_trip_with_per_step_heads(make_rows):
 )
 def test_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**settings)
+        TrainConfig.from_hyperparameters(dict(**settings))
 
 
 def test_recipe_and_model_mismatches_are_explained(tmp_path: Path):
     with pytest.raises(ConfigError, match="recipe ssul needs a DeepLabV3 model"):
-        ContinualLearner(TrainConfig(recipe="ssul", model="erfnet", dataset="voc"))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="ssul", model="erfnet", dataset="voc")))
     with pytest.raises(ConfigError, match="recipe ssul needs a dataset with a background class"):
-        ContinualLearner(TrainConfig(recipe="ssul", model="deeplabv3_resnet50"))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="ssul", model="deeplabv3_resnet50")))
     with pytest.raises(ConfigError, match="unknown split preset 'voc-16-1'"):
-        ContinualLearner(TrainConfig(split="voc-16-1", dataset="voc"))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(split="voc-16-1", dataset="voc")))
     with pytest.raises(ConfigError, match="not a class-incremental split of cityscapes"):
-        ContinualLearner(TrainConfig(split="voc-15-1"))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(split="voc-15-1")))

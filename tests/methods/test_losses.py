@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from llseg.methods.losses import entropy_weighted_distillation, labelled_cross_entropy
+from llseg.methods.losses import labelled_cross_entropy
+from llseg.methods.recipes.klingner import entropy_weighted_distillation
 
 
 def test_cross_entropy_averages_over_labelled_pixels_only():

@@ -1,4 +1,4 @@
-"""MiB's components on hand-made tensors (methods.md §5), against the formulas written out here."""
+"""MiB's components on hand-made tensors (docs/methods.md §5), against the formulas written out here."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from llseg.methods import mib
+from llseg.methods.recipes import mib
 from llseg.models.registry import grow_classifier
 
 

@@ -1,4 +1,4 @@
-"""Learning-rate policies and optimisers (methods.md §3.1)."""
+"""Learning-rate policies and optimisers (docs/methods.md §3.1)."""
 from __future__ import annotations
 
 import pytest

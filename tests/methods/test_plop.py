@@ -1,4 +1,4 @@
-"""PLOP's components on hand-made tensors (methods.md §6), against the formulas written out here."""
+"""PLOP's components on hand-made tensors (docs/methods.md §6), against the formulas written out here."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from llseg.methods import plop
+from llseg.methods.recipes import plop
 
 
 def regions_embedding(x: torch.Tensor, scales) -> torch.Tensor:

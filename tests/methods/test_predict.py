@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def train_checkpoint(make_rows: Callable[..., Rows], path: Path) -> tuple[Path, Rows]:
     """A 2-stage cil checkpoint (groups [0, 10], [13]) and the rows of its second stage."""
-    learner = ContinualLearner(TrainConfig(recipe="cil", **FAST))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
     first = make_rows("a", 2, [10, 0, 13], keep={0, 10})
     second = make_rows("b", 2, [10, 0, 13], keep={13})
     for rows in (first, second):

@@ -1,4 +1,4 @@
-"""SSUL's components on hand-made tensors (methods.md §2)."""
+"""SSUL's components on hand-made tensors (docs/methods.md §2)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from llseg.data.dataset import channel_lut
-from llseg.methods import ssul
+from llseg.methods import losses
+from llseg.methods.recipes import ssul
 from llseg.models import create_model
 
 
@@ -17,8 +18,8 @@ def test_bce_sums_channels_and_averages_labelled_pixels():
     target = torch.tensor([[[1, 255]]])
     # pixel 0: BCE(σ(0), 0) + BCE(σ(1), 1) = log 2 + log(1 + e^-1); pixel 1 ignored
     expected = math.log(2) + math.log(1 + math.exp(-1))
-    assert ssul.bce_with_ignore(logits, target).item() == pytest.approx(expected, rel=1e-6)
-    assert ssul.bce_with_ignore(logits, torch.full((1, 1, 2), 255)).item() == 0.0
+    assert losses.bce_with_ignore(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.bce_with_ignore(logits, torch.full((1, 1, 2), 255)).item() == 0.0
 
 
 def test_merge_unknown_adds_unknown_to_background_and_drops_it():

@@ -31,10 +31,10 @@ import pytest
 from PIL import Image
 
 from llseg.methods.config import TrainConfig
-from llseg.methods.idec import IDEC_VOC_FLAGS
-from llseg.methods.lag import LAG_VOC_FLAGS
+IDEC_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False}  # IDEC's published VOC command
+LAG_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True, "rho": 0.5, "uncertainty_pseudo": False}  # LAG's dev-run options, llseg's rho
 from llseg.methods.learner import ContinualLearner
-from llseg.methods.ssul import SSUL_VOC_FLAGS
+SSUL_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True}  # SSUL's published VOC command
 
 COLOURS = np.array([[90, 90, 90], [220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 40], [200, 40, 210]])
 STEPS = [[1, 2, 3], [4], [5]]
@@ -86,7 +86,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {}
     step0: dict[str, dict] = {}
     for recipe, extra in (("ssul", SSUL_VOC_FLAGS), ("finetune", {})):
-        learner = ContinualLearner(TrainConfig(recipe=recipe, **SETTINGS, **extra))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe=recipe, **SETTINGS, **extra)))
         results[recipe] = []
         for rows in steps:
             learner.learn(*[list(c) for c in zip(*rows)])
@@ -94,7 +94,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
             if len(results[recipe]) == 1:
                 step0[recipe] = learner.state_dict()
     for recipe in ("mib", "plop"):
-        learner = ContinualLearner(TrainConfig(recipe=recipe, lr_incremental=0.02, **SETTINGS))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe=recipe, lr_incremental=0.02, **SETTINGS)))
         learner.load_state_dict(step0["finetune"])
         learner.learn(*[list(c) for c in zip(*steps[1])])
         results[recipe] = [results["finetune"][0], score(learner)]
@@ -103,14 +103,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     # LAG's body at lr 0.0005 (benchmarks/accuracy.py's setting): at lr · 0.1 its feature terms alone
     # moved this from-scratch body far enough to lose old classes with 2 threads (old 0.38).
     for recipe, flags in (("idec", IDEC_VOC_FLAGS), ("lag", {**LAG_VOC_FLAGS, "rho": 0.5, "backbone_lr": 0.0005})):
-        learner = ContinualLearner(TrainConfig(recipe=recipe, **SETTINGS, **flags))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe=recipe, **SETTINGS, **flags)))
         learner.groups = [list(g) for g in step0["ssul"]["groups"]]
         taps = {k: v for k, v in learner._new_model().state_dict().items() if k.startswith("aspp_taps.")}
         learner.load_state_dict({**step0["ssul"], "state_dict": {**step0["ssul"]["state_dict"], **taps}})
         summary = learner.learn(*[list(c) for c in zip(*steps[1])])
         results[recipe] = [results["ssul"][0], score(learner), summary]
     # joint's last stage retrains a fresh model on every step's images with full labels: run only that
-    joint = ContinualLearner(TrainConfig(recipe="joint", **SETTINGS))
+    joint = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="joint", **SETTINGS)))
     every = [r for rows in steps for r in rows]
     joint.learn([r[0] for r in every], [r[1] for r in every], [r[1] for r in every])
     results["joint"] = [score(joint)]

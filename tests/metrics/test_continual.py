@@ -29,7 +29,7 @@ B3 = [NAN, 0.1, 0.05]  # untrained model; b[0] unused
 # Class-incremental, T = 3: NaN above the diagonal (no output for future classes).
 R3_CIL = [[0.5, NAN, NAN], [0.7, 0.6, NAN], [0.3, 0.5, 0.7]]
 
-# Ianvs' worked example (ianvs-sedna.md §5.2): rounds 0..3, eval sets 1..3.
+# Ianvs' worked example (docs/ianvs-sedna.md §5.2): rounds 0..3, eval sets 1..3.
 IANVS_ROWS = [[0.125, 0, 0.375], [0.75, 0.75, 0.625], [0.625, 0.75, 0.5], [0.75, 0.75, 0.625]]
 
 

@@ -62,7 +62,7 @@ def test_default_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     _tiny_repo(tmp_path)
     result = run_job(JOB)
     assert not result.failed
-    assert [c.algorithm for c in result.cases] == ["erfnet_cil", "erfnet_finetune", "erfnet_joint"]
+    assert [c.algorithm for c in result.cases] == ["erfnet_klingner", "erfnet_finetune", "erfnet_joint"]
 
     for case in result.cases:
         report = json.loads((Path(case.case_dir) / "results.json").read_text())
@@ -75,7 +75,7 @@ def test_default_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert report["metrics"]["MATRIX"]["all"] == report["matrix"]["values"]
 
     rows = _rows("all_rank.csv")
-    assert sorted(r["algorithm"] for r in rows) == ["erfnet_cil", "erfnet_finetune", "erfnet_joint"]
+    assert sorted(r["algorithm"] for r in rows) == ["erfnet_klingner", "erfnet_finetune", "erfnet_joint"]
     scores = [float(r["mIoU_task1+2+3"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and not any(math.isnan(s) for s in scores)
     assert [r["algorithm"] for r in _rows("selected_rank.csv")] == [r["algorithm"] for r in rows]

@@ -14,7 +14,7 @@ import yaml
 from llseg.data.prepare import prepare
 from llseg.data.synthetic_aerial import generate_aerial_dataset
 from llseg.ianvs.estimator import DeepLabV3Estimator
-from llseg.methods.learner import read_checkpoint
+from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
 from llseg.runner.paradigm import model_path
 
@@ -25,7 +25,7 @@ ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deepla
 # one thread instead of 32), and MiB and PLOP run end to end in the synthetic VOC job test.
 RUN = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deeplabv3_lag"]
 # The real files: epochs, batch, lr, backbone_lr (None: every parameter at lr), lr_incremental, crop. IDEC's published
-# ISPRS command for ssul/finetune/joint/lag (methods.md §3.1, §4.1), MiB's and PLOP's own settings (§5, §6).
+# ISPRS command for ssul/finetune/joint/lag (docs/methods.md §3.1, §4.1), MiB's and PLOP's own settings (§5, §6).
 PAPER = {"ssul": (30, 12, 0.01, 0.001, None, "513x513"), "mib": (30, 24, 0.01, None, 0.001, "512x512")}
 PAPER.update(finetune=PAPER["ssul"], joint=PAPER["ssul"], lag=PAPER["ssul"], plop=PAPER["mib"])
 COLUMNS = ["mIoU_old", "mIoU_new", "mIoU_all", "hIoU", "mIoU_all_potsdam", "mIoU_all_vaihingen", "BWT", "FWT", "task_avg_acc"]
@@ -117,9 +117,9 @@ def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.backbone_lr, cfg.lr_incremental, crop) == PAPER[cfg.recipe], path.name
         assert cfg.scale == (0.5, 2.0) and shipped["model_kwargs"]["backbone_weights"], path.name
         if cfg.recipe in ("ssul", "lag"):
-            assert (cfg.pseudo_thresh, cfg.unknown, cfg.freeze, cfg.mem_size) == (0.7, True, True, 0), path.name
+            assert (cfg.options.pseudo_thresh, cfg.options.unknown, cfg.options.freeze, cfg.options.mem_size) == (0.7, True, True, 0), path.name
         if cfg.recipe == "lag":
-            assert (cfg.rho, cfg.lambda_nsc, cfg.kd_on_frozen, cfg.feature_decoupling) == (0.5, 0.1, False, True)
+            assert (cfg.options.rho, cfg.options.lambda_nsc, cfg.options.kd_on_frozen, cfg.options.feature_decoupling) == (0.5, 0.1, False, True)
     _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob.yaml", "*_isprs.yaml", ALGORITHMS[:1])  # ssul only: the files are checked above
     generate_aerial_dataset("data/aerial", seed=0, size=(128, 128))
     prepare("isprs", root="data/aerial", split="isprs-2-2-1", out="data/isprs-2-2-1", isprs_options={"patch_size": 64})

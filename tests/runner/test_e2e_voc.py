@@ -16,7 +16,7 @@ from llseg.data.predictions import load_prediction
 from llseg.data.prepare import prepare
 from llseg.data.synthetic_objects import generate_objects_dataset
 from llseg.ianvs.estimator import DeepLabV3Estimator
-from llseg.methods.learner import read_checkpoint
+from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
 from llseg.runner.paradigm import model_path
 
@@ -31,7 +31,7 @@ ALGORITHMS = ["deeplabv3_ssul", "deeplabv3_finetune", "deeplabv3_joint", "deepla
               "deeplabv3_lag"]
 REAL_ALGORITHMS = [*ALGORITHMS[:-1], "deeplabv3_idec", "deeplabv3_lag"]
 # Each paper's VOC settings in the real files: epochs, batch, lr, backbone_lr (None: every parameter at lr),
-# lr_incremental, crop (methods.md §2-§6).
+# lr_incremental, crop (docs/methods.md §2-§6).
 PAPER = {"ssul": (50, 32, 0.01, 0.001, None, "513x513"), "mib": (30, 24, 0.01, None, 0.001, "512x512"),
          "idec": (30, 12, 0.01, 0.001, None, "513x513")}
 PAPER.update(finetune=PAPER["ssul"], joint=PAPER["ssul"], plop=PAPER["mib"], lag=PAPER["idec"])

@@ -1,4 +1,4 @@
-"""Hyperparameter grid expansion (ianvs-sedna.md §1.7)."""
+"""Hyperparameter grid expansion (docs/ianvs-sedna.md §1.7)."""
 from __future__ import annotations
 
 import pytest

@@ -59,7 +59,7 @@ def test_missing_save_is_an_error(repo: Repo, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_system_metrics_use_ianvs_formulas(repo: Repo) -> None:
-    """The docs' recorded run: BWT = 1.625/9, FWT = 0.875/3 (ianvs-sedna.md §5.2)."""
+    """The docs' recorded run: BWT = 1.625/9, FWT = 0.875/3 (docs/ianvs-sedna.md §5.2)."""
     job = load_job(repo.standard())
     resolved = resolve_job(job)
     rows = [[0.125, 0, 0.375], [0.75, 0.75, 0.625], [0.625, 0.75, 0.5], [0.75, 0.75, 0.625]]

@@ -1,10 +1,10 @@
-"""PLOP's components (Douillard et al., CVPR 2021; methods.md §6), as pure functions on tensors.
+"""PLOP (Douillard et al., CVPR 2021; docs/methods.md §6): the recipe and its components.
 
 Channel layout as in :mod:`llseg.methods.mib`: channel 0 is the background, channels
 ``0 .. old-1`` the classes the previous (teacher) model knows, ``old .. C-1`` the current step's.
 Targets are N×H×W channel ids, 255 = ignore.
 
-Entropy scale: u = H(q)/log|C_old| ∈ [0, 1] as methods.md states. PLOP's code averages p·log p
+Entropy scale: u = H(q)/log|C_old| ∈ [0, 1] as docs/methods.md states. PLOP's code averages p·log p
 over channels and divides once more by log|C_1:t|, i.e. u_code = u / (|C_old| · log|C_1:t|); the
 per-class medians do not depend on the scale, but the floor does: PLOP's 0.001 equals about 0.045
 of this u on VOC 15-1 (set ``threshold`` accordingly to match the code rather than the paper).
@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from llseg.data.labels import IGNORE_INDEX
+from llseg.errors import ConfigError
+from llseg.methods.recipe import Stage, TeacherOutputs
+from llseg.methods.recipes.mib import ExpandingOptions, ExpandingRecipe
+from llseg.methods.registry import register_recipe
+from llseg.models import FeatureModel
 
 POD_SCALES = (1, 2, 4)
 # forward_features maps distilled with pod_factor; the low-resolution logits use pod_logits_factor.
@@ -143,3 +151,74 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: t
     """(1/|I|) Σ_i ν_n(i) · CE_i over all N·H·W pixels (ignored pixels add 0); ``weight`` ν has shape N."""
     ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
     return (weight[:, None, None] * ce).mean()
+
+
+@dataclass(frozen=True)
+class PlopOptions(ExpandingOptions):
+    """Defaults: ``--method PLOP`` (§6; PLOP always pseudo-labels).
+
+    Attributes:
+        pod_factor, pod_logits_factor: local POD weights λ of the backbone stages and ASPP and of the
+            low-resolution logits; 0 turns a term off.
+        threshold: floor of the per-class median entropy thresholds.
+        classif_adaptive_factor: weight each image's cross-entropy by ν, its share of background
+            pixels that received a pseudo-label.
+    """
+
+    pod_factor: float = 0.01
+    pod_logits_factor: float = 0.0005
+    threshold: float = 0.001
+    classif_adaptive_factor: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.pod_factor, self.pod_logits_factor) < 0:
+            raise ConfigError("need pod_factor, pod_logits_factor >= 0")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold (a normalised entropy) must be in [0, 1], got {self.threshold}")
+
+
+@register_recipe("plop")
+class Plop(ExpandingRecipe):
+    """Entropy pseudo-labels with per-class median thresholds, CE weighted by the adaptive factor ν,
+    and local POD on the backbone stages, ASPP and logits. Without a teacher (step 0, or a stage
+    that adds no class) it is plain cross-entropy."""
+
+    Options = PlopOptions
+    options: PlopOptions
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.thresholds: Optional[torch.Tensor] = None
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        if not isinstance(model, FeatureModel):
+            raise ConfigError(f"recipe {self.name} distils intermediate maps; {type(model).__name__} has no forward_features")
+
+    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+        """Per-class thresholds from the teacher's entropy over the stage's training data."""
+        super().begin_stage(stage, teacher_outputs)
+        self.thresholds = None
+        if teacher_outputs is not None:
+            histogram = sum(entropy_histogram(batch.target, batch.logits) for batch in teacher_outputs)
+            self.thresholds = median_thresholds(histogram, self.options.threshold)
+
+    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+             target: torch.Tensor) -> torch.Tensor:
+        opts = self.options
+        if teacher is None:
+            logits = student(image)
+            return weighted_cross_entropy(logits, target, logits.new_ones(len(logits), dtype=torch.float32))
+        features = student.forward_features(image)
+        with torch.no_grad():
+            old = teacher.forward_features(image)
+        target, nu = entropy_pseudo_labels(target, old["logits"], self.thresholds)
+        if not opts.classif_adaptive_factor:
+            nu = torch.ones_like(nu)
+        loss = weighted_cross_entropy(features["logits"], target, nu)
+        new_maps = [features[k] for k in POD_FEATURES]
+        new_maps.append(sum_extra_channels(features["logits_lowres"], self.stage.old_classes))
+        old_maps = [old[k] for k in POD_FEATURES] + [old["logits_lowres"]]
+        factors = [opts.pod_factor] * len(POD_FEATURES) + [opts.pod_logits_factor]
+        return loss + pod_loss(new_maps, old_maps, factors, channels=self.stage.classes,
+                               new_channels=self.stage.new_classes)

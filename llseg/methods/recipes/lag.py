@@ -1,45 +1,37 @@
-"""LAG's semantic-invariance losses (Yuan, Zhao, Shi, TPAMI 2024; methods.md §4), as pure functions.
+"""LAG (Yuan, Zhao, Shi, TPAMI 2024; docs/methods.md §4): SSUL + feature distillation and
+semantic-invariance terms, the recipe and its losses as pure functions.
 
-methods.md §4.2 is a **reconstruction** (the paper's full text was not available) and the released
-code implements little of it (SPM/NSC are stubs, SFP is the DCL term); every form below is llseg's
-choice where the docs say "[reconstructed]" or "[unverified]", stated in each docstring. Inputs,
-channel layout and the frozen/trainable contract (``kd_on_frozen``) are those of
-:mod:`llseg.methods.idec`; LAG uses the ``"aspp"`` features (N×256×h×w, the semantic feature map E)
-and, for its feature KD, the four taps.
+docs/methods.md §4.2 is a **reconstruction** (the paper's full text was not available) and the
+released code implements little of it (SPM/NSC are stubs, SFP is the DCL term); every form below
+is llseg's choice where the docs say "[reconstructed]" or "[unverified]", stated in each docstring.
+Inputs, channel layout and the frozen/trainable contract (``kd_on_frozen``) are those of
+:mod:`llseg.methods.recipes.feature_kd`; LAG uses the ``"aspp"`` features (N×256×h×w, the semantic
+feature map E) and, for its feature KD, the four taps.
 
-Pieces and what the integration does with them:
-
-* pseudo-labels: :func:`uncertainty_pseudo_label` replaces ``ssul.pseudo_label`` when
-  ``uncertainty_pseudo`` is set;
-* per batch: ``out = lag_loss(student_feats, teacher_feats, ỹ, epoch=e, epochs=E, ...)`` and
-  ``loss = bce(logits, ỹ) + out["total"]``;
-* optional "solid" old prototypes: once at the start of a step, accumulate
-  ``prototype_sums(teacher_feats["aspp"], downsample_labels(ỹ, aspp size), C_old)`` over the step's
-  training data (ỹ = the pseudo-labelled targets, so old classes are present; ids ≥ C_old are
-  skipped) and pass ``old_prototypes=(sums / counts.clamp_min(1)[:, None], counts > 0)`` to every
-  :func:`lag_loss` call of the step. Without them the old prototypes are computed from the
-  teacher on the current batch.
+The recipe: pseudo-labels by :func:`uncertainty_pseudo_label` when ``uncertainty_pseudo`` is set;
+per batch ``loss = bce(logits, ỹ) + lag_loss(...)["total"]``; "solid" old prototypes accumulated
+once per stage from the teacher over the stage's pseudo-labelled training data
+(:func:`prototype_sums`) and passed to every :func:`lag_loss` call of the stage.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
 from llseg.data.labels import IGNORE_INDEX
+from llseg.errors import ConfigError
+from llseg.methods.losses import probabilities
+from llseg.methods.recipe import Stage, TeacherOutputs
+from llseg.methods.recipes.feature_kd import FeatureKd, FeatureKdOptions, KDLossType, dada_loss, pseudo_label
+from llseg.methods.registry import register_recipe
 
-from . import ssul
-from .idec import KDLossType, dada_loss
-
-# The options of LAG's dev runs (v1 logs `22dea50:logs/train_VOC_*_decouple.log`, methods.md §4.1;
-# llseg names for SSUL's flags). ``rho`` 1.0 is the code's default (all channels semantic-invariant,
-# so SFP vanishes); λ1..λ3 and the margin are not in the released code (llseg defaults below).
-LAG_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True,
-                 "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True,
-                 "lamb": 1.0, "feature_decoupling": True, "rho": 1.0, "uncertainty_pseudo": False}
+RHO = 0.5  # llseg's default share of semantic-invariant channels (the released code's 1.0 leaves SFP empty)
+LAMBDA_NSC = 0.1  # llseg's default NSC weight (docs/methods.md, Deviations)
 
 DCL_TEMPERATURE = 0.5  # utils/loss.py DCL(temperature=0.5)
 PROTO_TEMPERATURE = 0.1  # llseg choice for the SPM prototype-contrastive softmax
@@ -56,8 +48,8 @@ def uncertainty_pseudo_label(
     margin: float = UNCERTAINTY_MARGIN,
     unknown: bool,
 ) -> torch.Tensor:
-    """LAG's uncertainty-aware pseudo-labels (methods.md §4.2 item 5): SSUL's rule
-    (:func:`llseg.methods.ssul.pseudo_label`, p_(1) ≥ τ on background/unknown pixels, old foreground
+    """LAG's uncertainty-aware pseudo-labels (docs/methods.md §4.2 item 5): SSUL's rule
+    (:func:`llseg.methods.recipes.ssul.pseudo_label`, p_(1) ≥ τ on background/unknown pixels, old foreground
     ĉ) **and** the top-2 margin m = p_(1) − p_(2) ≥ ``margin``, p = sigmoid/softmax over all old
     channels (unknown and background included).
 
@@ -69,8 +61,8 @@ def uncertainty_pseudo_label(
         target: N×H×W channel ids of the student (255 ignored).
         teacher_logits: N×C_old×H×W of the frozen previous model.
     """
-    labelled = ssul.pseudo_label(target, teacher_logits, loss_type=loss_type, threshold=threshold, unknown=unknown)
-    probs = ssul.probabilities(teacher_logits, loss_type)
+    labelled = pseudo_label(target, teacher_logits, loss_type=loss_type, threshold=threshold, unknown=unknown)
+    probs = probabilities(teacher_logits, loss_type)
     if probs.shape[1] < 2:
         return labelled
     top2 = probs.topk(2, dim=1).values
@@ -87,7 +79,7 @@ def downsample_labels(target: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 def channel_stability(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Per-channel drift d_c = mean_n KL(P^{t−1}_{n,c} ‖ P^t_{n,c}), P = softmax of the channel's map
-    over the h·w positions (methods.md §4.2 item 1: "a KL divergence per channel"; the direction
+    over the h·w positions (docs/methods.md §4.2 item 1: "a KL divergence per channel"; the direction
     old ‖ new and the spatial softmax are llseg's reading). No gradient (it only ranks channels).
 
     Args:
@@ -140,7 +132,7 @@ def spm_loss(
     temperature: float = PROTO_TEMPERATURE,
 ) -> torch.Tensor:
     """SPM, semantic prototype matching as a pixel-to-prototype contrastive loss ([reconstructed];
-    methods.md §4.2 item 2 names aggregation and separation forces, the form is llseg's):
+    docs/methods.md §4.2 item 2 names aggregation and separation forces, the form is llseg's):
 
     L = mean_{i∈Ω} −log [ exp(cos(f_i, A_{y_i})/τ) / Σ_{k∈V} exp(cos(f_i, A_k)/τ) ],
 
@@ -181,7 +173,7 @@ def _region_means(features: torch.Tensor, labels: torch.Tensor, ids: torch.Tenso
 
 
 def sfp_loss(student_ss: torch.Tensor, teacher_ss: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """SFP, sample-specific feature preserving ([reconstructed]; methods.md §4.2 item 3), an
+    """SFP, sample-specific feature preserving ([reconstructed]; docs/methods.md §4.2 item 3), an
     asymmetric L2 distillation of the SS part at two granularities:
 
     L = mean_{n,c} (ḡ^t_{n,c} − ḡ^{t−1}_{n,c})² + mean_{(n,k)∈P} mean_c (q^t_{n,k,c} − q^{t−1}_{n,k,c})²,
@@ -249,7 +241,7 @@ def class_relevance(features: torch.Tensor, directions: torch.Tensor) -> torch.T
 
 
 def nsc_loss(student: torch.Tensor, teacher: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """NSC, neuron-relevant semantic consistency (methods.md §4.2 item 4; the blog's Euclidean
+    """NSC, neuron-relevant semantic consistency (docs/methods.md §4.2 item 4; the blog's Euclidean
     constraint ‖R^t − R^{t−1}‖²), averaged: L = mean_{n,k,i} (R^t_k(i) − R^{t−1}_k(i))² with R from
     :func:`class_relevance` on the student's and the (detached) teacher's features and the old
     classes' prototypes as directions. 0 without directions (K = 0).
@@ -277,21 +269,21 @@ def lag_loss(
     use_KD_layer_weight: bool = True,
     lamb: float = 1.0,
     feature_decoupling: bool = True,
-    rho: float = 1.0,
+    rho: float = RHO,
     lambda_kd: float = 1.0,
     lambda_dcl: float = 1.0,
     lambda_spm: float = 1.0,
     lambda_sfp: float = 1.0,
-    lambda_nsc: float = 1.0,
+    lambda_nsc: float = LAMBDA_NSC,
     old_prototypes: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     proto_temperature: float = PROTO_TEMPERATURE,
     dcl_temperature: float = DCL_TEMPERATURE,
 ) -> dict[str, torch.Tensor]:
-    """LAG's auxiliary loss (methods.md §4.2, total reconstructed; λ's [unverified], default 1):
+    """LAG's auxiliary loss (docs/methods.md §4.2, total reconstructed; λ's [unverified], default 1):
 
     total = λ_kd · DADA + λ_dcl · DCL [feature_decoupling] + λ1 · SPM + λ2 · SFP + λ3 · NSC.
 
-    DADA = :func:`llseg.methods.idec.dada_loss` on the four taps (the released code's KD sum, to
+    DADA = :func:`llseg.methods.recipes.feature_kd.dada_loss` on the four taps (the released code's KD sum, to
     which ``feature_decoupling`` adds DCL on ``aspp``). The semantic terms work on E = ``"aspp"``:
 
     1. split: :func:`channel_stability` of E^t vs E^{t−1}, :func:`split_channels` with ``rho``;
@@ -310,7 +302,7 @@ def lag_loss(
             teacher's ``logits_lowres``).
         target: N×H×W student channel ids after pseudo-labelling (255 ignored), at image or
             feature resolution.
-        epoch, epochs, KD_loss_type, use_KD_layer_weight, lamb: as :func:`llseg.methods.idec.dada_loss`.
+        epoch, epochs, KD_loss_type, use_KD_layer_weight, lamb: as :func:`llseg.methods.recipes.feature_kd.dada_loss`.
         old_prototypes: (prototypes C_old×C, valid C_old bool) accumulated with the teacher.
     Returns:
         ``{"kd", "dcl", "spm", "sfp", "nsc", "total"}`` scalars (unweighted terms, weighted total).
@@ -343,3 +335,90 @@ def lag_loss(
     out["total"] = (lambda_kd * out["kd"] + lambda_dcl * out["dcl"] + lambda_spm * out["spm"]
                     + lambda_sfp * out["sfp"] + lambda_nsc * out["nsc"])
     return out
+
+
+@dataclass(frozen=True)
+class LagOptions(FeatureKdOptions):
+    """Defaults: the options of LAG's dev runs (§4.1) except ``rho``; terms reconstructed (§4.2).
+
+    Attributes:
+        feature_decoupling: add the decoupled contrastive loss (DCL) on the ASPP output.
+        rho: share of the ASPP channels, the most stable ones, treated as semantic-invariant (SPM
+            acts on them); the others are sample-specific (SFP).
+        uncertainty_pseudo: pseudo-labels also need the old model's top-2 margin p(1) − p(2) ≥
+            ``uncertainty_margin`` (llseg's rule; the released rule is a bug, §4.2 item 5).
+        lambda_dcl, lambda_spm, lambda_sfp, lambda_nsc: term weights ([unverified]; 0 turns a term off).
+    """
+
+    feature_decoupling: bool = True
+    rho: float = RHO
+    uncertainty_pseudo: bool = False
+    uncertainty_margin: float = UNCERTAINTY_MARGIN
+    lambda_dcl: float = 1.0
+    lambda_spm: float = 1.0
+    lambda_sfp: float = 1.0
+    lambda_nsc: float = LAMBDA_NSC
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.rho <= 1.0:
+            raise ConfigError(f"rho (a share of channels) must be in [0, 1], got {self.rho}")
+        if not 0.0 <= self.uncertainty_margin <= 1.0:
+            raise ConfigError(f"uncertainty_margin (a probability margin) must be in [0, 1], got {self.uncertainty_margin}")
+
+    def dependent_flags(self) -> tuple[tuple[str, str, str], ...]:
+        return (("lambda_dcl", "feature_decoupling", "lambda_dcl weights the DCL of feature_decoupling"),
+                ("uncertainty_pseudo", "pseudo", "uncertainty_pseudo refines the pseudo-labels"),
+                ("uncertainty_margin", "uncertainty_pseudo", "uncertainty_margin is the threshold of uncertainty_pseudo"))
+
+
+@register_recipe("lag")
+class Lag(FeatureKd):
+    """SSUL + DADA, DCL (``feature_decoupling``), SPM on the semantic-invariant channels, SFP on the
+    sample-specific ones and NSC; optional uncertainty-aware pseudo-labels.
+
+    Old prototypes: at the start of a stage with a teacher, one teacher pass over the stage's
+    training data accumulates the teacher's class means of the ASPP output over its pseudo-labelled
+    targets (:attr:`prototypes`, C_old×256 and a presence mask). They are rebuilt from the teacher
+    at every step, so nothing has to survive a checkpoint.
+    """
+
+    Options = LagOptions
+    teacher_maps = ("aspp",)
+    options: LagOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prototypes: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def pseudo_labels(self, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        if not o.uncertainty_pseudo:
+            return super().pseudo_labels(target, teacher_logits)
+        return uncertainty_pseudo_label(target, teacher_logits, loss_type=self.config.loss_type, threshold=o.pseudo_thresh,
+                                        margin=o.uncertainty_margin, unknown=o.unknown)
+
+    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+        super().begin_stage(stage, teacher_outputs)
+        self.prototypes = None
+        o = self.options
+        if teacher_outputs is None or not (o.lambda_spm or o.lambda_nsc):
+            return
+        sums: Optional[torch.Tensor] = None
+        counts: Optional[torch.Tensor] = None
+        for batch in teacher_outputs:
+            target = self.pseudo_labels(batch.target, batch.logits) if o.pseudo else batch.target
+            features = batch.maps["aspp"]
+            labels = downsample_labels(target, tuple(features.shape[-2:]))
+            s, c = prototype_sums(features, labels, batch.logits.shape[1])
+            sums, counts = (s, c) if sums is None or counts is None else (sums + s, counts + c)
+        if sums is not None and counts is not None:
+            self.prototypes = (sums / counts.clamp_min(1)[:, None], counts > 0)
+
+    def auxiliary(self, features: dict[str, torch.Tensor], old: dict[str, torch.Tensor],
+                  target: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.options
+        return lag_loss(features, old, target, epoch=self.epoch, epochs=self.epochs, KD_loss_type=o.KD_loss_type,
+                        use_KD_layer_weight=o.use_KD_layer_weight, lamb=o.lamb, feature_decoupling=o.feature_decoupling,
+                        rho=o.rho, lambda_kd=o.lambda_kd, lambda_dcl=o.lambda_dcl, lambda_spm=o.lambda_spm,
+                        lambda_sfp=o.lambda_sfp, lambda_nsc=o.lambda_nsc, old_prototypes=self.prototypes)

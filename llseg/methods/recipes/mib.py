@@ -1,4 +1,5 @@
-"""MiB's components (Cermelli et al., CVPR 2020; methods.md §5), as pure functions on tensors.
+"""MiB (Cermelli et al., CVPR 2020; docs/methods.md §5): the recipe and its losses, and the
+expanding-classifier base that PLOP shares.
 
 Channel layout: channel 0 is the background b, channels ``0 .. old-1`` are the classes of earlier
 steps Y^{t-1} (background included), channels ``old .. C-1`` the current step's classes C^t.
@@ -8,16 +9,19 @@ pixels contributing 0 (MiB's ``reduction='none'`` followed by ``mean()``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from llseg.data.labels import IGNORE_INDEX
+from llseg.errors import ConfigError
+from llseg.methods.recipe import Recipe, RecipeOptions
+from llseg.methods.registry import register_recipe
+from llseg.models import ExpandingClassifierModel
 
 BACKGROUND = 0  # channel of the background class
-# MiB's VOC optimisation (methods.md §5) on top of the DeepLabV3 estimator's SGD defaults:
-# every parameter at lr (0.01) in step 0, at 0.001 in later steps.
-MIB_VOC_SETTINGS = {"backbone_lr": None, "lr_incremental": 0.001}
 
 
 def unbiased_cross_entropy(logits: torch.Tensor, target: torch.Tensor, old_channels: int) -> torch.Tensor:
@@ -74,3 +78,67 @@ def init_balanced(conv: nn.Conv2d, num_new: int, background: int = BACKGROUND) -
         conv.weight[-num_new:] = conv.weight[background]
         conv.bias[-num_new:] = bias
         conv.bias[background] = bias
+
+
+@dataclass(frozen=True)
+class ExpandingOptions(RecipeOptions):
+    """init_balanced: new classes start from the background classifier, biases β_b − log(|C_t|+1)."""
+
+    init_balanced: bool = True
+
+
+class ExpandingRecipe(Recipe):
+    """MiB/PLOP base: one expanding classifier, background channel 0, softmax losses, and MiB's VOC
+    optimisation: every parameter at lr (0.01) in step 0, at 0.001 in later steps (§5)."""
+
+    defaults = {"backbone_lr": None, "lr_incremental": 0.001}
+    keeps_teacher = True
+    needs_background = True
+    options: ExpandingOptions
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        if config.loss_type != "ce":
+            raise ConfigError(f"recipe {cls.name} uses softmax losses; loss_type must be ce, got {config.loss_type!r}")
+
+    def model_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.require_model_option(kwargs, "head", "expanding", "one expanding classifier")
+        return kwargs
+
+    def check_model(self, model: nn.Module) -> None:
+        if not isinstance(model, ExpandingClassifierModel):
+            raise ConfigError(f"recipe {self.name} needs one expanding classifier; {type(model).__name__} has none")
+
+    def after_grow(self, model: nn.Module, num_new: int) -> None:
+        if self.options.init_balanced:
+            init_balanced(model.logit_conv, num_new)
+
+
+@dataclass(frozen=True)
+class MibOptions(ExpandingOptions):
+    """Defaults: ``--method MiB`` (§5). loss_kd: weight of the unbiased distillation. alpha: teacher logit scale."""
+
+    loss_kd: float = 10.0
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss_kd < 0 or self.alpha <= 0:
+            raise ConfigError("need loss_kd >= 0 and alpha > 0")
+
+
+@register_recipe("mib")
+class Mib(ExpandingRecipe):
+    """Unbiased cross-entropy + ``loss_kd`` · unbiased distillation from the frozen previous model."""
+
+    Options = MibOptions
+    options: MibOptions
+
+    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+             target: torch.Tensor) -> torch.Tensor:
+        logits = student(image)
+        loss = unbiased_cross_entropy(logits, target, max(self.stage.old_classes, 1))
+        if teacher is None or self.options.loss_kd == 0:
+            return loss
+        with torch.no_grad():
+            teacher_logits = teacher(image)
+        return loss + self.options.loss_kd * unbiased_distillation(logits, teacher_logits, alpha=self.options.alpha)

@@ -1,40 +1,31 @@
-"""Accuracy measurements on llseg's synthetic data: continual methods side by side, and mixed precision against fp32.
+"""Accuracy of llseg's continual methods on synthetic data, and of mixed precision against fp32.
+
+* ``methods``: old/new/all mIoU (and hIoU) after every step for each recipe (``finetune``, ``mib``, ``plop``,
+  ``ssul``, ``idec``, ``lag``; ``joint`` as the upper bound), DeepLabV3-MobileNetV3-Large with SGD and poly,
+  on a generated dataset prepared as ``--split`` exactly as ``llseg prepare`` does: synthetic objects as
+  VOC 15-1 (default) or synthetic aerial tiles as ISPRS 2-2-1 with per-domain scores (``--dataset aerial``).
+  Every task trains on its chunk's train part (as under Ianvs) and is scored on the test index after every
+  step. Recipes that start from the same step-0 training share one step-0 model (``STEP0_OF``, cached under
+  ``--work``), so their differences come from the incremental steps only. ``--pretrain-epochs N`` first
+  pretrains the backbone on another synthetic dataset (seed 1), the role of the papers' ImageNet weights;
+  ``--ratios`` adds LAG's data-limited protocol (``data_ratio``) for ``--ratio-recipe``.
+* ``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
+  trained with ``llseg train``'s stage loop on the default job's prepared data, per seed and precision
+  (fp32 and the precision ``auto`` resolves to), with the seed-paired differences.
 
 Run from the repository root on a quiet machine::
 
-    .venv/bin/python benchmarks/accuracy.py methods      # old/new/all per method, VOC 15-1 on synthetic objects (30+ min, 2 cores)
-    .venv/bin/python benchmarks/accuracy.py methods --pretrain-epochs 30 --epochs 10   # the same from a pretrained backbone
+    .venv/bin/python benchmarks/accuracy.py methods      # VOC 15-1 on synthetic objects (30+ min, 2 cores)
+    .venv/bin/python benchmarks/accuracy.py methods --pretrain-epochs 30 --epochs 10   # from a pretrained backbone
     .venv/bin/python benchmarks/accuracy.py methods --dataset aerial --epochs 10   # ISPRS 2-2-1, per domain (~15 min)
+    .venv/bin/python benchmarks/accuracy.py methods --recipes lag --append   # replace/add rows of the record at --out
     .venv/bin/python benchmarks/accuracy.py precision    # CIL-3 on synthetic city scenes, fp32 vs bf16/fp16 (~8 min)
     .venv/bin/python benchmarks/accuracy.py precision --append --seeds 8,9   # more seeds into the same record
     .venv/bin/python benchmarks/accuracy.py methods --smoke --out /tmp/m.md   # tiny sizes: checks the code path only
 
-``methods`` writes ``benchmarks/METHODS_voc.md`` (objects) or ``METHODS_isprs.md`` (aerial), ``precision`` writes
-``benchmarks/PRECISION.md``
-(``--out`` to change); both also write the raw scores as JSON next to the Markdown file.
-
-``methods``: the synthetic objects dataset (``llseg synth --kind objects``) with ``--class-tint``
-(default 0.7: without a class colour cue, a network trained from scratch on a CPU learns nothing but
-background in this budget), prepared as ``--split`` (default voc-15-1) exactly as ``llseg prepare``
-does, every task trained on its chunk's train part (as under Ianvs) and scored on the test index
-after every step. DeepLabV3-MobileNetV3-Large from scratch, SGD, poly. Recipes that share a step-0
-training share one step-0 model (``finetune``, ``mib`` and ``plop`` start from one model trained with
-cross-entropy; ``idec`` and ``lag`` from one SSUL-trained model with ASPP taps; ``ssul`` from its own),
-so their differences come from the incremental steps only. Steps >= 1 use lower learning rates
-(``STEP_LRS``), as MiB/PLOP do (0.01 then 0.001). ``joint`` is one training on every task's train
-images with full labels (the last stage of the ``joint`` recipe). ``--ratios`` adds LAG's
-data-limited protocol (``data_ratio``) for ``--ratio-recipe``.
-
-``--pretrain-epochs N`` first trains DeepLabV3 with cross-entropy for N epochs on another synthetic
-dataset of the same kind (seed 1: objects with every class; aerial with Potsdam only, so Vaihingen stays
-unseen) and starts every recipe from its backbone (``model_kwargs: backbone_weights``, the file
-:meth:`DeepLabV3.backbone_checkpoint` writes), with the papers' ratios (body lr a tenth of the head's,
-MiB/PLOP steps >= 1 at a tenth of step 0's). This is the regime the methods are designed for (an
-ImageNet backbone): from scratch, the BCE recipes barely learn step 0 in a CPU budget, and the
-distillation recipes that train the body diverge without clipping.
-
-``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
-trained with ``llseg train``'s stage loop on the default job's prepared data, once per precision.
+``methods`` writes ``benchmarks/METHODS_voc.md`` (objects) or ``benchmarks/METHODS_isprs.md`` (aerial),
+``precision`` writes ``benchmarks/PRECISION.md`` (``--out`` to change); both also write their raw scores as
+JSON next to the Markdown file, which ``--append`` reads back. Generated data goes to ``--work``.
 """
 from __future__ import annotations
 
@@ -46,9 +37,10 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import yaml
@@ -56,21 +48,31 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llseg.data.indexfile import read_index  # noqa: E402
-from llseg.data.labels import ISPRS_DOMAINS  # noqa: E402
-from llseg.data.prepare import prepare  # noqa: E402
-from llseg.data.synthetic_aerial import generate_aerial_dataset  # noqa: E402
-from llseg.data.synthetic_objects import generate_objects_dataset  # noqa: E402
-from llseg.ianvs.metrics import label_domain  # noqa: E402
-from llseg.ianvs.estimator import DeepLabV3Estimator  # noqa: E402
-from llseg.methods.config import TrainConfig  # noqa: E402
-from llseg.methods.learner import ContinualLearner  # noqa: E402
-from llseg.methods.stages import task_train_rows  # noqa: E402
+# Every llseg name this script uses (another engineer adapts these when llseg's API moves).
+from llseg.data.indexfile import read_index
+from llseg.data.labels import ISPRS_DOMAINS
+from llseg.data.prepare import prepare
+from llseg.data.synthetic_aerial import generate_aerial_dataset
+from llseg.data.synthetic_objects import generate_objects_dataset
+from llseg.ianvs.metrics import label_domain
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+from llseg.methods.registry import get_recipe, list_recipes
+from llseg.methods.stages import task_train_rows
+from llseg.runtime import resolve_precision
 
-Scores = dict[str, Optional[float]]
-RECIPES = ("finetune", "mib", "plop", "ssul", "idec", "lag", "joint")
-# Which recipe trains the step-0 model a recipe starts from.
-STEP0_OF = {"finetune": "finetune", "mib": "finetune", "plop": "finetune", "ssul": "ssul", "idec": "lag", "lag": "lag"}
+Scores = dict[str, float | None]
+Rows = list[tuple[str, str, str]]  # (image, full label, train label) lines of an index
+Pairs = list[tuple[str, str]]  # (image, full label) test lines
+# The bounds and every registered recipe for datasets with a background (the DeepLabV3 family).
+RECIPES = ("finetune", *(r for r in list_recipes() if get_recipe(r).needs_background), "joint")
+# Which recipe trains the step-0 model a recipe starts from (any other recipe: its own).
+STEP0_OF = {"mib": "finetune", "plop": "finetune", "idec": "lag"}
+
+
+def step0_of(recipe: str) -> str:
+    """The recipe whose step-0 model ``recipe`` starts from."""
+    return STEP0_OF.get(recipe, recipe)
 # From-scratch CPU settings (the papers' lr 0.01 / backbone 0.001 assume an ImageNet backbone).
 # BN momentum 0.1: SSUL's 0.01 barely moves the running statistics in a few hundred iterations.
 COMMON = dict(model="deeplabv3_mobilenet_v3_large", model_kwargs={"bn_momentum": 0.1}, dataset="voc", optimizer="sgd",
@@ -83,8 +85,6 @@ COMMON = dict(model="deeplabv3_mobilenet_v3_large", model_kwargs={"bn_momentum":
 STEP_LRS: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.02}, "plop": {"lr_incremental": 0.02},
                                       "idec": {"backbone_lr": 0.005, "grad_clip": 0.1},
                                       "lag": {"backbone_lr": 0.005, "grad_clip": 0.1}}
-
-
 # With a pretrained backbone (--pretrain-epochs), the papers' ratios: the body at a tenth of the
 # head's rate, and steps >= 1 of MiB/PLOP at a tenth of step 0's; nothing is clipped. LAG's body
 # (moved by its feature terms only, bce_on_body false) at a hundredth: at a tenth its terms
@@ -97,12 +97,12 @@ STEP_LRS_PRETRAINED: dict[str, dict[str, Any]] = {"mib": {"lr_incremental": 0.00
                                                   "lag": {"backbone_lr": 0.0005}}
 
 
-def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, dataset: str, step: int,
+# ------------------------------------------------------------------------------ llseg calls
+def recipe_config(recipe: str, *, epochs: int, size: str | None, split: str, dataset: str, step: int,
                   **extra: Any) -> TrainConfig:
-    """The estimator's defaults for ``recipe`` (published flags), then the CPU settings above
-    (``extra`` last; with a ``backbone_weights`` in it, the pretrained step rates)."""
-    settings = {**DeepLabV3Estimator.recipe_defaults.get(recipe, {}), **COMMON, "recipe": recipe, "epochs": epochs,
-                "input_size": size, "split": split, "dataset": dataset}
+    """The CPU settings above over ``recipe``'s published defaults (``extra`` last; with a
+    ``backbone_weights`` in it, the pretrained step rates)."""
+    settings = {**COMMON, "recipe": recipe, "epochs": epochs, "input_size": size, "split": split, "dataset": dataset}
     pretrained = "backbone_weights" in extra.get("model_kwargs", {})
     if pretrained:
         settings.update(PRETRAINED)
@@ -111,70 +111,175 @@ def recipe_config(recipe: str, *, epochs: int, size: Optional[str], split: str, 
     return TrainConfig.from_hyperparameters({**settings, **extra}, source=f"accuracy.py {recipe}")
 
 
-def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``[recipe:]key=value`` (YAML value) -> {recipe or "*": {key: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        recipe, _, key = name.rpartition(":")
-        out.setdefault(recipe or "*", {})[key] = yaml.safe_load(value)
-    return out
+def learn(learner: ContinualLearner, rows: Rows) -> None:
+    """One ``learn`` call (one task) on index lines."""
+    learner.learn(*(list(column) for column in zip(*rows, strict=True)))
 
 
-def scores(learner: ContinualLearner, test: list[tuple[str, str]], domains: tuple[str, ...] = ()) -> Scores:
+def test_pairs(prepared: Path) -> Pairs:
+    """The (image, full label) pairs of a prepared folder's test index."""
+    return [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+
+
+def scores(learner: ContinualLearner, test: Pairs, domains: tuple[str, ...] = ()) -> Scores:
     """The learner's table on ``test`` (image, full label) pairs, plus ``<score>_<domain>`` for each domain
     (the samples whose label folder is the domain, as llseg's Ianvs metrics define it)."""
     table = learner.evaluate([i for i, _ in test], [f for _, f in test])
     for domain in domains:
         part = [(i, f) for i, f in test if label_domain(f) == domain]
-        table.update({f"{k}_{domain}": v for k, v in learner.evaluate(*map(list, zip(*part))).items()} if part else {})
+        if part:
+            images, labels = (list(column) for column in zip(*part, strict=True))
+            table.update({f"{k}_{domain}": v for k, v in learner.evaluate(images, labels).items()})
     return table
 
 
-def make_data(args: argparse.Namespace, seed: int) -> tuple[Any, Path, Any]:
-    """Generate (``seed``) and prepare the ``--dataset`` as ``--split``: (summary, prepared folder, manifest)."""
+@dataclass(frozen=True)
+class Dataset:
+    """A generated dataset prepared as ``--split``."""
+
+    summary: Any  # the generator's summary (its str goes into the record)
+    prepared: Path  # the ``llseg prepare`` folder
+    manifest: Any  # what ``prepare`` returned (its tasks' classes go into the record)
+
+
+def make_data(args: argparse.Namespace, seed: int) -> Dataset:
+    """Generate (``seed``) and prepare the ``--dataset`` as ``--split``."""
     tag = "" if seed == 0 else f"-seed{seed}"
     if args.dataset == "objects":
         data = generate_objects_dataset(args.work / f"objects{tag}", seed=seed, size=args.size_hw, images=args.images,
                                         class_tint=args.tint)
         prepared = args.work / f"objects{tag}-{args.split}"
-        return data, prepared, prepare("voc", root=data.out, split=args.split, out=prepared)
+        return Dataset(data, prepared, prepare("voc", root=data.out, split=args.split, out=prepared))
     data = generate_aerial_dataset(args.work / f"aerial{tag}", seed=seed)
     prepared = args.work / f"aerial{tag}-{args.split}"
-    return data, prepared, prepare("isprs", root=data.out, split=args.split, out=prepared,
-                                   isprs_options={"patch_size": args.size_hw[0]})
+    return Dataset(data, prepared, prepare("isprs", root=data.out, split=args.split, out=prepared,
+                                           isprs_options={"patch_size": args.size_hw[0]}))
 
 
-def pretrain_backbone(args: argparse.Namespace, common: dict[str, Any]) -> tuple[Path, Scores, float]:
+# ---------------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class Pretrained:
+    """A backbone from :func:`pretrain_backbone`."""
+
+    path: Path  # in torchvision's format (``backbone_weights``)
+    scores: Scores  # of the pretraining model on its own test index
+    seconds: float
+
+
+def pretrain_backbone(args: argparse.Namespace, common: dict[str, Any]) -> Pretrained:
     """Train DeepLabV3 with cross-entropy on another synthetic dataset of the same kind (seed 1) and
-    save its backbone in torchvision's format, the role of the papers' ImageNet weights.
+    save its backbone in torchvision's format, the role of the papers' ImageNet weights; reused when present.
 
     objects: every class, full labels (ImageNet also holds VOC's categories); aerial: the source
     domain only (step 0's Potsdam tiles, full labels), so the target domain stays unseen.
-    Returns (file, the pretraining model's scores on its own test index, seconds); reused when present.
     """
-    _, prepared, _ = make_data(args, seed=1)
+    prepared = make_data(args, seed=1).prepared
     tasks = task_train_rows(prepared)
-    rows = list(dict.fromkeys((i, f, f) for rows in (tasks if args.dataset == "objects" else tasks[:1]) for i, f, _ in rows))
+    used = tasks if args.dataset == "objects" else tasks[:1]
+    rows = list(dict.fromkeys((i, f, f) for task in used for i, f, _ in task))
     out = args.work / f"backbone-{prepared.name}-{args.pretrain_epochs}ep.pth"
     record = out.with_suffix(".json")
     if out.is_file() and record.is_file():
         saved = json.loads(record.read_text())
-        return out, saved["scores"], saved["seconds"]
+        return Pretrained(out, saved["scores"], saved["seconds"])
     start = time.perf_counter()
     learner = ContinualLearner(recipe_config("joint", step=0, **{**common, "epochs": args.pretrain_epochs}))
-    learner.learn(*(list(column) for column in zip(*rows)))
-    test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
-    result = scores(learner, test)
+    learn(learner, rows)
+    result = scores(learner, test_pairs(prepared))
     torch.save(learner.model.backbone_checkpoint(), out)
     seconds = time.perf_counter() - start
     record.write_text(json.dumps({"scores": result, "seconds": seconds, "train_images": len(rows)}) + "\n")
-    return out, result, seconds
+    return Pretrained(out, result, seconds)
+
+
+@dataclass(frozen=True)
+class Step0:
+    """A step-0 model that recipes share (see ``STEP0_OF``)."""
+
+    state: dict[str, Any]  # learner.state_dict()
+    scores: Scores  # after step 0
+
+
+class MethodsRun:
+    """The trainings of ``methods`` on one prepared dataset: step-0 models, recipes, data_ratio runs.
+
+    ``timings`` collects the seconds of each training (NaN for a step-0 model reused from ``--work``)."""
+
+    def __init__(self, args: argparse.Namespace, prepared: Path, common: dict[str, Any], domains: tuple[str, ...]):
+        self.args, self.prepared, self.common, self.domains = args, prepared, common, domains
+        self.tasks: list[Rows] = task_train_rows(prepared)
+        self.test = test_pairs(prepared)
+        self.step0: dict[str, Step0] = {}
+        self.timings: dict[str, float] = {}
+
+    def config(self, recipe: str, step: int, **extra: Any) -> TrainConfig:
+        sets = self.args.sets
+        return recipe_config(recipe, step=step, **self.common, **sets.get("*", {}), **sets.get(recipe, {}), **extra)
+
+    def score(self, learner: ContinualLearner) -> Scores:
+        return scores(learner, self.test, self.domains)
+
+    def train_step0(self, base: str) -> None:
+        """The step-0 model of ``base``, kept under ``--work`` keyed by its settings so that runs of other
+        recipes reuse it."""
+        settings = self.config(base, 0).to_dict()
+        key = json.dumps([settings, str(self.prepared)], sort_keys=True, default=str).encode()
+        saved = self.args.work / f"step0-{self.prepared.name}-{base}-{hashlib.sha256(key).hexdigest()[:12]}.pt"
+        if saved.is_file():
+            self.step0[base] = Step0(*torch.load(saved, weights_only=False))  # our own file, written below
+            self.timings[f"step 0 ({base})"] = float("nan")
+        else:
+            start = time.perf_counter()
+            learner = ContinualLearner(self.config(base, 0))
+            learn(learner, self.tasks[0])
+            self.step0[base] = Step0(copy.deepcopy(learner.state_dict()), self.score(learner))
+            self.timings[f"step 0 ({base})"] = time.perf_counter() - start
+            torch.save([self.step0[base].state, self.step0[base].scores], saved)
+        print(f"step 0 ({base}): {brief(self.step0[base].scores)}", flush=True)
+
+    def continual(self, recipe: str, **extra: Any) -> list[Scores]:
+        """Steps >= 1 of ``recipe`` from its step-0 model: the scores after every step, step 0 first."""
+        step0 = self.step0[step0_of(recipe)]
+        learner = ContinualLearner(self.config(recipe, 1, **extra))
+        learner.load_state_dict(copy.deepcopy(step0.state))
+        curve = [step0.scores]
+        for rows in self.tasks[1:]:
+            learn(learner, rows)
+            curve.append(self.score(learner))
+        return curve
+
+    def joint(self) -> list[Scores]:
+        """One training on every task's train images with full labels (the ``joint`` recipe's last stage)."""
+        learner = ContinualLearner(self.config("joint", 0))
+        learn(learner, list(dict.fromkeys((i, f, f) for rows in self.tasks for i, f, _ in rows)))
+        return [self.score(learner)]
+
+    def recipes(self, recipes: list[str]) -> dict[str, list[Scores]]:
+        results: dict[str, list[Scores]] = {}
+        for recipe in recipes:
+            start = time.perf_counter()
+            results[recipe] = self.joint() if recipe == "joint" else self.continual(recipe)
+            self.timings[recipe] = time.perf_counter() - start
+            print(f"{recipe}: {brief(results[recipe][-1])}", flush=True)
+        return results
+
+    def ratios(self, recipe: str, ratios: list[float], results: dict[str, list[Scores]]) -> dict[str, list[Scores]]:
+        """``recipe`` with each ``data_ratio`` (1.0: its run in ``results`` if there is one)."""
+        out: dict[str, list[Scores]] = {}
+        for ratio in ratios:
+            start = time.perf_counter()
+            if ratio != 1.0:
+                out[str(ratio)] = self.continual(recipe, data_ratio=ratio)
+            else:
+                out[str(ratio)] = results.get(recipe) or self.continual(recipe)
+            self.timings[f"{recipe} data_ratio {ratio}"] = time.perf_counter() - start
+            print(f"{recipe} data_ratio {ratio}: {brief(out[str(ratio)][-1])}", flush=True)
+        return out
 
 
 def run_methods(args: argparse.Namespace) -> dict[str, Any]:
-    work = args.work
-    data, prepared, manifest = make_data(args, seed=0)
+    """Train and score ``--recipes`` (and the data_ratio runs): the JSON record of ``methods``."""
+    data = make_data(args, seed=0)
     if args.dataset == "objects":
         common: dict[str, Any] = dict(size=args.size, split=args.split, dataset="voc")
         domains: tuple[str, ...] = ()
@@ -183,80 +288,24 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
         domains = ISPRS_DOMAINS
     pretrained: dict[str, Any] = {}
     if args.pretrain_epochs:
-        path, pre_scores, pre_seconds = pretrain_backbone(args, common)
-        pretrained = {"epochs": args.pretrain_epochs, "scores": pre_scores, "seconds": pre_seconds}
-        print(f"pretrained backbone ({pre_seconds / 60:.1f} min): {brief(pre_scores)}", flush=True)
-        common["model_kwargs"] = {**COMMON["model_kwargs"], "backbone_weights": str(path)}
+        backbone = pretrain_backbone(args, common)
+        pretrained = {"epochs": args.pretrain_epochs, "scores": backbone.scores, "seconds": backbone.seconds}
+        print(f"pretrained backbone ({backbone.seconds / 60:.1f} min): {brief(backbone.scores)}", flush=True)
+        common["model_kwargs"] = {**COMMON["model_kwargs"], "backbone_weights": str(backbone.path)}
     common["epochs"] = args.epochs
-    tasks = task_train_rows(prepared)
-    test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+    run = MethodsRun(args, data.prepared, common, domains)
     record = {"dataset": args.dataset, "split": args.split, "sets": args.sets, "domains": list(domains),
-                "tasks": [list(t.classes) for t in manifest.tasks],
-                "train_images": [len(dict.fromkeys(rows)) for rows in tasks], "test_images": len(test),
-                "pretrained": pretrained}
+              "tasks": [list(t.classes) for t in data.manifest.tasks],
+              "train_images": [len(dict.fromkeys(rows)) for rows in run.tasks], "test_images": len(run.test),
+              "pretrained": pretrained}
     if args.append:  # refuse other settings now, not after the training
         check_appendable(args.out.with_suffix(".json"), record)
-
-    def score(learner: ContinualLearner) -> Scores:
-        return scores(learner, test, domains)
-
-    def config(recipe: str, step: int, **extra: Any) -> TrainConfig:
-        return recipe_config(recipe, step=step, **common, **args.sets.get("*", {}), **args.sets.get(recipe, {}), **extra)
-
-    timings: dict[str, float] = {}
-
-    def learn(learner: ContinualLearner, rows: list[tuple[str, str, str]]) -> None:
-        learner.learn(*(list(column) for column in zip(*rows)))
-
-    step0: dict[str, tuple[dict, Scores]] = {}
-    for base in sorted({STEP0_OF[r] for r in args.recipes if r in STEP0_OF}):
-        # Kept under --work, keyed by the step-0 settings, so runs of other recipes reuse it.
-        settings = config(base, 0).to_dict()
-        digest = hashlib.sha256(json.dumps([settings, str(prepared)], sort_keys=True, default=str).encode()).hexdigest()[:12]
-        saved = work / f"step0-{prepared.name}-{base}-{digest}.pt"
-        if saved.is_file():
-            step0[base] = tuple(torch.load(saved, weights_only=False))  # our own file, written below
-            timings[f"step 0 ({base})"] = float("nan")
-        else:
-            start = time.perf_counter()
-            learner = ContinualLearner(config(base, 0))
-            learn(learner, tasks[0])
-            step0[base] = (copy.deepcopy(learner.state_dict()), score(learner))
-            timings[f"step 0 ({base})"] = time.perf_counter() - start
-            torch.save(list(step0[base]), saved)
-        print(f"step 0 ({base}): {brief(step0[base][1])}", flush=True)
-
-    def continual(recipe: str, **extra: Any) -> list[Scores]:
-        state, first = step0[STEP0_OF[recipe]]
-        learner = ContinualLearner(config(recipe, 1, **extra))
-        learner.load_state_dict(copy.deepcopy(state))
-        curve = [first]
-        for rows in tasks[1:]:
-            learn(learner, rows)
-            curve.append(score(learner))
-        return curve
-
-    results: dict[str, list[Scores]] = {}
-    for recipe in args.recipes:
-        start = time.perf_counter()
-        if recipe == "joint":
-            learner = ContinualLearner(config("joint", 0))
-            every = list(dict.fromkeys((i, f, f) for rows in tasks for i, f, _ in rows))
-            learn(learner, every)
-            results[recipe] = [score(learner)]
-        else:
-            results[recipe] = continual(recipe)
-        timings[recipe] = time.perf_counter() - start
-        print(f"{recipe}: {brief(results[recipe][-1])}", flush=True)
-    ratios: dict[str, list[Scores]] = {}
-    for ratio in args.ratios:
-        start = time.perf_counter()
-        ratios[str(ratio)] = continual(args.ratio_recipe, data_ratio=ratio) if ratio != 1.0 else results.get(
-            args.ratio_recipe) or continual(args.ratio_recipe)
-        timings[f"{args.ratio_recipe} data_ratio {ratio}"] = time.perf_counter() - start
-        print(f"{args.ratio_recipe} data_ratio {ratio}: {brief(ratios[str(ratio)][-1])}", flush=True)
-    return {**record, "data": str(data).replace(str(work), "<--work>").splitlines(),  # no machine paths in the record
-            "results": results, "ratios": ratios, "seconds": timings}
+    for base in sorted({step0_of(r) for r in args.recipes if r != "joint"}):
+        run.train_step0(base)
+    results = run.recipes(args.recipes)
+    ratios = run.ratios(args.ratio_recipe, args.ratios, results)
+    return {**record, "data": str(data.summary).replace(str(args.work), "<--work>").splitlines(),  # no machine paths
+            "results": results, "ratios": ratios, "seconds": run.timings}
 
 
 def check_appendable(previous: Path, out: dict[str, Any]) -> dict[str, Any]:
@@ -298,23 +347,35 @@ def brief(s: Scores) -> str:
     return " ".join(f"{k} {fmt(s.get(k))}" for k in ("mIoU_old", "mIoU_new", "mIoU_all", "hIoU"))
 
 
-def fmt(value: Optional[float]) -> str:
+def fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
-    domains = out["domains"]
-    data = (f"synthetic objects ({args.size}, class tint {args.tint}, {args.images} train images)" if args.dataset == "objects"
-            else f"synthetic aerial tiles cut into {args.size} patches (step 0 on Potsdam RGB, later steps on Vaihingen IRRG)")
+# Score columns of the methods tables: (key, heading); per domain, the first three again.
+COLUMNS = [("mIoU_old", "old"), ("mIoU_new", "new"), ("mIoU_all", "all"), ("hIoU", "hIoU")]
+
+
+def score_columns(domains: list[str]) -> list[tuple[str, str]]:
+    return COLUMNS + [(f"{k}_{d}", f"{name} {d}") for d in domains for k, name in COLUMNS[:3]]
+
+
+def methods_intro(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
+    """The section heading and the paragraph that states the data, model and settings."""
+    if args.dataset == "objects":
+        data = f"synthetic objects ({args.size}, class tint {args.tint}, {args.images} train images)"
+    else:
+        data = (f"synthetic aerial tiles cut into {args.size} patches (step 0 on Potsdam RGB, later steps on "
+                "Vaihingen IRRG)")
     pre = out["pretrained"]
     if pre:
-        origin = (f"with a backbone pretrained for {pre['epochs']} epochs ({pre['seconds'] / 60:.1f} min) with cross-entropy on "
-                  f"another synthetic dataset (seed 1; {'every class' if args.dataset == 'objects' else 'Potsdam only'}; "
-                  f"its own test mIoU {fmt(pre['scores']['mIoU_all'])}), body lr {PRETRAINED['backbone_lr']}")
+        origin = (f"with a backbone pretrained for {pre['epochs']} epochs ({pre['seconds'] / 60:.1f} min) with "
+                  f"cross-entropy on another synthetic dataset (seed 1; "
+                  f"{'every class' if args.dataset == 'objects' else 'Potsdam only'}; its own test mIoU "
+                  f"{fmt(pre['scores']['mIoU_all'])}), body lr {PRETRAINED['backbone_lr']}")
         steps = STEP_LRS_PRETRAINED
     else:
         origin, steps = "from scratch", STEP_LRS
-    lines = [
+    return [
         f"## Continual methods, {args.split} on {data}",
         "",
         f"DeepLabV3-MobileNetV3-Large {origin}, {args.epochs} epochs per step, batch 8, SGD lr 0.05 (steps >= 1: "
@@ -322,70 +383,108 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
         f"{out['test_images']} test images. mIoU as fractions after the last step; old = step-0 classes (with "
         "background/impervious), new = the later steps' classes, all = every class (classes not learned yet count "
         "as 0 when labelled, docs/methods.md §9.3); hIoU = harmonic mean of old and new."
-        + (" Per-domain columns score the test images of one domain only." if domains else "")
+        + (" Per-domain columns score the test images of one domain only." if out["domains"] else "")
         + (f" Extra settings (`--set`): {out['sets']}." if out["sets"] else ""),
         "",
     ]
-    columns = [("mIoU_old", "old"), ("mIoU_new", "new"), ("mIoU_all", "all"), ("hIoU", "hIoU")]
-    columns += [(f"{k}_{d}", f"{name} {d}") for d in domains for k, name in columns[:3]]
-    lines += ["| recipe | step-0 old | " + " | ".join(name for _, name in columns) + " | minutes |",
-              "|---|---|" + "---|" * (len(columns) + 1)]
+
+
+def final_scores_table(out: dict[str, Any]) -> list[str]:
+    """Per recipe: step-0 old mIoU, the scores after the last step, minutes."""
+    columns = score_columns(out["domains"])
+    lines = ["| recipe | step-0 old | " + " | ".join(name for _, name in columns) + " | minutes |",
+             "|---|---|" + "---|" * (len(columns) + 1)]
     for recipe, curve in out["results"].items():
-        last = curve[-1]
         first = "–" if recipe == "joint" else fmt(curve[0]["mIoU_old"])
-        lines.append(f"| {recipe} | {first} | " + " | ".join(fmt(last.get(k)) for k, _ in columns)
+        lines.append(f"| {recipe} | {first} | " + " | ".join(fmt(curve[-1].get(k)) for k, _ in columns)
                      + f" | {out['seconds'][recipe] / 60:.1f} |")
-    steps = len(out["train_images"])
-    lines += ["", "mIoU_all after each step (step 0 first):", "",
-              "| recipe | " + " | ".join(f"step {k}" for k in range(steps)) + " |", "|---|" + "---|" * steps]
-    for recipe, curve in out["results"].items():
-        if recipe != "joint":
-            lines.append(f"| {recipe} | " + " | ".join(fmt(s["mIoU_all"]) for s in curve) + " |")
-    if out["ratios"]:
-        lines += ["", f"### Data-limited steps ({args.ratio_recipe}, `data_ratio`: share of each step >= 1's train "
-                      "images, step 0 complete; LAG Table 11's protocol)", "",
-                  "| data_ratio | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]
-        for ratio, curve in out["ratios"].items():
-            lines.append(f"| {ratio} | " + " | ".join(fmt(curve[-1].get(k)) for k, _ in columns) + " |")
-    step0 = ", ".join(f"{k} {'reused' if v != v else f'{v / 60:.1f}'}" for k, v in out["seconds"].items()
-                      if k.startswith("step 0"))
-    lines += ["", f"Step-0 trainings (minutes): {step0}."]
     return lines
 
 
-def run_precision(args: argparse.Namespace) -> dict[str, Any]:
-    from llseg.runtime import resolve_precision
+def curve_table(out: dict[str, Any]) -> list[str]:
+    """mIoU_all after each step, per continual recipe."""
+    steps = len(out["train_images"])
+    lines = ["", "mIoU_all after each step (step 0 first):", "",
+             "| recipe | " + " | ".join(f"step {k}" for k in range(steps)) + " |", "|---|" + "---|" * steps]
+    for recipe, curve in out["results"].items():
+        if recipe != "joint":
+            lines.append(f"| {recipe} | " + " | ".join(fmt(s["mIoU_all"]) for s in curve) + " |")
+    return lines
 
+
+def ratios_table(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
+    if not out["ratios"]:
+        return []
+    columns = score_columns(out["domains"])
+    lines = ["", f"### Data-limited steps ({args.ratio_recipe}, `data_ratio`: share of each step >= 1's train "
+                 "images, step 0 complete; LAG Table 11's protocol)", "",
+             "| data_ratio | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---|" * len(columns)]
+    for ratio, curve in out["ratios"].items():
+        lines.append(f"| {ratio} | " + " | ".join(fmt(curve[-1].get(k)) for k, _ in columns) + " |")
+    return lines
+
+
+def step0_line(out: dict[str, Any]) -> list[str]:
+    step0 = ", ".join(f"{k} {'reused' if v != v else f'{v / 60:.1f}'}" for k, v in out["seconds"].items()
+                      if k.startswith("step 0"))
+    return ["", f"Step-0 trainings (minutes): {step0}."]
+
+
+def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
+    return [*methods_intro(args, out), *final_scores_table(out), *curve_table(out), *ratios_table(args, out),
+            *step0_line(out)]
+
+
+# -------------------------------------------------------------------------------- precision
+def precision_job() -> tuple[dict[str, Any], Path]:
+    """The default job's ``cil`` hyperparameters (first values) and its prepared data folder."""
     job = yaml.safe_load((ROOT / "testalgorithms" / "erfnet_klingner_cil-3_synthetic-city.yaml").read_text())
     hyper = {k: v["values"][0] for item in job["algorithm"]["modules"][0]["hyperparameters"] for k, v in item.items()}
     testenv = yaml.safe_load((ROOT / "testenv" / "testenv_cil-3_synthetic-city.yaml").read_text())
     prepared = ROOT / Path(testenv["testenv"]["dataset"]["train_index"]).parent
     if not (prepared / "manifest.json").is_file():
-        raise SystemExit(f"{prepared} is not prepared: run 'python3 quickstart.py bench' (or its synth + prepare) first")
-    tasks = task_train_rows(prepared)
-    test = [(str(r[0]), str(r[1])) for r in read_index(prepared / "test_index.txt", columns=3, check_exists=True)]
+        raise SystemExit(f"{prepared} is not prepared: run 'python3 quickstart.py bench' (or its synth + prepare) "
+                         "first")
+    return hyper, prepared
+
+
+def train_precision(hyper: dict[str, Any], precision: str, seed: int, epochs: int | None, tasks: list[Rows],
+                    test: Pairs) -> dict[str, Any]:
+    """One row of the precision record: every task in order, scored after the last."""
+    config = TrainConfig.from_hyperparameters(
+        {**hyper, "precision": precision, "seed": seed, "epochs": epochs or hyper["epochs"]},
+        source="accuracy.py precision")
+    learner = ContinualLearner(config)
+    start = time.perf_counter()
+    for rows in tasks:
+        learn(learner, rows)
+    final = scores(learner, test)
+    print(f"{precision} seed {seed}: {brief(final)}", flush=True)
+    return {"seed": seed, "scores": final, "seconds": time.perf_counter() - start}
+
+
+def run_precision(args: argparse.Namespace) -> dict[str, Any]:
+    """Train every ``--precisions`` x ``--seeds``: the JSON record of ``precision`` (with ``--append``,
+    merged into the one at ``--out``)."""
+    hyper, prepared = precision_job()
+    tasks, test = task_train_rows(prepared), test_pairs(prepared)
     auto = resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     previous = precision_record(args.out.with_suffix(".json"), hyper, auto) if args.append else None
-    results: dict[str, Any] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     for precision in dict.fromkeys(auto if p == "auto" else p for p in args.precisions):
         for seed in args.seeds:
-            config = TrainConfig.from_hyperparameters(
-                {**hyper, "precision": precision, "seed": seed, "epochs": args.epochs or hyper["epochs"]},
-                source="accuracy.py precision")
-            learner = ContinualLearner(config)
-            start = time.perf_counter()
-            for rows in tasks:
-                learner.learn(*(list(column) for column in zip(*rows)))
-            final = scores(learner, test)
-            results.setdefault(precision, []).append({"seed": seed, "scores": final, "seconds": time.perf_counter() - start})
-            print(f"{precision} seed {seed}: {brief(final)}", flush=True)
+            results.setdefault(precision, []).append(train_precision(hyper, precision, seed, args.epochs, tasks, test))
     out = {"hyperparameters": hyper, "auto": auto, "seeds": args.seeds, "results": results}
-    if previous is None:
-        return out
-    for precision, rows in results.items():  # a seed run again replaces its row
+    return out if previous is None else merge_precision(previous, results, args.seeds)
+
+
+def merge_precision(previous: dict[str, Any], results: dict[str, list[dict[str, Any]]],
+                    seeds: list[int]) -> dict[str, Any]:
+    """``results`` added to the record ``previous``; a seed run again replaces its row."""
+    for precision, rows in results.items():
         by_seed = {r["seed"]: r for r in previous["results"].get(precision, [])}
         previous["results"][precision] = list({**by_seed, **{r["seed"]: r for r in rows}}.values())
-    previous["seeds"] = list(dict.fromkeys([*previous["seeds"], *args.seeds]))
+    previous["seeds"] = list(dict.fromkeys([*previous["seeds"], *seeds]))
     return previous
 
 
@@ -409,8 +508,9 @@ def precision_markdown(out: dict[str, Any]) -> list[str]:
         return sum(r["scores"][key] for r in runs[precision]) / len(runs[precision])
 
     lines = ["## Mixed precision against fp32 (CIL-3, synthetic city, the default job's `cil` settings)", "",
-             f"Scores after the last stage, one row per seed (mIoU as fractions; a point = 0.01); seeds {out['seeds']}.", "",
-             "| precision | seed | " + " | ".join(keys) + " | minutes |", "|---|---|" + "---|" * (len(keys) + 1)]
+             "Scores after the last stage, one row per seed (mIoU as fractions; a point = 0.01); "
+             f"seeds {out['seeds']}.",
+             "", "| precision | seed | " + " | ".join(keys) + " | minutes |", "|---|---|" + "---|" * (len(keys) + 1)]
     for precision, rows in runs.items():
         for r in rows:
             lines.append(f"| {precision} | {r['seed']} | " + " | ".join(fmt(r["scores"][k]) for k in keys)
@@ -418,18 +518,21 @@ def precision_markdown(out: dict[str, Any]) -> list[str]:
     if "fp32" in runs and out["auto"] in runs and out["auto"] != "fp32":
         auto = out["auto"]
         worst = max(abs(mean(auto, k) - mean("fp32", k)) for k in keys)
-        spread = max(max(r["scores"][k] for r in runs["fp32"]) - min(r["scores"][k] for r in runs["fp32"]) for k in keys)
-        lines += ["", f"Largest difference of the seed means, {auto} − fp32: **{100 * worst:.2f} points** (target: within "
-                      f"1 point). For scale, the largest fp32 seed-to-seed spread: {100 * spread:.2f} points."]
+        spread = max(max(r["scores"][k] for r in runs["fp32"]) - min(r["scores"][k] for r in runs["fp32"])
+                     for k in keys)
+        lines += ["", f"Largest difference of the seed means, {auto} − fp32: **{100 * worst:.2f} points** (target: "
+                      f"within 1 point). For scale, the largest fp32 seed-to-seed spread: {100 * spread:.2f} points."]
         lines += paired_table(runs["fp32"], runs[auto], keys, f"{auto} − fp32", "only the precision differs")
     for label, rows in out.get("variants", {}).items():
         if "fp32" in runs:
             lines += ["", f"### Variant: {label}"]
-            lines += paired_table(runs["fp32"], rows, keys, "variant − fp32", "the variant's rows are not in the table above")
+            lines += paired_table(runs["fp32"], rows, keys, "variant − fp32",
+                                  "the variant's rows are not in the table above")
     return lines
 
 
-def paired_table(base: list[dict[str, Any]], other: list[dict[str, Any]], keys: list[str], what: str, note: str) -> list[str]:
+def paired_table(base: list[dict[str, Any]], other: list[dict[str, Any]], keys: list[str], what: str,
+                 note: str) -> list[str]:
     """Markdown: per key, mean ± standard error (in points) of ``other − base`` over the seeds both ran."""
     paired = {r["seed"]: r["scores"] for r in base}
     pairs = [(paired[r["seed"]], r["scores"]) for r in other if r["seed"] in paired]
@@ -445,7 +548,9 @@ def paired_table(base: list[dict[str, Any]], other: list[dict[str, Any]], keys: 
             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys), "| " + " | ".join(cell(k) for k in keys) + " |"]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+# ------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with ``methods``' and ``precision``'s lists parsed and defaults resolved."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("methods", help="old/new/all mIoU per continual method on synthetic objects")
@@ -494,27 +599,51 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.ratios = [float(r) for r in args.ratios.split(",") if r]
         args.sets = parse_sets(args.sets)
         args.size_hw = tuple(int(v) for v in args.size.lower().split("x"))
-        out = run_methods(args)
-        if args.append:
-            out = appended(args.out.with_suffix(".json"), out)
-        body = methods_markdown(args, out)
     else:
         args.seeds = [int(v) for v in args.seeds.split(",") if v]
         args.precisions = [v for v in args.precisions.split(",") if v]
-        out = run_precision(args)
-        body = precision_markdown(out)
+    return args
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``[recipe:]key=value`` (YAML value) -> {recipe or "*": {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        recipe, _, key = name.rpartition(":")
+        out.setdefault(recipe or "*", {})[key] = yaml.safe_load(value)
+    return out
+
+
+def write_outputs(args: argparse.Namespace, argv: list[str] | None, out: dict[str, Any], body: list[str]) -> None:
+    """The Markdown file at ``--out`` (a header naming the commands that made it, then ``body``) and the
+    JSON record next to it; ``out["commands"]`` gains this command."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(argv if argv is not None else sys.argv[1:])
     if args.command == "methods":
         command = command.replace(str(args.work), "<work>")  # no machine paths in the record
     out["commands"] = [*out.get("commands", []), f"benchmarks/accuracy.py {command}"]
     header = [f"# llseg accuracy: {args.command}", "",
-              f"Written by `{'`, then `'.join(out['commands'])}` (last run {stamp}); {platform.processor() or platform.machine()}, "
-              f"torch {torch.__version__} with {torch.get_num_threads()} threads.", ""]
+              f"Written by `{'`, then `'.join(out['commands'])}` (last run {stamp}); "
+              f"{platform.processor() or platform.machine()}, torch {torch.__version__} with "
+              f"{torch.get_num_threads()} threads.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(f"wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "methods":
+        out = run_methods(args)
+        if args.append:
+            out = appended(args.out.with_suffix(".json"), out)
+        body = methods_markdown(args, out)
+    else:
+        out = run_precision(args)
+        body = precision_markdown(out)
+    write_outputs(args, argv, out, body)
     return 0
 
 

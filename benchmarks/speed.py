@@ -1,40 +1,24 @@
-"""Speed of llseg's training, inference and metric paths next to plain reference loops, on this machine.
+"""Training, inference and metric speed of llseg next to plain reference loops, on this machine.
+
+Measures, each against a plain fp32 loop written here (PIL decode + resize every step, contiguous NCHW,
+``torch.optim``): training images/s of ``ContinualLearner.learn`` for ERFNet (19 classes, synthetic street
+scenes, Adam) and DeepLabV3 (MobileNetV3-L and R101, 21 classes, synthetic VOC-style objects, SGD) in fp32
+and in the precision ``auto`` resolves to; the share of a step spent waiting for data; inference images/s of
+``ContinualLearner.predict``; ``IncrementalScorer.update`` against a per-image numpy reference; Adam step
+times; training FLOPs against the measured ``torch.mm`` peak; optionally the default benchmark job's wall
+time. Every number is the median of timed repetitions after a warm-up, each training and inference
+measurement in a fresh process (:func:`fresh_process`); run it on a quiet machine. With CUDA (``--device
+auto`` picks it like the learner) everything runs on the GPU and the GPU-only rows are added.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/speed.py            # full run, ~15 minutes on a quiet 2-core CPU (estimate)
+    .venv/bin/python benchmarks/speed.py            # full run, ~15 minutes on a quiet 2-core CPU
     .venv/bin/python benchmarks/speed.py --quick    # fewer repetitions, no ERFNet 512x1024, no R101 512x512
     .venv/bin/python benchmarks/speed.py --job      # also time the default benchmark job (~3 min)
     .venv/bin/python benchmarks/speed.py --models deeplabv3_mobilenet_v3_large   # only these training rows
-    .venv/bin/python benchmarks/speed.py --smoke --out /tmp/speed.md  # tiny sizes, one repetition: checks
-                                                                       # the code paths, numbers meaningless
+    .venv/bin/python benchmarks/speed.py --smoke --out /tmp/speed.md  # tiny sizes: checks the code paths only
 
-It writes ``benchmarks/RESULTS.md`` (``--out`` to change). Every number is the median of several
-timed repetitions after a warm-up, and every training and inference measurement runs in a fresh
-process (see ``fresh_process``); run it on a quiet machine (another multi-threaded process on the
-same cores slows torch down several-fold).
-
-With CUDA (``--device auto``, the default, picks it like the learner's ``device: auto``) every
-measurement runs on the GPU: llseg with precision ``auto`` (fp16 autocast + GradScaler) and
-channels_last, the reference loops in plain fp32 NCHW on the same GPU; the GPU run adds ERFNet at
-512x1024 (also with ``--quick``) and DeepLabV3-R101 at 513x513, and uses 4x more images per timed
-epoch. RESULTS.md records the device name.
-
-What is compared:
-
-* training, ERFNet (19 classes, synthetic street scenes): ``ContinualLearner.learn`` (what ``_fit``
-  does: cached decode, augmentation, channels_last, the resolved precision, Adam) against a plain
-  loop written here: fp32, contiguous NCHW, PIL decode + resize from PNG every step, cross-entropy,
-  ``torch.optim.Adam``;
-* training, DeepLabV3 (``deeplabv3_mobilenet_v3_large`` and ``deeplabv3_resnet101``, expanding head,
-  21 VOC classes, synthetic VOC-style object images at 256x256 and 512x512): ``ContinualLearner.learn``
-  with recipe ``finetune`` and optimizer ``sgd`` against the same plain fp32 loop with
-  ``torch.optim.SGD`` (Nesterov, momentum 0.9);
-* inference (ERFNet and DeepLabV3): ``ContinualLearner.predict`` against a plain fp32 decode/resize/forward/argmax loop;
-* metrics: ``IncrementalScorer.update`` (all task-restricted confusion matrices of one image in one
-  pass) against the per-image numpy reference that builds each restricted matrix separately;
-* the machine's limit: FLOPs of one training step (``FlopCounterMode``) against measured ``torch.mm``
-  throughput in fp32 and the precision ``auto`` resolves to (bf16 on CPUs with native bf16, fp16 on CUDA).
+It writes ``benchmarks/RESULTS.md`` (``--out`` to change), which also records the machine and the results.
 """
 from __future__ import annotations
 
@@ -50,9 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -61,6 +47,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+# Every llseg name this script uses (another engineer adapts these when llseg's API moves).
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import get_dataset_info
@@ -122,7 +109,7 @@ def _with_env(env: dict[str, str], fn: Callable[..., T], args: tuple, kwargs: di
     return fn(*args, **kwargs)
 
 
-def fresh_process(fn: Callable[..., T], *args: Any, _env: Optional[dict[str, str]] = None, **kwargs: Any) -> T:
+def fresh_process(fn: Callable[..., T], *args: Any, _env: dict[str, str] | None = None, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` in a new Python process (spawn), so that every timed measurement starts from
     the same state whatever ran before it: glibc heap, oneDNN primitive caches, thread pools. llseg's
     learner changes process-wide malloc settings (``llseg.runtime.keep_freed_memory``) that would
@@ -199,7 +186,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, sizes: Sequence[int]
     for n in sizes:
         a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
         times = []
-        for i in range(repeats + 2):  # two warm-up runs
+        for _ in range(repeats + 2):  # two warm-up runs
             start = time.perf_counter()
             torch.mm(a, b)
             sync(device)
@@ -219,14 +206,16 @@ def conv_backward_flops(grad_out_shape: Sequence[int], x_shape: Sequence[int], w
     return forward * (int(output_mask[0]) + int(output_mask[1]))
 
 
-def train_flops_per_image(size: Size, model_name: str = "erfnet", num_classes: int = NUM_CLASSES, **kwargs: Any) -> float:
+def train_flops_per_image(size: Size, model_name: str = "erfnet", num_classes: int = NUM_CLASSES,
+                          **kwargs: Any) -> float:
     """Forward + backward FLOPs of one training image (convolutions and matmuls), counted on the meta
     device (shapes only, nothing computed). Batch of 2 halved: BatchNorm after DeepLabV3's ASPP
     pooling (1x1 maps) refuses a training batch of one."""
     with torch.device("meta"):
         model = create_model(model_name, num_classes=num_classes, **kwargs).train()
         x = torch.randn(2, 3, *size)
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as counter:
+    custom = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
         model(x).sum().backward()
     return counter.get_total_flops() / 2
 
@@ -279,7 +268,7 @@ def llseg_data_seconds(learner: ContinualLearner, images: list[str], labels: lis
 def decode_ms(images: list[str], labels: list[str]) -> float:
     """Median milliseconds to decode one image/label PNG pair (what the in-memory cache saves per epoch)."""
     times = []
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         start = time.perf_counter()
         read_rgb(image)
         read_label_png(label)
@@ -367,9 +356,11 @@ def reference_predict(images: list[str], size: Size, repeats: int, device: torch
         with torch.no_grad():
             for path in images:
                 pil = Image.open(path).convert("RGB")
-                x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()).permute(2, 0, 1).float() / 255
+                x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()
+                                     ).permute(2, 0, 1).float() / 255
                 logits = model(normalize(x)[None].contiguous().to(device))
-                F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear", align_corners=False).argmax(1).cpu().numpy()
+                F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear",
+                              align_corners=False).argmax(1).cpu().numpy()
 
     return len(images) / median_time(run, repeats)
 
@@ -387,7 +378,7 @@ def reference_scorer(records: Sequence[Prediction], targets: Sequence[np.ndarray
     full, learned = np.zeros((c, c), np.int64), np.zeros((c, c), np.int64)
     per_group = [np.zeros((c, c), np.int64) for _ in groups]
     per_prefix = [np.zeros((c, c), np.int64) for _ in groups]
-    for record, target in zip(records, targets):
+    for record, target in zip(records, targets, strict=True):
         full += numpy_confusion(record.pred, target, c)
         union: list[int] = []
         for k, classes in enumerate(groups):
@@ -400,7 +391,7 @@ def reference_scorer(records: Sequence[Prediction], targets: Sequence[np.ndarray
 
 def llseg_scorer(records: Sequence[Prediction], targets: Sequence[np.ndarray], c: int) -> list[np.ndarray]:
     scorer = IncrementalScorer(c)
-    for record, target in zip(records, targets):
+    for record, target in zip(records, targets, strict=True):
         scorer.update(record, target)
     return [scorer.full, scorer.learned, *scorer.per_group, *scorer.per_prefix]
 
@@ -414,7 +405,8 @@ def metric_inputs(count: int, size: Size) -> tuple[list[Prediction], list[np.nda
         target = rng.integers(0, NUM_CLASSES, size, dtype=np.uint8)
         target[rng.random(size) < 0.1] = 255
         group_pred = np.stack([rng.choice(np.array(g, np.uint8), size) for g in groups])
-        prefix_pred = np.stack([rng.integers(0, 10 + 5 * k if k < 2 else NUM_CLASSES, size, dtype=np.uint8) for k in range(3)])
+        prefix_pred = np.stack([rng.integers(0, 10 + 5 * k if k < 2 else NUM_CLASSES, size, dtype=np.uint8)
+                                for k in range(3)])
         records.append(Prediction(prefix_pred[-1], group_pred, prefix_pred, np.arange(NUM_CLASSES),
                                   np.array([10, 5, 4]), NUM_CLASSES))
         targets.append(target)
@@ -422,8 +414,21 @@ def metric_inputs(count: int, size: Size) -> tuple[list[Prediction], list[np.nda
 
 
 # -------------------------------------------------------------------------------- default job
-def run_job() -> tuple[float, float]:
-    """(wall seconds, peak child RSS MiB) of ``llseg bench -f benchmarkingjob.yaml`` in a scratch workspace."""
+@dataclass(frozen=True)
+class JobTiming:
+    """The default benchmark job: wall seconds and the peak RSS (MiB) of the child processes."""
+
+    seconds: float
+    peak_rss_mib: float
+
+
+def children_maxrss_mib() -> float:
+    """Peak resident memory of the largest child process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def run_job() -> JobTiming:
+    """Wall time of ``llseg bench -f benchmarkingjob.yaml`` in a scratch workspace."""
     if not (ROOT / "data/synthetic-city-cil3/train_index.txt").is_file():
         for args in (["synth", "--out", "data/synthetic-city", "--seed", "0"],
                      ["prepare", "--dataset", "cityscapes", "--root", "data/synthetic-city", "--split", "cil-3",
@@ -437,44 +442,223 @@ def run_job() -> tuple[float, float]:
         subprocess.run([sys.executable, "-m", "llseg", "bench", "-f", "benchmarkingjob.yaml"], cwd=tmp, check=True,
                        stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return JobTiming(seconds, children_maxrss_mib())
 
 
-# ------------------------------------------------------------------------------------- report
-def minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
+# --------------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class TrainingConfig:
+    """One training/inference row of the report."""
+
+    model: str  # a key of MODELS
+    label: str  # note after the row's name ("default job", "GPU run only") or ""
+    native: Size  # size of the generated PNGs
+    size: Size  # input size
+    batch: int
+    images: int  # images per timed epoch
+    repeats: int
+
+    @property
+    def deeplab(self) -> bool:
+        return self.model in DEEPLAB
+
+    @property
+    def dataset(self) -> str:
+        """Which synthetic images the row trains on: "voc" (objects) or "city" (street scenes)."""
+        return "voc" if self.deeplab else "city"
+
+    @property
+    def name(self) -> str:
+        return f"{fmt_size(self.size)} batch {self.batch}" + (f" ({self.label})" if self.label else "")
 
 
-# Training rows: (model, label, native PNG size, input size, batch, images per timed epoch, repetitions)
-Config = tuple[str, str, Size, Size, int, int, int]
+@dataclass(frozen=True)
+class Settings:
+    """What a run measures, from the command line."""
+
+    models: list[str]
+    quick: bool
+    smoke: bool
+    job: bool
+    device_option: str  # --device as given
+    device: torch.device
+    auto: str  # the precision "auto" resolves to on device
+    reps: int
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def precisions(self) -> list[str]:
+        """fp32 and the precision auto resolves to (once if they are the same)."""
+        return list(dict.fromkeys(("fp32", self.auto)))
 
 
-def training_configs(models: Sequence[str], *, quick: bool, smoke: bool, cuda: bool, reps: int) -> list[Config]:
+def training_configs(models: Sequence[str], *, quick: bool, smoke: bool, cuda: bool, reps: int) -> list[TrainingConfig]:
     """The training rows of this run: ERFNet on street scenes, DeepLabV3 on VOC-style objects.
 
     CPU: batches of 4 (2 at 512x512), two batches per timed epoch (16 images for the default-job config,
     one batch at 512x1024). GPU: 4x the images per epoch, plus ERFNet 512x1024 (also with --quick) and
     DeepLabV3-R101 at 513x513 batch 8. --quick drops ERFNet 512x1024 (CPU) and R101 512x512.
     """
-    configs: list[Config] = []
+    configs: list[TrainingConfig] = []
     if smoke:
         if "erfnet" in models:
-            configs.append(("erfnet", "", (64, 128), (32, 64), 2, 4, 1))
-        configs += [(m, "", (64, 64), (64, 64), 2, 4, 1) for m in DEEPLAB if m in models]
+            configs.append(TrainingConfig("erfnet", "", (64, 128), (32, 64), 2, 4, 1))
+        configs += [TrainingConfig(m, "", (64, 64), (64, 64), 2, 4, 1) for m in DEEPLAB if m in models]
         return configs
     more = 4 if cuda else 1
+    fewer = max(1, reps - 1)
     if "erfnet" in models:
-        configs += [("erfnet", "default job", JOB_NATIVE, JOB_INPUT, JOB_BATCH, 16 * more, reps),
-                    ("erfnet", "", NATIVE, (256, 512), 4, 8 * more, reps)]
+        configs += [TrainingConfig("erfnet", "default job", JOB_NATIVE, JOB_INPUT, JOB_BATCH, 16 * more, reps),
+                    TrainingConfig("erfnet", "", NATIVE, (256, 512), 4, 8 * more, reps)]
         if not quick or cuda:
-            configs.append(("erfnet", "GPU run only" if quick else "", NATIVE, NATIVE, 4, 4 * more, max(1, reps - 1)))
+            label = "GPU run only" if quick else ""
+            configs.append(TrainingConfig("erfnet", label, NATIVE, NATIVE, 4, 4 * more, fewer))
     for model in (m for m in DEEPLAB if m in models):
-        configs.append((model, "", VOC_NATIVE, (256, 256), 4, 8 * more, reps))
+        configs.append(TrainingConfig(model, "", VOC_NATIVE, (256, 256), 4, 8 * more, reps))
         if not (quick and model == "deeplabv3_resnet101"):
-            configs.append((model, "", VOC_NATIVE, (512, 512), 2, 4 * more, max(1, reps - 1)))
+            configs.append(TrainingConfig(model, "", VOC_NATIVE, (512, 512), 2, 4 * more, fewer))
         if cuda and model == "deeplabv3_resnet101":
-            configs.append((model, "GPU run only", VOC_NATIVE, (513, 513), 8, 8 * more, max(1, reps - 1)))
+            configs.append(TrainingConfig(model, "GPU run only", VOC_NATIVE, (513, 513), 8, 8 * more, fewer))
     return configs
+
+
+@dataclass(frozen=True)
+class LlsegRun:
+    """What :func:`llseg_measure` returns, by name."""
+
+    train: float  # images/s
+    classes: list[int]
+    nonfinite: int  # training epochs (warm-up included) whose loss was not finite
+    data_s: float | None = None  # seconds per batch of the data pipeline
+    infer: float | None = None  # images/s of learner.predict
+    gpu_mib: float = 0.0  # peak GPU memory allocated
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything measured for one training configuration."""
+
+    config: TrainingConfig
+    flops: float  # training FLOPs per image
+    reference: float  # images/s of the plain fp32 training loop
+    reference_data_share: float  # share of its epoch spent decoding and resizing
+    runs: dict[str, LlsegRun]  # llseg training by precision (fp32 and auto; the auto run has data_s and infer)
+    auto: str
+    workers1: float | None  # llseg auto images/s with one DataLoader worker (ERFNet below NATIVE only)
+    not_kept: float | None  # llseg auto images/s with LLSEG_KEEP_FREED_MEMORY=0 (ERFNet below NATIVE, CPU only)
+    reference_infer: float  # images/s of the plain fp32 inference loop
+    decode_ms: float  # PNG decode per image/label pair
+
+    @property
+    def fp32(self) -> float:
+        return self.runs["fp32"].train
+
+    @property
+    def best(self) -> float:
+        """llseg's training images/s in the precision auto resolves to."""
+        return self.runs[self.auto].train
+
+
+def write_datasets(configs: Sequence[TrainingConfig], out: Path) -> dict[tuple[str, Size], tuple[list[str], list[str]]]:
+    """PNGs for every config: (dataset, native size) -> (images, labels), as many as the largest config needs."""
+    wanted: dict[tuple[str, Size], int] = {}
+    for config in configs:
+        key = (config.dataset, config.native)
+        wanted[key] = max(wanted.get(key, 0), config.images)
+    writers = {"city": write_dataset, "voc": write_voc_dataset}
+    return {key: writers[key[0]](out, n, key[1]) for key, n in wanted.items()}
+
+
+def measure_training(config: TrainingConfig, images: list[str], labels: list[str], settings: Settings) -> Measurement:
+    """Train and predict with llseg and the reference loops on ``config``, each run in a fresh process."""
+    size, batch, repeats, device, auto = config.size, config.batch, config.repeats, settings.device, settings.auto
+    if config.deeplab:
+        log(f"training {model_label(config.model)} {config.name} ...")
+        model: dict[str, Any] = dict(model_name=config.model, num_classes=VOC_CLASSES, **DEEPLAB_KWARGS)
+        optimizer = "sgd"
+        llseg_kwargs: dict[str, Any] = dict(recipe="finetune", model=config.model, dataset="voc", optimizer="sgd",
+                                            lr=SGD_LR, weight_decay=WEIGHT_DECAY, model_kwargs=dict(DEEPLAB_KWARGS))
+    else:  # the functions' defaults: ERFNet, 19 classes, Adam
+        log(f"training and inference, ERFNet {config.name} ...")
+        model, optimizer, llseg_kwargs = {}, "adam", {}
+    flops = train_flops_per_image(size, **model)
+    reference, share = fresh_process(reference_train, images, labels, size, batch, repeats, optimizer_name=optimizer,
+                                     device=device, **model)
+
+    def llseg(precision: str, **options: Any) -> LlsegRun:
+        return LlsegRun(**fresh_process(llseg_measure, images, labels, size, batch, precision, repeats,
+                                        device=str(device), **options, **llseg_kwargs))
+
+    runs = {p: llseg(p, data=p == auto, infer=p == auto) for p in settings.precisions}
+    if config.deeplab:  # the model whose FLOPs are counted
+        assert runs["fp32"].classes == list(range(VOC_CLASSES)), runs["fp32"].classes
+    workers1 = not_kept = None
+    if not config.deeplab and size != NATIVE:
+        workers1 = llseg(auto, workers=1).train
+        if not settings.cuda:
+            not_kept = llseg(auto, _env={"LLSEG_KEEP_FREED_MEMORY": "0"}).train
+    reference_infer = fresh_process(reference_predict, images, size, repeats, device, **model)
+    result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, runs=runs,
+                         auto=auto, workers1=workers1, not_kept=not_kept, reference_infer=reference_infer,
+                         decode_ms=decode_ms(images, labels))
+    log(f"  reference {reference:.2f} img/s, llseg fp32 {result.fp32:.2f}, llseg {auto} {result.best:.2f}")
+    return result
+
+
+@dataclass(frozen=True)
+class MatmulPeak:
+    sizes: tuple[int, ...]  # n of the n x n products tried
+    gflops: dict[str, float]  # by precision
+
+
+def measure_matmul_peak(settings: Settings) -> MatmulPeak:
+    log("matmul peak ...")
+    sizes = (256,) if settings.smoke else (4096, 8192) if settings.cuda else (1024, 2048, 4096)
+    gflops = {name: matmul_gflops(DTYPES[name], settings.device, sizes) for name in settings.precisions}
+    return MatmulPeak(sizes, gflops)
+
+
+@dataclass(frozen=True)
+class MetricSpeed:
+    """Images/s of the metric paths on ``size`` images."""
+
+    size: Size
+    reference: float  # the per-image numpy reference (8 matrices)
+    llseg: float  # IncrementalScorer.update
+    plain: float  # one textbook numpy confusion matrix per image
+
+
+def measure_metrics(settings: Settings) -> MetricSpeed:
+    log("metrics ...")
+    size = (64, 128) if settings.smoke else NATIVE
+    records, targets = metric_inputs(2 if settings.smoke else 8 if settings.quick else 16, size)
+    for a, b in zip(reference_scorer(records, targets, NUM_CLASSES), llseg_scorer(records, targets, NUM_CLASSES),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)  # same matrices, or the comparison means nothing
+
+    def rate(fn: Callable[[], Any]) -> float:
+        return len(records) / median_time(fn, settings.reps)
+
+    def plain() -> list[np.ndarray]:
+        return [numpy_confusion(r.pred, t, NUM_CLASSES) for r, t in zip(records, targets, strict=True)]
+
+    return MetricSpeed(size, reference=rate(lambda: reference_scorer(records, targets, NUM_CLASSES)),
+                       llseg=rate(lambda: llseg_scorer(records, targets, NUM_CLASSES)), plain=rate(plain))
+
+
+def measure_adam(device: torch.device) -> dict[str, float]:
+    """Milliseconds per Adam step over ERFNet's parameters, by implementation."""
+    log("optimizer ...")
+    return {name: adam_step_ms(device, **opts) for name, opts in
+            (("default (for-loop)", {}), ("foreach=True", {"foreach": True}), ("fused=True", {"fused": True}))}
+
+
+# ------------------------------------------------------------------------------------- report
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:02.0f}s"
 
 
 def table(header: str, rows: list[str], empty: str = "Not measured in this run (see `--models`).") -> list[str]:
@@ -488,14 +672,228 @@ def model_label(model: str) -> str:
     return DEEPLAB.get(model, "ERFNet")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def speedup(value: float, reference: float) -> str:
+    return f"{value:.2f} ({value / reference:.2f}x)"
+
+
+def training_rows(results: Sequence[Measurement], *, deeplab: bool) -> list[str]:
+    """Training throughput rows of one model family; DeepLabV3 rows start with the model."""
+    rows = []
+    for m in results:
+        if m.config.deeplab == deeplab:
+            model = f" {model_label(m.config.model)} |" if deeplab else ""
+            rows.append(f"|{model} {m.config.name} | {m.reference:.2f} | {speedup(m.fp32, m.reference)} | "
+                        f"{speedup(m.best, m.reference)} |")
+    return rows
+
+
+def data_wait_rows(results: Sequence[Measurement]) -> list[str]:
+    rows = []
+    for m in results:
+        data_s, batch = m.runs[m.auto].data_s, m.config.batch
+        assert data_s is not None
+        workers1 = "–" if m.workers1 is None else f"{m.workers1:.2f}"
+        rows.append(f"| {model_label(m.config.model)} | {m.config.name} | {m.decode_ms:.1f} ms | "
+                    f"{1000 * data_s:.1f} ms | {1000 * batch / m.best:.0f} ms | {100 * data_s * m.best / batch:.1f}% | "
+                    f"{100 * m.reference_data_share:.1f}% | {m.best:.2f} | {workers1} |")
+    return rows
+
+
+def malloc_rows(results: Sequence[Measurement]) -> list[str]:
+    return [f"| {m.config.name} | {m.best:.2f} | {m.not_kept:.2f} | {100 * (m.best / m.not_kept - 1):+.0f}% |"
+            for m in results if m.not_kept is not None]
+
+
+def limit_rows(results: Sequence[Measurement], peak: MatmulPeak) -> list[str]:
+    rows = []
+    for m in results:
+        for precision, rate in dict.fromkeys((("fp32", m.fp32), (m.auto, m.best))):
+            achieved, limit = rate * m.flops / 1e9, peak.gflops[precision]
+            rows.append(f"| {model_label(m.config.model)} | {m.config.name} | {precision} | {m.flops / 1e9:.2f} | "
+                        f"{achieved:.0f} | {limit:.0f} | {100 * achieved / limit:.0f}% |")
+    return rows
+
+
+def inference_rows(results: Sequence[Measurement]) -> list[str]:
+    rows = []
+    for m in results:
+        infer = m.runs[m.auto].infer
+        assert infer is not None
+        rows.append(f"| {model_label(m.config.model)} | {fmt_size(m.config.size)} (from {fmt_size(m.config.native)}) | "
+                    f"{m.reference_infer:.2f} | {speedup(infer, m.reference_infer)} |")
+    return rows
+
+
+def run_warnings(results: Sequence[Measurement]) -> list[str]:
+    return [f"llseg {model_label(m.config.model)} {m.config.name} {precision}: {run.nonfinite} of the "
+            f"{m.config.repeats + 1} training epochs (warm-up included) ended with a non-finite loss."
+            for m in results for precision, run in m.runs.items() if run.nonfinite]
+
+
+def epochs_text(configs: Sequence[TrainingConfig]) -> str:
+    """Images per timed epoch of each config, for the section texts."""
+    return ", ".join(f"{c.images} ({model_label(c.model) + ' ' if c.deeplab else ''}{fmt_size(c.size)}"
+                     f"{', ' + c.label if c.label else ''})" for c in configs) or "–"
+
+
+def header_section(settings: Settings, started: dt.datetime) -> list[str]:
+    flags = "".join(f" {flag}" for flag, on in (("--quick", settings.quick), ("--job", settings.job),
+                                                 ("--smoke", settings.smoke)) if on)
+    flags += f" --models {','.join(settings.models)}" if settings.models != list(MODELS) else ""
+    flags += f" --device {settings.device_option}" if settings.device_option != "auto" else ""
+    lines = ["# llseg speed benchmark\n",
+             f"Written by `benchmarks/speed.py{flags}` on {started:%Y-%m-%d %H:%M} UTC.\n"]
+    if settings.smoke:
+        lines.append("**Smoke run: tiny sizes and one repetition; the numbers below mean nothing.**\n")
+    device = settings.device
+    lines.append(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
+                 f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
+    if settings.cuda:
+        lines.append(f"- GPU: **{device_name(device)}** (CUDA {torch.version.cuda}); llseg runs with AMP and "
+                     "channels_last, the reference loops in plain fp32 NCHW on the same GPU")
+    lines.append(f"- precision `auto` resolves to **{settings.auto}** here; medians of {settings.reps} timed runs "
+                 "after a warm-up\n")
+    return lines
+
+
+def training_section(results: Sequence[Measurement], configs: Sequence[TrainingConfig], auto: str) -> list[str]:
+    erfnet = [c for c in configs if not c.deeplab]
+    deeplab = [c for c in configs if c.deeplab]
+    voc_natives = ", ".join(dict.fromkeys(fmt_size(c.native) for c in deeplab)) or fmt_size(VOC_NATIVE)
+    return [
+        "## Training throughput (images/s, ERFNet, 19 classes)\n",
+        "Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
+        "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
+        f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(erfnet)} images.\n",
+        *table(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", training_rows(results, deeplab=False)),
+        "\n## Training throughput (images/s, DeepLabV3, 21 classes)\n",
+        f"Synthetic VOC-style object images (`render_objects`, {voc_natives} PNGs, ids 0..20 and 255; every "
+        "label holds all 21 classes), expanding head, output stride 16, random init. Reference: plain fp32 loop, "
+        "contiguous NCHW, PIL decode + resize from PNG every step, cross-entropy, plain SGD (`torch.optim.SGD`, "
+        f"Nesterov momentum 0.9, lr {SGD_LR}, weight decay {WEIGHT_DECAY}, torch's default implementation). llseg: "
+        f"`ContinualLearner.learn` with `TrainConfig(recipe=\"finetune\", dataset=\"voc\", optimizer=\"sgd\", "
+        f"lr={SGD_LR}, input_size=(S, S))` (cached decode, augmentation, channels_last, fused SGD, poly schedule), "
+        f"in fp32 and in the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(deeplab)} images.\n",
+        *table(f"| model | input | reference fp32 | llseg fp32 | llseg {auto} (auto) |",
+               training_rows(results, deeplab=True)),
+    ]
+
+
+def data_wait_section(results: Sequence[Measurement], auto: str) -> list[str]:
+    return [
+        "\n## Share of step time spent waiting for data\n",
+        "llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does: warm in-memory "
+        "decode cache, resize, flip, rescale, crop, colour jitter; num_workers=0) over the measured llseg step time. "
+        "PNG decode: what the cache saves per image and epoch. Reference: PIL decode + resize share of its own loop. "
+        "Last columns: llseg training throughput with DataLoader workers 0 (`num_workers: auto` on CPU) and 1 "
+        "(ERFNet only).\n",
+        *table(f"| model | input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
+               "reference data share | img/s, 0 workers | img/s, 1 worker |", data_wait_rows(results)),
+    ]
+
+
+def malloc_section(results: Sequence[Measurement], auto: str) -> list[str]:
+    rows = malloc_rows(results)
+    if not rows:
+        return []
+    return [
+        "\n## Keeping freed memory (ERFNet training, CPU)\n",
+        f"llseg {auto} training images/s as above (the learner lets glibc keep freed memory, "
+        "`llseg.runtime.keep_freed_memory`) and in another fresh process with `LLSEG_KEEP_FREED_MEMORY=0` "
+        "(glibc's defaults: blocks above 32 MiB mapped afresh and page-faulted at every step).\n",
+        *table(f"| input | llseg {auto}, kept (default) | LLSEG_KEEP_FREED_MEMORY=0 | gain |", rows),
+    ]
+
+
+def limit_section(results: Sequence[Measurement], peak: MatmulPeak, device: torch.device) -> list[str]:
+    peaks = ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.gflops.items())
+    lines = [
+        "\n## Fraction of the machine's limit\n",
+        f"Peak `torch.mm` on {device} (best n×n product, n in {', '.join(map(str, peak.sizes))}, fastest of 7 runs): "
+        f"{peaks}. Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
+        "(convolutions and matmuls); achieved = llseg images/s x FLOPs per image.\n",
+    ]
+    if device.type == "cuda":
+        lines.append(f"On CUDA, fp32 convolutions use TF32 when `torch.backends.cudnn.allow_tf32` "
+                     f"({torch.backends.cudnn.allow_tf32}) while the fp32 `torch.mm` peak uses it only when "
+                     f"`torch.backends.cuda.matmul.allow_tf32` ({torch.backends.cuda.matmul.allow_tf32}): fp32 "
+                     "fractions can then exceed 100%.\n")
+    lines += table("| model | input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | "
+                   "fraction of peak |", limit_rows(results, peak))
+    return lines
+
+
+def inference_section(results: Sequence[Measurement], auto: str) -> list[str]:
+    return [
+        "\n## Inference throughput (images/s)\n",
+        "Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
+        "`ContinualLearner.predict` (also the task-restricted maps).\n",
+        *table(f"| model | input | reference fp32 | llseg {auto} |", inference_rows(results)),
+    ]
+
+
+def metric_section(metrics: MetricSpeed) -> list[str]:
+    return [
+        f"\n## Metric accumulation ({fmt_size(metrics.size)} images, 19 classes, 3 groups)\n",
+        "Everything `IncrementalScorer` keeps per image (class-incremental, per-task and task-union matrices: "
+        "8 confusion matrices). Reference: one textbook numpy confusion per matrix and image, restricted targets "
+        "via `np.isin`. Both give identical matrices (checked).\n",
+        "| path | images/s | ratio |",
+        "|---|---|---|",
+        f"| per-image numpy reference (8 matrices) | {metrics.reference:.1f} | 1.0x |",
+        f"| llseg `IncrementalScorer.update` | {metrics.llseg:.1f} | **{metrics.llseg / metrics.reference:.1f}x** |",
+        f"| (for scale: one textbook numpy confusion matrix per image) | {metrics.plain:.1f} | |",
+    ]
+
+
+def adam_section(adam: dict[str, float], device: torch.device) -> list[str]:
+    return [f"\n## Adam step over ERFNet's parameters (ms, {device})\n",
+            "| implementation | ms per step |", "|---|---|", *(f"| {name} | {ms:.2f} |" for name, ms in adam.items())]
+
+
+def job_section(job: JobTiming | None, auto: str) -> list[str]:
+    lines = ["\n## Default benchmark job (`llseg bench -f benchmarkingjob.yaml`)\n"]
+    if job is None:
+        lines.append(f"Not run here (pass `--job`). Last recorded: {LEAD_JOB}.")
+    else:
+        lines.append(f"Wall time **{minutes(job.seconds)}** (precision auto = {auto}); peak RSS of the job process "
+                     f"{job.peak_rss_mib:.0f} MiB.")
+    return lines
+
+
+def memory_section(results: Sequence[Measurement], train_rss: float, cuda: bool) -> list[str]:
+    gpu_mib = max((run.gpu_mib for m in results for run in m.runs.values()), default=0.0)
+    return ["\n## Peak memory\n",
+            "Peak RSS of the largest training/inference process (each measurement runs in its own process; the "
+            f"default job's included): {train_rss:.0f} MiB; of this coordinating process: {maxrss_mib():.0f} MiB."
+            + (f" Peak GPU memory allocated by llseg's training: {gpu_mib:.0f} MiB." if cuda else "")]
+
+
+def closing_sections(results: Sequence[Measurement], cuda: bool) -> list[str]:
+    """Warnings (non-finite losses) and, on a CPU run, what is still pending."""
+    warnings = run_warnings(results)
+    lines = ["\n## Warnings\n", *(f"- {w}" for w in warnings)] if warnings else []
+    if not cuda:
+        lines += ["\n## Pending\n", "- GPU rows (AMP + channels_last, ERFNet 512x1024, DeepLabV3-R101 513x513): run "
+                  "this script on a CUDA machine."]
+    return lines
+
+
+def write_markdown(path: Path, lines: Sequence[str]) -> None:
+    path.write_text("\n".join(lines) + "\n")
+    log(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions, skip ERFNet 512x1024 (CPU) and DeepLabV3-R101 512x512 training")
     parser.add_argument("--job", action="store_true", help="also time the default benchmark job (~3 minutes)")
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated training/inference rows to run (default: all of {','.join(MODELS)})")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, as the learner picks), cpu or cuda[:i]")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, as the learner picks), cpu or cuda[:i]")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and one repetition: exercises every code path in about a minute; "
                              "the numbers mean nothing (use with --out)")
@@ -505,192 +903,48 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
-    reps = 1 if args.smoke else 2 if args.quick else 3
     device = pick_device(args.device)
-    cuda = device.type == "cuda"
-    auto = resolve_precision("auto", device)
-    configs = training_configs(models, quick=args.quick, smoke=args.smoke, cuda=cuda, reps=reps)
-    lines: list[str] = []
-    say = lines.append
+    settings = Settings(models=models, quick=args.quick, smoke=args.smoke, job=args.job, device_option=args.device,
+                        device=device, auto=resolve_precision("auto", device),
+                        reps=1 if args.smoke else 2 if args.quick else 3)
+    return args, settings
 
-    flags = "".join(f" {flag}" for flag, on in (("--quick", args.quick), ("--job", args.job), ("--smoke", args.smoke)) if on)
-    flags += f" --models {','.join(models)}" if models != list(MODELS) else ""
-    flags += f" --device {args.device}" if args.device != "auto" else ""
-    say("# llseg speed benchmark\n")
-    say(f"Written by `benchmarks/speed.py{flags}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.\n")
-    if args.smoke:
-        say("**Smoke run: tiny sizes and one repetition; the numbers below mean nothing.**\n")
-    say(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
-    if cuda:
-        say(f"- GPU: **{device_name(device)}** (CUDA {torch.version.cuda}); llseg runs with AMP and channels_last, "
-            "the reference loops in plain fp32 NCHW on the same GPU")
-    say(f"- precision `auto` resolves to **{auto}** here; medians of {reps} timed runs after a warm-up\n")
 
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_args(argv)
+    configs = training_configs(settings.models, quick=settings.quick, smoke=settings.smoke, cuda=settings.cuda,
+                               reps=settings.reps)
+    started = dt.datetime.now(dt.timezone.utc)
     job = None
-    if args.job:  # first, while this process is small: a child's peak RSS includes its parent's at fork time
+    if settings.job:  # first, while this process is small: a child's peak RSS includes its parent's at fork time
         log("default job ...")
         job = run_job()
-
-    log("matmul peak ...")
-    mm_sizes = (256,) if args.smoke else (4096, 8192) if cuda else (1024, 2048, 4096)
-    peak = {name: matmul_gflops(DTYPES[name], device, mm_sizes) for name in dict.fromkeys(("fp32", auto))}
-    train_rows, share_rows, limit_rows, infer_rows, deeplab_rows, malloc_rows, warnings = [], [], [], [], [], [], []
-    gpu_mib = 0.0
+    peak = measure_matmul_peak(settings)
     with tempfile.TemporaryDirectory(prefix="llseg-speed-") as tmp:
         log("writing PNGs ...")
-        wanted: dict[tuple[str, Size], int] = {}
-        for model, _, native, *_, n, _ in configs:
-            key = ("voc" if model in DEEPLAB else "city", native)
-            wanted[key] = max(wanted.get(key, 0), n)
-        writers = {"city": write_dataset, "voc": write_voc_dataset}
-        data = {key: writers[key[0]](Path(tmp), n, key[1]) for key, n in wanted.items()}
-        for model, label, native, size, batch, n, r in configs:
-            name = f"{fmt_size(size)} batch {batch}" + (f" ({label})" if label else "")
-            if model in DEEPLAB:
-                imgs, labs = (paths[:n] for paths in data["voc", native])
-                log(f"training {model_label(model)} {name} ...")
-                flops = train_flops_per_image(size, model, VOC_CLASSES, **DEEPLAB_KWARGS)
-                ref, ref_share = fresh_process(reference_train, imgs, labs, size, batch, r, model, VOC_CLASSES, "sgd",
-                                               device, **DEEPLAB_KWARGS)
-                common: dict[str, Any] = dict(recipe="finetune", model=model, dataset="voc", optimizer="sgd", lr=SGD_LR,
-                                              weight_decay=WEIGHT_DECAY, model_kwargs=dict(DEEPLAB_KWARGS))
-                runs = {p: fresh_process(llseg_measure, imgs, labs, size, batch, p, r, device=str(device),
-                                         data=p == auto, infer=p == auto, **common) for p in dict.fromkeys(("fp32", auto))}
-                assert runs["fp32"]["classes"] == list(range(VOC_CLASSES)), runs["fp32"]["classes"]  # the model whose FLOPs we count
-                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
-                deeplab_rows.append(f"| {model_label(model)} | {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | "
-                                    f"{best:.2f} ({best / ref:.2f}x) |")
-                workers = None
-                ref_infer = fresh_process(reference_predict, imgs, size, r, device, model, VOC_CLASSES, **DEEPLAB_KWARGS)
-            else:
-                imgs, labs = (paths[:n] for paths in data["city", native])
-                log(f"training and inference, ERFNet {name} ...")
-                flops = train_flops_per_image(size)
-                ref, ref_share = fresh_process(reference_train, imgs, labs, size, batch, r, device=device)
-                runs = {"fp32": fresh_process(llseg_measure, imgs, labs, size, batch, "fp32", r, device=str(device))}
-                runs[auto] = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, device=str(device),
-                                           data=True, infer=True)
-                fp32, best = runs["fp32"]["train"], runs[auto]["train"]
-                workers = kept = None
-                if size != NATIVE:
-                    workers = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, workers=1, device=str(device))["train"]
-                    if not cuda:
-                        kept = fresh_process(llseg_measure, imgs, labs, size, batch, auto, r, device=str(device),
-                                             _env={"LLSEG_KEEP_FREED_MEMORY": "0"})["train"]
-                        malloc_rows.append(f"| {name} | {best:.2f} | {kept:.2f} | {100 * (best / kept - 1):+.0f}% |")
-                train_rows.append(f"| {name} | {ref:.2f} | {fp32:.2f} ({fp32 / ref:.2f}x) | {best:.2f} ({best / ref:.2f}x) |")
-                ref_infer = fresh_process(reference_predict, imgs, size, r, device)
-            data_s, infer = runs[auto]["data_s"], runs[auto]["infer"]
-            share_rows.append(f"| {model_label(model)} | {name} | {decode_ms(imgs, labs):.1f} ms | {1000 * data_s:.1f} ms | "
-                              f"{1000 * batch / best:.0f} ms | {100 * data_s * best / batch:.1f}% | {100 * ref_share:.1f}% | "
-                              f"{best:.2f} | " + ("–" if workers is None else f"{workers:.2f}") + " |")
-            infer_rows.append(f"| {model_label(model)} | {fmt_size(size)} (from {fmt_size(native)}) | {ref_infer:.2f} | "
-                              f"{infer:.2f} ({infer / ref_infer:.2f}x) |")
-            for precision, run in runs.items():
-                gpu_mib = max(gpu_mib, run.get("gpu_mib", 0.0))
-                if run["nonfinite"]:
-                    warnings.append(f"llseg {model_label(model)} {name} {precision}: {run['nonfinite']} of the "
-                                    f"{r + 1} training epochs (warm-up included) ended with a non-finite loss.")
-            for precision, rate in dict.fromkeys((("fp32", fp32), (auto, best))):
-                achieved = rate * flops / 1e9
-                limit_rows.append(f"| {model_label(model)} | {name} | {precision} | {flops / 1e9:.2f} | {achieved:.0f} | "
-                                  f"{peak[precision]:.0f} | {100 * achieved / peak[precision]:.0f}% |")
-            log(f"  reference {ref:.2f} img/s, llseg fp32 {fp32:.2f}, llseg {auto} {best:.2f}")
-        train_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        data = write_datasets(configs, Path(tmp))
+        results = []
+        for config in configs:
+            images, labels = (paths[:config.images] for paths in data[config.dataset, config.native])
+            results.append(measure_training(config, images, labels, settings))
+        train_rss = children_maxrss_mib()
+    metrics = measure_metrics(settings)
+    adam = measure_adam(settings.device)
 
-    log("metrics ...")
-    metric_size = (64, 128) if args.smoke else NATIVE
-    records, targets = metric_inputs(2 if args.smoke else 8 if args.quick else 16, metric_size)
-    for a, b in zip(reference_scorer(records, targets, NUM_CLASSES), llseg_scorer(records, targets, NUM_CLASSES)):
-        np.testing.assert_array_equal(a, b)  # same matrices, or the comparison means nothing
-    ref_metric = len(records) / median_time(lambda: reference_scorer(records, targets, NUM_CLASSES), reps)
-    llseg_metric = len(records) / median_time(lambda: llseg_scorer(records, targets, NUM_CLASSES), reps)
-    plain = len(records) / median_time(lambda: [numpy_confusion(r.pred, t, NUM_CLASSES) for r, t in zip(records, targets)], reps)
-
-    log("optimizer ...")
-    adam = {name: adam_step_ms(device, **opts) for name, opts in
-            (("default (for-loop)", {}), ("foreach=True", {"foreach": True}), ("fused=True", {"fused": True}))}
-
-    def epochs_text(rows: list[Config]) -> str:
-        return ", ".join(f"{n} ({model_label(model) + ' ' if model in DEEPLAB else ''}{fmt_size(size)}"
-                         f"{', ' + label if label else ''})" for model, label, _, size, _, n, _ in rows)
-
-    erfnet_configs = [c for c in configs if c[0] == "erfnet"]
-    deeplab_configs = [c for c in configs if c[0] in DEEPLAB]
-    say("## Training throughput (images/s, ERFNet, 19 classes)\n")
-    say("Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
-        "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
-        f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(erfnet_configs) or '–'} images.\n")
-    lines.extend(table(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", train_rows))
-    say("\n## Training throughput (images/s, DeepLabV3, 21 classes)\n")
-    voc_natives = ", ".join(dict.fromkeys(fmt_size(c[2]) for c in deeplab_configs)) or fmt_size(VOC_NATIVE)
-    say(f"Synthetic VOC-style object images (`render_objects`, {voc_natives} PNGs, ids 0..20 and 255; every "
-        "label holds all 21 classes), expanding head, output stride 16, random init. Reference: plain fp32 loop, "
-        "contiguous NCHW, PIL decode + resize from PNG every step, cross-entropy, plain SGD (`torch.optim.SGD`, "
-        f"Nesterov momentum 0.9, lr {SGD_LR}, weight decay {WEIGHT_DECAY}, torch's default implementation). llseg: "
-        f"`ContinualLearner.learn` with `TrainConfig(recipe=\"finetune\", dataset=\"voc\", optimizer=\"sgd\", lr={SGD_LR}, "
-        "input_size=(S, S))` (cached decode, augmentation, channels_last, fused SGD, poly schedule), in fp32 and in "
-        f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(deeplab_configs) or '–'} images.\n")
-    lines.extend(table(f"| model | input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", deeplab_rows))
-    say("\n## Share of step time spent waiting for data\n")
-    say("llseg: time to produce one batch from `SegmentationPairs` (what `_fit`'s DataLoader does: warm in-memory "
-        "decode cache, resize, flip, rescale, crop, colour jitter; num_workers=0) over the measured llseg step time. "
-        "PNG decode: what the cache saves per image and epoch. Reference: PIL decode + resize share of its own loop. "
-        "Last columns: llseg training throughput with DataLoader workers 0 (`num_workers: auto` on CPU) and 1 "
-        "(ERFNet only).\n")
-    lines.extend(table(f"| model | input | PNG decode per pair | llseg data per batch | llseg {auto} step | llseg data share | "
-                       "reference data share | img/s, 0 workers | img/s, 1 worker |", share_rows))
-    if malloc_rows:
-        say("\n## Keeping freed memory (ERFNet training, CPU)\n")
-        say(f"llseg {auto} training images/s as above (the learner lets glibc keep freed memory, "
-            "`llseg.runtime.keep_freed_memory`) and in another fresh process with `LLSEG_KEEP_FREED_MEMORY=0` "
-            "(glibc's defaults: blocks above 32 MiB mapped afresh and page-faulted at every step).\n")
-        lines.extend(table(f"| input | llseg {auto}, kept (default) | LLSEG_KEEP_FREED_MEMORY=0 | gain |", malloc_rows))
-    say("\n## Fraction of the machine's limit\n")
-    say(f"Peak `torch.mm` on {device} (best n×n product, n in {', '.join(map(str, mm_sizes))}, fastest of 7 runs): " + ", ".join(f"{k} **{v:.0f} GFLOP/s**" for k, v in peak.items()) + ". "
-        "Training FLOPs per image: forward + backward counted by `torch.utils.flop_counter.FlopCounterMode` "
-        "(convolutions and matmuls); achieved = llseg images/s x FLOPs per image.\n")
-    if cuda:
-        say(f"On CUDA, fp32 convolutions use TF32 when `torch.backends.cudnn.allow_tf32` ({torch.backends.cudnn.allow_tf32}) "
-            f"while the fp32 `torch.mm` peak uses it only when `torch.backends.cuda.matmul.allow_tf32` "
-            f"({torch.backends.cuda.matmul.allow_tf32}): fp32 fractions can then exceed 100%.\n")
-    lines.extend(table("| model | input | precision | GFLOP per image | achieved GFLOP/s | matmul peak GFLOP/s | "
-                       "fraction of peak |", limit_rows))
-    say("\n## Inference throughput (images/s)\n")
-    say("Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
-        "`ContinualLearner.predict` (also the task-restricted maps).\n")
-    lines.extend(table(f"| model | input | reference fp32 | llseg {auto} |", infer_rows))
-    say(f"\n## Metric accumulation ({fmt_size(metric_size)} images, 19 classes, 3 groups)\n")
-    say("Everything `IncrementalScorer` keeps per image (class-incremental, per-task and task-union matrices: "
-        "8 confusion matrices). Reference: one textbook numpy confusion per matrix and image, restricted targets "
-        "via `np.isin`. Both give identical matrices (checked).\n")
-    say("| path | images/s | ratio |")
-    say("|---|---|---|")
-    say(f"| per-image numpy reference (8 matrices) | {ref_metric:.1f} | 1.0x |")
-    say(f"| llseg `IncrementalScorer.update` | {llseg_metric:.1f} | **{llseg_metric / ref_metric:.1f}x** |")
-    say(f"| (for scale: one textbook numpy confusion matrix per image) | {plain:.1f} | |")
-    say(f"\n## Adam step over ERFNet's parameters (ms, {device})\n")
-    say("| implementation | ms per step |")
-    say("|---|---|")
-    lines.extend(f"| {name} | {ms:.2f} |" for name, ms in adam.items())
-    say("\n## Default benchmark job (`llseg bench -f benchmarkingjob.yaml`)\n")
-    if job is None:
-        say(f"Not run here (pass `--job`). Last recorded: {LEAD_JOB}.")
-    else:
-        say(f"Wall time **{minutes(job[0])}** (precision auto = {auto}); peak RSS of the job process {job[1]:.0f} MiB.")
-    say("\n## Peak memory\n")
-    say(f"Peak RSS of the largest training/inference process (each measurement runs in its own process; the "
-        f"default job's included): {train_rss:.0f} MiB; of this coordinating process: {maxrss_mib():.0f} MiB."
-        + (f" Peak GPU memory allocated by llseg's training: {gpu_mib:.0f} MiB." if cuda else ""))
-    if warnings:
-        say("\n## Warnings\n")
-        lines.extend(f"- {w}" for w in warnings)
-    if not cuda:
-        say("\n## Pending\n")
-        say("- GPU rows (AMP + channels_last, ERFNet 512x1024, DeepLabV3-R101 513x513): run this script on a CUDA machine.")
-    args.out.write_text("\n".join(lines) + "\n")
-    log(f"wrote {args.out}")
+    auto, device = settings.auto, settings.device
+    write_markdown(args.out, [
+        *header_section(settings, started),
+        *training_section(results, configs, auto),
+        *data_wait_section(results, auto),
+        *malloc_section(results, auto),
+        *limit_section(results, peak, device),
+        *inference_section(results, auto),
+        *metric_section(metrics),
+        *adam_section(adam, device),
+        *job_section(job, auto),
+        *memory_section(results, train_rss, settings.cuda),
+        *closing_sections(results, settings.cuda),
+    ])
     return 0
 
 

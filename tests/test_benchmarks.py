@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -23,7 +25,8 @@ speed, accuracy = _load("speed"), _load("accuracy")
 
 
 def _flops(fn) -> int:
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: speed.conv_backward_flops}) as counter:
+    custom = {torch.ops.aten.convolution_backward: speed.conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -74,7 +77,8 @@ def test_precision_differences_pair_runs_by_seed_not_by_position() -> None:
 
 def test_precision_append_refuses_a_record_made_with_other_settings(tmp_path: Path) -> None:
     record = tmp_path / "p.json"
-    record.write_text(json.dumps({"hyperparameters": {"epochs": 4, "lr": 0.001}, "auto": "bf16", "seeds": [1], "results": {}}))
+    record.write_text(json.dumps({"hyperparameters": {"epochs": 4, "lr": 0.001}, "auto": "bf16", "seeds": [1],
+                                  "results": {}}))
     assert accuracy.precision_record(record, {"epochs": 4, "lr": 0.001}, "bf16")["seeds"] == [1]
     with pytest.raises(SystemExit, match="other settings \\(epochs\\)"):
         accuracy.precision_record(record, {"epochs": 5, "lr": 0.001}, "bf16")

@@ -118,13 +118,14 @@ class Recipe:
     def require_model_option(self, kwargs: dict[str, Any], option: str, value: Any, what: str) -> None:
         """Set builder kwarg ``option`` to ``value``; a model without it, or a user value that
         differs, is a ``ConfigError`` naming the models that offer ``what``."""
-        model = self.config.model
+        model, shown = self.config.model, str(value).lower() if isinstance(value, bool) else value
         if not model_accepts(model, option):
             offering = ", ".join(models_accepting(option)) or "none registered"
-            raise ConfigError(f"recipe {self.name} needs a model with {what} (model_kwargs {option}: {value}); "
+            raise ConfigError(f"recipe {self.name} needs a model with {what} (model_kwargs {option}: {shown}); "
                               f"{model!r} has none; models that offer it: {offering}")
         if kwargs.setdefault(option, value) != value:
-            raise ConfigError(f"recipe {self.name} needs model_kwargs {option}: {value}, got {kwargs[option]!r}")
+            raise ConfigError(f"recipe {self.name} needs {what}; it needs model_kwargs {option}: {shown}, "
+                              f"got {kwargs[option]!r}")
 
     def check_model(self, model: nn.Module) -> None:
         """Raise ``ConfigError`` if a freshly built ``model`` lacks a capability the recipe uses."""

@@ -129,15 +129,15 @@ def test_unknown_hyperparameter_is_named():
         ERFNetEstimator(learning_rate=0.1)
 
 
-def test_deeplabv3_estimator_defaults_to_ssul_and_shares_the_contract(make_rows, tmp_path, monkeypatch):
+def test_deeplabv3_estimator_takes_ssuls_published_defaults_and_shares_the_contract(make_rows, tmp_path, monkeypatch):
     from llseg.ianvs.estimator import DeepLabV3Estimator
     SSUL_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True}  # SSUL's published VOC command
 
     assert lookup(GENERAL, "llseg_deeplabv3") is DeepLabV3Estimator
-    est = DeepLabV3Estimator(model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
+    est = DeepLabV3Estimator(recipe="ssul", model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
     assert est.config.recipe == "ssul" and est.config.dataset == "voc" and est.config.optimizer == "sgd"
     assert all(est.config.to_dict()[k] == v for k, v in SSUL_VOC_FLAGS.items())
-    assert DeepLabV3Estimator(recipe="finetune", **FAST).config.options.unknown is False  # flags are SSUL's only
+    assert "unknown" not in DeepLabV3Estimator(recipe="finetune", **FAST).config.to_dict()  # flags are SSUL's only
     with pytest.raises(ValueError, match="DeepLabV3Estimator builds deeplabv3_resnet101, .*not model: erfnet"):
         DeepLabV3Estimator(model="erfnet")
 
@@ -147,6 +147,6 @@ def test_deeplabv3_estimator_defaults_to_ssul_and_shares_the_contract(make_rows,
     record = load_prediction(est.predict(rows.x)[0])
     assert record.classes.tolist() == list(range(16)) and set(np.unique(record.pred)) <= set(range(16))
     est.save(str(tmp_path / "m.model"))
-    twin = DeepLabV3Estimator(model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
+    twin = DeepLabV3Estimator(recipe="ssul", model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)
     twin.load(str(tmp_path / "m.model"))
     assert np.array_equal(load_prediction(twin.predict(rows.x)[0]).pred, record.pred)

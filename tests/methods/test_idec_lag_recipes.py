@@ -52,13 +52,13 @@ def _changed(before: dict, after: dict) -> set[str]:
         (dict(recipe="lag", rho=1.5), r"rho \(a share of channels\) must be in \[0, 1\]"),
         (dict(recipe="lag", lambda_spm=-1.0, lambda_nsc=-0.5), "lambda_spm, lambda_nsc must be >= 0"),
         (dict(recipe="lag", uncertainty_margin=1.5), "uncertainty_margin .* must be in"),
-        (dict(recipe="idec", kd_on_frozen=True), "kd_on_frozen: true keeps the frozen body .* set freeze: true"),
+        (dict(recipe="idec", freeze=False, kd_on_frozen=True), "kd_on_frozen: true keeps the frozen body .* set freeze: true"),
         (dict(recipe="ssul", bce_on_body=True), "bce_on_body applies to recipes idec, lag only"),
         (dict(recipe="lag", freeze=True, kd_on_frozen=True, bce_on_body=True), "bce_on_body: true needs a trainable body"),
         (dict(recipe="idec", use_KD_layer_weight=False, lamb=0.9), "set use_KD_layer_weight: true"),
         (dict(recipe="idec", lambda_arcl=2.0), "set contrastive_learning: true"),
         (dict(recipe="lag", feature_decoupling=False, lambda_dcl=2.0), "set feature_decoupling: true"),
-        (dict(recipe="lag", uncertainty_pseudo=True), "uncertainty_pseudo refines the pseudo-labels; set pseudo: true"),
+        (dict(recipe="lag", pseudo=False, uncertainty_pseudo=True), "uncertainty_pseudo refines the pseudo-labels; set pseudo: true"),
         (dict(recipe="lag", pseudo=True, uncertainty_margin=0.3), "set uncertainty_pseudo: true"),
     ],
 )
@@ -182,7 +182,7 @@ def test_the_epoch_of_the_decay_reaches_the_loss(make_rows, monkeypatch, setting
 def test_layer_decay_changes_the_value(make_rows, monkeypatch):
     decays = []
     original = feature_kd.layer_decay
-    monkeypatch.setattr(idec, "layer_decay", lambda lamb, e, E: decays.append(original(lamb, e, E)) or decays[-1])
+    monkeypatch.setattr(feature_kd, "layer_decay", lambda lamb, e, E: decays.append(original(lamb, e, E)) or decays[-1])
     _two_steps(make_rows, IDEC, epochs=2, lamb=0.25)
     assert decays == pytest.approx([0.25 ** 0.5, 0.25])  # λ^(e/E), e = 1, 2
 

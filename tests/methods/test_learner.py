@@ -40,7 +40,7 @@ def test_joint_predicts_pending_classes_and_groups_them_on_arrival(make_rows):
     assert learner.groups == [[0]] and learner.pending == [3] and learner.model.num_classes == 2
     _learn(learner, make_rows("b", 2, [3, 0], keep={3}))
     assert learner.groups == [[0], [3]] and learner.pending == []
-    assert len(learner.seen) == 4
+    assert len(learner.recipe.seen) == 4
 
 
 def test_checkpoint_round_trip_predicts_identically(make_rows):
@@ -87,7 +87,7 @@ def test_cil_from_teacher_handles_stages_with_and_without_new_classes(make_rows)
 
 def _step_grad_norms(monkeypatch):
     """Record the global gradient norm every optimizer step sees."""
-    from llseg.methods import learner as learner_module
+    from llseg.methods import engine as learner_module
 
     norms, original = [], learner_module.make_optimizer
 

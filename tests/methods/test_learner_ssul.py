@@ -76,14 +76,14 @@ def test_memory_is_deterministic_saved_and_mixed_into_later_steps(make_rows, mon
     learners = [ContinualLearner(TrainConfig.from_hyperparameters(dict(mem_size=2, **SSUL))) for _ in range(2)]
     for learner in learners:
         _learn(learner, rows)
-    assert learners[0].memory == learners[1].memory and len(learners[0].memory) == 2
-    assert all(pair in set(zip(rows.x[:, 0], rows.x[:, 1])) for pair in learners[0].memory)
+    assert learners[0].recipe.memory == learners[1].recipe.memory and len(learners[0].recipe.memory) == 2
+    assert all(pair in set(zip(rows.x[:, 0], rows.x[:, 1])) for pair in learners[0].recipe.memory)
     twin = ContinualLearner(TrainConfig.from_hyperparameters(dict(mem_size=2, **SSUL)))
     twin.load_state_dict(learners[0].state_dict())
-    assert twin.memory == learners[0].memory
+    assert twin.recipe.memory == learners[0].recipe.memory
     batches = []
-    original = twin._loss
-    monkeypatch.setattr(twin, "_loss", lambda s, t, image, target: batches.append(target.clone()) or original(s, t, image, target))
+    original = twin.recipe.loss
+    monkeypatch.setattr(twin.recipe, "loss", lambda s, t, image, target: batches.append(target.clone()) or original(s, t, image, target))
     summary = _learn(twin, voc_rows(make_rows, "c", 2, [0, 16], keep={0, 16}))
     assert summary["memory"] == 2
     # one current image + one memory image per batch; memory labels keep old classes (channels
@@ -115,7 +115,7 @@ def test_checkpoint_round_trip_with_per_step_heads(make_rows):
     "settings, message",
     [
         (dict(recipe="finetune", pseudo=True), "pseudo applies to recipes idec, lag, ssul only"),
-        (dict(recipe="ssul", w_transfer=True), "w_transfer copies the unknown head"),
+        (dict(recipe="ssul", unknown=False), "w_transfer copies the unknown head"),
         (dict(recipe="ssul", loss_type="focal"), "loss_type must be one of ce, bce"),
         (dict(recipe="ssul", mem_size=4, batch_size=1), "use batch_size >= 2"),
     ],
@@ -126,10 +126,10 @@ def test_config_errors(settings, message):
 
 
 def test_recipe_and_model_mismatches_are_explained(tmp_path: Path):
-    with pytest.raises(ConfigError, match="recipe ssul needs a DeepLabV3 model"):
+    with pytest.raises(ConfigError, match="recipe ssul needs a model with one head per step"):
         ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="ssul", model="erfnet", dataset="voc")))
     with pytest.raises(ConfigError, match="recipe ssul needs a dataset with a background class"):
-        ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="ssul", model="deeplabv3_resnet50")))
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="ssul", model="deeplabv3_resnet50", dataset="cityscapes")))
     with pytest.raises(ConfigError, match="unknown split preset 'voc-16-1'"):
         ContinualLearner(TrainConfig.from_hyperparameters(dict(split="voc-16-1", dataset="voc")))
     with pytest.raises(ConfigError, match="not a class-incremental split of cityscapes"):

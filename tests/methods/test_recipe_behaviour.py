@@ -15,7 +15,8 @@ from llseg.data.synthetic import generate_city_dataset
 from llseg.methods.stages import train_stages
 
 # The default benchmark's settings (20 epochs there), on 64x128 images and 8 images per city.
-SETTINGS = dict(epochs=15, batch_size=8, lr=2e-3, seed=11, init_from_teacher=True)
+SETTINGS = dict(epochs=15, batch_size=8, lr=2e-3, seed=11)
+OWN = {"klingner": dict(init_from_teacher=True)}  # as in the default job
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict]]
     generate_city_dataset(root / "city", seed=3, size=(64, 128), images_per_city=8)
     prepare("cityscapes", root=root / "city", split="cil-3", out=root / "cil3", seed=3)
     return {
-        recipe: train_stages(root / "cil3", root / recipe, {"recipe": recipe, **SETTINGS})
+        recipe: train_stages(root / "cil3", root / recipe, {"recipe": recipe, **SETTINGS, **OWN.get(recipe, {})})
         for recipe in ("joint", "finetune", "klingner")
     }
 

@@ -360,11 +360,11 @@ class LagOptions(FeatureKdOptions):
     lambda_nsc: float = LAMBDA_NSC
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not 0.0 <= self.rho <= 1.0:
             raise ConfigError(f"rho (a share of channels) must be in [0, 1], got {self.rho}")
         if not 0.0 <= self.uncertainty_margin <= 1.0:
             raise ConfigError(f"uncertainty_margin (a probability margin) must be in [0, 1], got {self.uncertainty_margin}")
+        super().__post_init__()
 
     def dependent_flags(self) -> tuple[tuple[str, str, str], ...]:
         return (("lambda_dcl", "feature_decoupling", "lambda_dcl weights the DCL of feature_decoupling"),

@@ -59,8 +59,8 @@ sys.path.insert(0, str(ROOT))
 from llseg.data.indexfile import read_index  # noqa: E402
 from llseg.data.labels import ISPRS_DOMAINS  # noqa: E402
 from llseg.data.prepare import prepare  # noqa: E402
-from llseg.data.synthetic_aerial import generate_aerial_dataset  # noqa: E402
-from llseg.data.synthetic_objects import generate_objects_dataset  # noqa: E402
+from llseg.data.isprs.synthetic import generate_aerial_dataset  # noqa: E402
+from llseg.data.voc.synthetic import generate_objects_dataset  # noqa: E402
 from llseg.ianvs.metrics import label_domain  # noqa: E402
 from llseg.ianvs.estimator import DeepLabV3Estimator  # noqa: E402
 from llseg.methods.config import TrainConfig  # noqa: E402

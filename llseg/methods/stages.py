@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llseg.data.indexfile import read_index
-from llseg.data.prepare import Manifest
+from llseg.data.manifest import Manifest
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.metrics.incremental import format_table, table_columns

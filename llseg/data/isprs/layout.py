@@ -151,7 +151,7 @@ def _domain_dir(root: Path, domain: str) -> Path:
             return root / name
     raise DataError(
         f"ISPRS layout not found: {root / domain} is missing; pass the folder that holds potsdam/ and vaihingen/ "
-        "(the unpacked ISPRS archives, see llseg.data.isprs), or run `llseg synth --kind aerial`"
+        "(the unpacked ISPRS archives, see llseg.data.isprs.layout), or run `llseg synth --kind aerial`"
     )
 
 

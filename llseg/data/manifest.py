@@ -193,26 +193,48 @@ def write_manifest(
     *,
     spec: str,
     root: Path,
+    seed: int,
+    train_ratio: float,
+    chunk_size: int,
+    tasks: tuple[TaskSummary, ...],
+    validation: SplitSummary,
+    test: SplitSummary,
+    files: dict[str, int],
+    first_line_missing: tuple[str, ...],
     written: int,
-    **fields: Any,
+    mode: Optional[str] = None,
+    train_list: Optional[str] = None,
+    options: Optional[dict[str, Any]] = None,
+    domains: Optional[dict[str, dict[str, int]]] = None,
 ) -> Manifest:
     """Build the manifest of split ``spec`` of the dataset ``info`` at ``root``, save it as
     ``<out>/manifest.json`` and log how many label files (``written``) this run wrote.
 
-    ``fields`` are the remaining :class:`Manifest` fields (seed, train_ratio, chunk_size, tasks,
-    validation, test, files, first_line_missing, and for VOC and ISPRS mode, train_list, ...).
+    Class names, count and background come from ``info``; the other arguments are the
+    :class:`Manifest` fields of the same name (``mode`` to ``domains``: VOC and ISPRS only).
     """
     manifest = Manifest(
         spec=spec,
         dataset=info.name,
         root=root.as_posix(),
+        seed=seed,
+        train_ratio=train_ratio,
+        chunk_size=chunk_size,
         num_classes=info.num_classes,
         class_names=info.class_names,
         background_id=info.background_id,
         ignore_index=IGNORE_INDEX,
         index_columns=INDEX_COLUMNS,
+        tasks=tasks,
+        validation=validation,
+        test=test,
+        files=files,
         llseg_version=__version__,
-        **fields,
+        first_line_missing=first_line_missing,
+        mode=mode,
+        train_list=train_list,
+        options=options or {},
+        domains=domains or {},
     )
     manifest.save(out / MANIFEST_NAME)
     log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", spec, written, out / MANIFEST_NAME)

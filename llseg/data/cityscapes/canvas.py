@@ -5,7 +5,7 @@ roadside, street furniture, road users) is a mixin over :class:`StreetCanvas`.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from llseg.data.procedural import Colour, Stencil, smooth_noise
 
 _ID: dict[str, int] = {lab.name: lab.id for lab in CITYSCAPES_LABELS}
 _PPM = 0.3  # pixels per metre at the bottom image row, as a fraction of the image height
+DrawItems = list[tuple[float, Callable[[], None]]]  # (depth t, draw), painted far (small t) to near
 
 
 class StreetCanvas:
@@ -67,6 +68,7 @@ class StreetCanvas:
         self.rgb[sl][m] = tex + noise[:, None]
 
     def brick_colour(self, st: Stencil, base: Colour) -> Colour:
+        """``base`` with light mortar joints of offset brick courses over the stencil's box (walls)."""
         ys, xs = st.grid()
         course = max(2.0, self.h / 40)
         row = np.floor(ys / course)

@@ -5,11 +5,11 @@ ground geometry (``ppm(t)`` pixels per metre at depth ``t``).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from llseg.data.cityscapes.canvas import StreetCanvas
+from llseg.data.cityscapes.canvas import DrawItems, StreetCanvas
 from llseg.data.procedural import CLOTHES, SKIN, VEHICLE_COLOURS, Stencil, grey, pick, rgb
 
 
@@ -171,7 +171,7 @@ class People(StreetCanvas):
 class RoadUsers(Vehicles, People):
     """Places vehicles on the road and persons, riders and parked bikes on the road and sidewalks."""
 
-    def plan_traffic(self, items: list[tuple[float, Callable[[], None]]]) -> None:
+    def plan_traffic(self, items: DrawItems) -> None:
         rng = self.rng
 
         def on_road(t_lo: float, t_hi: float) -> tuple[float, float]:

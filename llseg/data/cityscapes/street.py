@@ -6,16 +6,14 @@ append ``(depth t, draw)`` items that the scene paints far to near, together wit
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
-from llseg.data.cityscapes.canvas import StreetCanvas
+from llseg.data.cityscapes.canvas import DrawItems, StreetCanvas
 from llseg.data.procedural import CLOTHES, VEHICLE_COLOURS, Colour, Stencil, foliage, grey, pick, rgb
 
 _FACADES = ((150, 150, 150), (195, 175, 145), (150, 85, 65), (210, 205, 195), (105, 100, 95), (175, 160, 120))
 _LAMPS = ((235, 45, 35), (240, 175, 35), (45, 225, 120))
-_Items = list[tuple[float, Callable[[], None]]]  # (depth t, draw) to be painted far to near
 
 
 class Backdrop(StreetCanvas):
@@ -136,7 +134,7 @@ class Roadside(StreetCanvas):
         b0, b1 = (self.x_at(lateral, t0), self.y_at(t0)), (self.x_at(lateral, t1), self.y_at(t1))
         return [b0, b1, (b1[0], b1[1] - height_m * self.ppm(t1)), (b0[0], b0[1] - height_m * self.ppm(t0))]
 
-    def plan_side_structures(self, items: _Items) -> None:
+    def plan_side_structures(self, items: DrawItems) -> None:
         rng = self.rng
         for side in (-1, 1):
             edge = -self.road_l - self.walk_l if side < 0 else self.road_r + self.walk_r
@@ -187,7 +185,7 @@ class Roadside(StreetCanvas):
 class StreetFurniture(StreetCanvas):
     """Poles carrying traffic lights and signs, and static void objects (bins, boxes)."""
 
-    def plan_street_furniture(self, items: _Items) -> None:
+    def plan_street_furniture(self, items: DrawItems) -> None:
         rng = self.rng
         n_poles = int(rng.choice([1, 2, 2, 3, 3, 4]))
         for i in range(n_poles):

@@ -38,13 +38,14 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from llseg.data.checks import check_out_dir, check_seed, check_size
+from llseg.data.cityscapes.canvas import DrawItems
 from llseg.data.cityscapes.road_users import RoadUsers
 from llseg.data.cityscapes.street import Backdrop, Ground, Roadside, StreetFurniture
 from llseg.data.generator import PNG_LEVEL, Sidecar, reuse_or_generate
@@ -52,7 +53,7 @@ from llseg.data.labels import CITYSCAPES, CITYSCAPES_TRAIN_CITIES, CITYSCAPES_VA
 from llseg.data.procedural import Stencil, grey
 from llseg.errors import ConfigError
 
-GENERATOR = "llseg.data.synthetic"  # the sidecar's generator id (this module's first path), kept so outputs stay byte-identical
+GENERATOR = "llseg.data.synthetic"  # sidecar id: the module's original path, kept so sidecars stay byte-identical
 GENERATOR_VERSION = 1
 DEFAULT_SIZE: tuple[int, int] = (128, 256)
 DEFAULT_IMAGES_PER_CITY = 12
@@ -251,7 +252,7 @@ class StreetScene(Backdrop, Ground, Roadside, StreetFurniture, RoadUsers):
         if rng.random() < 0.3:
             self.far_band("wall")
         self.ground()
-        items: list[tuple[float, Callable[[], None]]] = []
+        items: DrawItems = []
         self.plan_side_structures(items)
         self.plan_street_furniture(items)
         self.plan_traffic(items)

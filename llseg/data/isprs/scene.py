@@ -32,14 +32,16 @@ Reflectance = np.ndarray  # float32, shape (4,) or (h, w, 4)
 
 
 def _jitter(rng: np.random.Generator, base: Sequence[float], amount: float) -> Reflectance:
+    """``base`` scaled by 1 +- ``amount`` and shifted by up to 8 per band."""
     return (np.asarray(base, dtype=np.float32) * rng.uniform(1 - amount, 1 + amount)
             + rng.uniform(-8, 8, 4)).astype(np.float32)
 
 
-class AerialScene:
+class AerialCanvas:
     """A tile being painted back to front: ``label`` uint8 (h, w) source ids, ``refl`` float32 (h, w, 4).
 
-    Object counts and sizes are in pixels, so a larger tile shows more objects, not larger ones."""
+    Object counts and sizes are in pixels, so a larger tile shows more objects, not larger ones.
+    Shadows multiply the reflectance in :meth:`finish` and never change a label."""
 
     def __init__(self, rng: np.random.Generator, h: int, w: int) -> None:
         self.rng, self.h, self.w = rng, h, w
@@ -93,10 +95,14 @@ class AerialScene:
         ys, xs = ys[~obj[ys, xs]], xs[~obj[ys, xs]]
         self.shadow[ys, xs] = np.minimum(self.shadow[ys, xs], strength)
 
-    # ------------------------------------------------------------------ layers
-    def ground(self) -> None:
-        grass = _jitter(self.rng, _GRASS, 0.08)
-        self.refl[:] = grass + 10 * self.coarse[..., None] + 3 * self.grain[..., None]
+    def finish(self) -> np.ndarray:
+        """``uint8 (h, w, 4)``: reflectance x shadow, with a gentle illumination field."""
+        light = (self.shadow * (1 + 0.05 * self.coarse))[..., None]
+        return np.clip(self.refl * light, 0, 255).astype(np.uint8)
+
+
+class Roads(AerialCanvas):
+    """Asphalt roads with sidewalks and dashed centre lines, paved squares and parking lots, and cars."""
 
     def roads(self) -> None:
         for axis, length in (("h", self.w), ("v", self.h)):
@@ -167,23 +173,9 @@ class AerialScene:
             else:
                 self.rect(CAR, x0 + 1.5, y0 + a * bh, x0 + bw - 1.5, y0 + b * bh, glass, grain=2.0)
 
-    def clutter(self) -> None:
-        for _ in range(self.count(4.0)):
-            r = float(self.rng.uniform(9, 24))
-            cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
-            under = self.label[int(cy) % self.h, int(cx) % self.w]
-            if under == BUILDING or (under == IMPERVIOUS and self.rng.random() < 0.7):
-                continue  # mostly on open ground
-            st = Stencil(self.h, self.w, cx - r, cy - r, cx + r, cy + r)
-            kind = int(self.rng.integers(len(_CLUTTER)))
-            if kind in (2, 3):  # soil heaps and ponds are blobs
-                pts = [(cx + r * self.rng.uniform(0.6, 1.0) * np.cos(a), cy + r * self.rng.uniform(0.6, 1.0) * np.sin(a))
-                       for a in np.sort(self.rng.uniform(0, 2 * np.pi, 9))]
-                st.polygon(pts)
-            else:  # tarps and containers are boxes
-                st.rect(cx - r, cy - 0.6 * r, cx + r, cy + 0.6 * r)
-            if not st.empty:
-                self.paint(CLUTTER, st.mask(), st.slices, _jitter(self.rng, _CLUTTER[kind], 0.1), grain=5.0, fine=8.0)
+
+class Buildings(AerialCanvas):
+    """Houses along the roads and scattered, with gabled or flat roofs casting shadows."""
 
     def buildings(self) -> None:
         """Rows of houses set back along both sides of every road, then a few anywhere."""
@@ -233,6 +225,32 @@ class AerialScene:
                 colour = np.where(box[..., None], roof * 0.55, colour)
         self.paint(BUILDING, mask, sl, colour.astype(np.float32), grain=3.0)
 
+
+class Greenery(AerialCanvas):
+    """Grass everywhere first, clutter on open ground, tree crowns last."""
+
+    def ground(self) -> None:
+        grass = _jitter(self.rng, _GRASS, 0.08)
+        self.refl[:] = grass + 10 * self.coarse[..., None] + 3 * self.grain[..., None]
+
+    def clutter(self) -> None:
+        for _ in range(self.count(4.0)):
+            r = float(self.rng.uniform(9, 24))
+            cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
+            under = self.label[int(cy) % self.h, int(cx) % self.w]
+            if under == BUILDING or (under == IMPERVIOUS and self.rng.random() < 0.7):
+                continue  # mostly on open ground
+            st = Stencil(self.h, self.w, cx - r, cy - r, cx + r, cy + r)
+            kind = int(self.rng.integers(len(_CLUTTER)))
+            if kind in (2, 3):  # soil heaps and ponds are blobs
+                pts = [(cx + r * self.rng.uniform(0.6, 1.0) * np.cos(a), cy + r * self.rng.uniform(0.6, 1.0) * np.sin(a))
+                       for a in np.sort(self.rng.uniform(0, 2 * np.pi, 9))]
+                st.polygon(pts)
+            else:  # tarps and containers are boxes
+                st.rect(cx - r, cy - 0.6 * r, cx + r, cy + 0.6 * r)
+            if not st.empty:
+                self.paint(CLUTTER, st.mask(), st.slices, _jitter(self.rng, _CLUTTER[kind], 0.1), grain=5.0, fine=8.0)
+
     def trees(self) -> None:
         for _ in range(self.count(12.0)):
             cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
@@ -252,7 +270,14 @@ class AerialScene:
                 crown = _jitter(self.rng, _TREE, 0.12) * light[..., None]
                 self.paint(TREE, mask, sl, crown.astype(np.float32), grain=6.0, fine=22.0)
 
-    def finish(self) -> np.ndarray:
-        """``uint8 (h, w, 4)``: reflectance x shadow, with a gentle illumination field."""
-        light = (self.shadow * (1 + 0.05 * self.coarse))[..., None]
-        return np.clip(self.refl * light, 0, 255).astype(np.uint8)
+
+class AerialScene(Roads, Buildings, Greenery):
+    """A whole tile: grass, roads, squares (with cars), buildings, clutter, then trees."""
+
+    def draw(self) -> None:
+        self.ground()
+        self.roads()
+        self.squares()
+        self.buildings()
+        self.clutter()
+        self.trees()

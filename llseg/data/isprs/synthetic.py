@@ -50,7 +50,7 @@ from llseg.data.isprs.layout import STANDARD_KEYS, tile_files
 from llseg.data.isprs.scene import AerialScene
 from llseg.data.labels import ISPRS_DOMAINS, ISPRS_SOURCE_CLASSES
 
-GENERATOR = "llseg.data.synthetic_aerial"  # the sidecar's generator id (this module's first path), kept so outputs stay byte-identical
+GENERATOR = "llseg.data.synthetic_aerial"  # sidecar id: the module's original path, kept so sidecars stay byte-identical
 GENERATOR_VERSION = 1
 DEFAULT_SIZE: tuple[int, int] = (384, 384)
 TRAIN_TILES, TEST_TILES = 12, 4  # per domain
@@ -158,12 +158,7 @@ def generate_aerial_dataset(
 def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """One random scene: ``(bands uint8 (h, w, 4) R, G, B, NIR; label uint8 (h, w) source ids 0..5)``."""
     scene = AerialScene(rng, h, w)
-    scene.ground()
-    scene.roads()
-    scene.squares()
-    scene.buildings()
-    scene.clutter()
-    scene.trees()
+    scene.draw()
     return scene.finish(), scene.label
 
 

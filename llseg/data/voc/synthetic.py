@@ -54,7 +54,7 @@ from llseg.data.voc.layout import IMAGE_DIR, IMAGE_SUFFIX, LABEL_DIR, LIST_DIR
 from llseg.data.voc.objects import ObjectCanvas
 from llseg.errors import ConfigError
 
-GENERATOR = "llseg.data.synthetic_objects"  # the sidecar's generator id (this module's first path), kept so outputs stay byte-identical
+GENERATOR = "llseg.data.synthetic_objects"  # sidecar id: the module's original path, kept so sidecars stay byte-identical
 GENERATOR_VERSION = 1
 DEFAULT_SIZE: tuple[int, int] = (128, 128)
 DEFAULT_IMAGES = 400

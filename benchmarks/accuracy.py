@@ -50,10 +50,10 @@ sys.path.insert(0, str(ROOT))
 
 # Every llseg name this script uses (another engineer adapts these when llseg's API moves).
 from llseg.data.indexfile import read_index
+from llseg.data.isprs.synthetic import generate_aerial_dataset
 from llseg.data.labels import ISPRS_DOMAINS
 from llseg.data.prepare import prepare
-from llseg.data.synthetic_aerial import generate_aerial_dataset
-from llseg.data.synthetic_objects import generate_objects_dataset
+from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.ianvs.metrics import label_domain
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner

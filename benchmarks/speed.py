@@ -47,14 +47,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from llseg.data.cityscapes.synthetic import render_scene
+
 # Every llseg name this script uses (another engineer adapts these when llseg's API moves).
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import get_dataset_info
 from llseg.data.predictions import Prediction
-from llseg.data.synthetic import render_scene
-from llseg.data.synthetic_objects import render_objects
 from llseg.data.transforms import TrainAugment, normalize
+from llseg.data.voc.synthetic import render_objects
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.metrics.incremental import IncrementalScorer

@@ -34,7 +34,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     if args.kind == "aerial":
-        from llseg.data.synthetic_aerial import generate_aerial_dataset
+        from llseg.data.isprs.synthetic import generate_aerial_dataset
         from llseg.errors import ConfigError
 
         if args.images_per_city is not None or args.class_tint:
@@ -42,14 +42,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(generate_aerial_dataset(args.out, seed=args.seed, size=args.size))
         return 0
     if args.kind == "objects":
-        from llseg.data.synthetic_objects import generate_objects_dataset
+        from llseg.data.voc.synthetic import generate_objects_dataset
         from llseg.errors import ConfigError
 
         if args.images_per_city is not None:
             raise ConfigError("--images-per-city applies to --kind city only; drop it for --kind objects")
         print(generate_objects_dataset(args.out, seed=args.seed, size=args.size, class_tint=args.class_tint))
         return 0
-    from llseg.data.synthetic import generate_city_dataset
+    from llseg.data.cityscapes.synthetic import generate_city_dataset
 
     if args.class_tint:
         from llseg.errors import ConfigError

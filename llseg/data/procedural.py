@@ -1,42 +1,19 @@
-"""Helpers shared by the synthetic dataset generators: procedural drawing, size checks and sidecar files.
+"""Procedural drawing shared by the synthetic generators: noise fields, colour draws and stencils.
 
 Colours are float32 RGB arrays (shape (3,) or (h, w, 3), values ~0..255); every helper draws
 from the ``numpy.random.Generator`` it is given, so images are reproducible from their seed.
 """
 from __future__ import annotations
 
-import json
 import math
-import shutil
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from llseg.errors import ConfigError, DataError
-
 Colour = np.ndarray  # float32 RGB, shape (3,) or (h, w, 3), values ~0..255
-def check_size(size: Optional[Sequence[int]], default: tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` from ``size`` (``None``: ``default``); ``ConfigError`` unless two integers >= 16."""
-    if size is None:
-        return default
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"size must be (H, W), two integers, got {size!r}") from None
-    if h < 16 or w < 16:
-        raise ConfigError(f"size {h}x{w} is too small; both sides must be >= 16 (default {default})")
-    return h, w
-def read_sidecar(path: Path) -> Optional[dict[str, Any]]:
-    """The sidecar's content, or ``None`` if it is missing or unreadable (then it is rewritten)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
     """Bilinearly upsampled Gaussian noise ``float32 (h, w)``, blobs about ``cell`` px wide."""
     gh, gw = h // cell + 2, w // cell + 2
@@ -67,6 +44,8 @@ CLOTHES = (
     (190, 170, 120), (120, 80, 50), (230, 140, 30), (110, 112, 118), (150, 60, 130),
 )
 SKIN = ((225, 185, 150), (190, 140, 100), (140, 95, 65), (95, 65, 45))
+
+
 def foliage(rng: np.random.Generator) -> Colour:
     """Green with green > red > blue, from dark to yellowish (overlaps terrain)."""
     g = rng.uniform(70, 150)
@@ -124,34 +103,3 @@ class Stencil:
 
     def mask(self) -> np.ndarray:
         return np.asarray(self.img, dtype=np.uint8)[: self.bh, : self.bw] > 0
-
-
-def check_seed(seed: Any) -> int:
-    """``seed`` if it is an integer >= 0, else ``ConfigError``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    return seed
-
-
-def check_out_dir(out: str | Path) -> Path:
-    """``out`` as a Path; ``DataError`` if it exists and is a file."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
-    return out
-
-
-def clear_generated(out: Path, sidecar_path: Path, trees: Sequence[Path], *, holds: str, command: str) -> None:
-    """Remove a generator's old ``trees`` before regenerating; never delete a dataset it did not write.
-
-    Without a sidecar, existing ``trees`` are somebody's data (e.g. a real dataset): ``DataError``
-    naming ``holds`` (what was found) and ``command`` (the generator's CLI).
-    """
-    if not sidecar_path.exists() and any(t.exists() for t in trees):
-        raise DataError(
-            f"{out} already holds {holds} but no {sidecar_path.name}, so it was not written by "
-            f"{command}; choose an empty output folder or delete those folders yourself"
-        )
-    for tree in trees:
-        if tree.exists():
-            shutil.rmtree(tree)

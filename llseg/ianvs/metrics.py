@@ -49,7 +49,7 @@ def scores(y_true: Any, y_pred: Any) -> dict[str, Any]:
         raise ValueError(f"{len(labels)} labels but {len(preds)} predictions")
     if not labels:
         raise ValueError("no samples to score")
-    # Prepared VOC indexes pad small steps with repeated lines (llseg.data.prepare_voc): score each
+    # Prepared VOC indexes pad small steps with repeated lines (llseg.data.chunks): score each
     # (label, prediction) pair once, so padding does not weight some images twice.
     pairs = list(dict.fromkeys(zip(labels, preds)))
     labels, preds = tuple(lab for lab, _ in pairs), tuple(p for _, p in pairs)

@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from llseg.errors import ConfigError
 from llseg.methods.optim import LR_POLICIES, OPTIMIZERS
@@ -35,7 +35,7 @@ DEFAULT_RECIPE = "klingner"
 SIZE_KEYS = ("input_size", "crop_size")
 
 
-def parse_size(value: Any, key: str) -> Optional[tuple[int, int]]:
+def parse_size(value: Any, key: str) -> tuple[int, int] | None:
     """``"128x256"``, ``[128, 256]`` or ``None`` -> (H, W)."""
     if value is None or value == "":
         return None
@@ -90,7 +90,7 @@ class TrainConfig:
     recipe: str = DEFAULT_RECIPE
     model: str = "erfnet"
     dataset: str = "cityscapes"
-    split: Optional[str] = None
+    split: str | None = None
     epochs: int = 10
     batch_size: int = 6
     lr: float = 5e-4
@@ -99,19 +99,19 @@ class TrainConfig:
     optimizer: str = "adam"
     lr_policy: str = "poly"
     step_size: int = 10000
-    backbone_lr: Optional[float] = None
-    lr_incremental: Optional[float] = None
+    backbone_lr: float | None = None
+    lr_incremental: float | None = None
     loss_type: str = "ce"
-    input_size: Optional[tuple[int, int]] = None
-    crop_size: Optional[tuple[int, int]] = None
+    input_size: tuple[int, int] | None = None
+    crop_size: tuple[int, int] | None = None
     scale: tuple[float, float] = (1.0, 1.5)
     flip: bool = True
     jitter: float = 0.2
     data_ratio: float = 1.0
-    grad_clip: Optional[float] = None
+    grad_clip: float | None = None
     precision: str = "auto"
     device: str = "auto"
-    num_workers: Union[int, str] = "auto"
+    num_workers: int | str = "auto"
     seed: int = 1234
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__

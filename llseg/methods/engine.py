@@ -7,7 +7,6 @@ optimiser and schedule of the config, mixed precision, gradient clipping and a p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Optional
 
 import torch
 from torch import nn
@@ -67,8 +66,8 @@ class Engine:
                     logits = teacher(image)
             yield TeacherBatch(target.to(self.device), logits.float(), maps)
 
-    def fit(self, student: nn.Module, teacher: Optional[nn.Module], recipe: Recipe, stage: Stage,
-            loader: DataLoader, *, replay: Optional[Iterator[Batch]] = None, label: str = "stage") -> list[float]:
+    def fit(self, student: nn.Module, teacher: nn.Module | None, recipe: Recipe, stage: Stage,
+            loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage") -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
         per epoch. ``recipe.begin_stage`` must have been called."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, lab
 from llseg.data.imageio import read_label_png
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
-from llseg.data.splits import ClassIncrementalSpec, CityClassIncrementalSpec, get_preset
+from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, get_preset
 from llseg.data.transforms import TrainAugment, normalize, resize_pair
 from llseg.errors import ConfigError, DataError
 from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
@@ -63,7 +64,7 @@ class ContinualLearner:
         self.split_steps = self._split_steps(config, self.info)
         if self.recipe.needs_background and self.info.background_id is None:
             raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
-        self.model: Optional[nn.Module] = None
+        self.model: nn.Module | None = None
         self.groups: list[list[int]] = []
         self.pending: list[int] = []
         self.stages = 0
@@ -82,7 +83,7 @@ class ContinualLearner:
         return self.engine.num_workers
 
     @staticmethod
-    def _split_steps(cfg: TrainConfig, info: DatasetInfo) -> Optional[list[list[int]]]:
+    def _split_steps(cfg: TrainConfig, info: DatasetInfo) -> list[list[int]] | None:
         """Class groups of the ``split`` preset (background first in step 0), or None."""
         if cfg.split is None:
             return None
@@ -160,7 +161,7 @@ class ContinualLearner:
         torch.save(self.state_dict(), path)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: Optional[str] = None) -> ContinualLearner:
+    def from_checkpoint(cls, path: str | Path, *, device: str | None = None) -> ContinualLearner:
         """A learner rebuilt from a checkpoint's own hyperparameters (optionally on another device)."""
         checkpoint = read_checkpoint(path)
         hps = dict(checkpoint["hyperparameters"])
@@ -232,7 +233,7 @@ class ContinualLearner:
                 "in the first stage's labels; the first stage must be step 0 of the split"
             )
         used = self._limit_data(rows, step=len(self.groups) + len(new_groups) - 1)
-        teacher: Optional[nn.Module] = None
+        teacher: nn.Module | None = None
         if recipe.keeps_teacher and self.model is not None and new_groups:
             teacher = self._frozen(copy.deepcopy(self.model))
         self.groups += new_groups
@@ -318,7 +319,7 @@ class ContinualLearner:
             **self.recipe.dataset_options(pairs),
         )
 
-    def _fit(self, student: nn.Module, teacher: Optional[nn.Module], pairs: Sequence[Pair], stage: Stage) -> list[float]:
+    def _fit(self, student: nn.Module, teacher: nn.Module | None, pairs: Sequence[Pair], stage: Stage) -> list[float]:
         """Build the stage's data (and the recipe's replay of earlier steps) and run the engine."""
         cfg, engine = self.config, self.engine
         replay = self.recipe.replay_pairs() if stage.step >= 1 else []
@@ -341,7 +342,7 @@ class ContinualLearner:
                           label=f"stage {self.stages} {cfg.recipe}")
 
     # -------------------------------------------------------------- inference
-    def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, Optional[float]]:
+    def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:
         """Klingner table, accuracy and old/new/all on labelled images (see IncrementalScorer);
         repeated (image, label) pairs are scored once."""
         pairs = list(dict.fromkeys(zip(images, labels)))

@@ -7,7 +7,6 @@ the input. Both have the input's size.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -55,7 +54,7 @@ def list_images(path: Path) -> list[Path]:
 
 
 def predict_images(
-    checkpoint: Path, image: Path, out: Path, *, alpha: float = 0.5, device: Optional[str] = "auto"
+    checkpoint: Path, image: Path, out: Path, *, alpha: float = 0.5, device: str | None = "auto"
 ) -> list[tuple[Path, Path]]:
     """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` into ``out`` for ``image`` (a file or folder).
 

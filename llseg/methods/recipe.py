@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ class Recipe:
         self.epoch, self.epochs = 1, config.epochs
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_counts: dict[str, int] = {}
-        self.aux_gradient: Optional[bool] = None
+        self.aux_gradient: bool | None = None
 
     # ---------------------------------------------------------------- configuration
     @classmethod
@@ -163,7 +163,7 @@ class Recipe:
         """Restore :meth:`state_dict`."""
 
     # -------------------------------------------------------------------- training
-    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+    def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Called before a stage's first step; ``teacher_outputs`` (None without a teacher) is lazy:
         it runs the teacher over the training data only if consumed. Resets the recorded terms."""
         self.stage = stage
@@ -175,7 +175,7 @@ class Recipe:
         """Called before each epoch's first batch: ``epoch`` is 1-based (1..``epochs``)."""
         self.epoch, self.epochs = epoch, epochs
 
-    def record(self, terms: Mapping[str, Union[torch.Tensor, float]]) -> None:
+    def record(self, terms: Mapping[str, torch.Tensor | float]) -> None:
         """Add one batch's value of each named loss term (kept on the device: no synchronisation)."""
         for name, value in terms.items():
             value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
@@ -215,7 +215,7 @@ class Recipe:
             return bce_with_ignore(logits, target)
         return labelled_cross_entropy(logits, target)
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         """Loss of one batch: image N×3×H×W, target N×H×W."""
         return self.supervised(student(image), target)

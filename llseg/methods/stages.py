@@ -9,10 +9,10 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from llseg.data.indexfile import read_index
-from llseg.data.prepare import Manifest
+from llseg.data.manifest import Manifest
 from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.learner import ContinualLearner
@@ -42,7 +42,7 @@ def train_config(prepared: Path, hyperparameters: dict[str, Any]) -> TrainConfig
     return resolve_config(hps, source="llseg train")
 
 
-def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, Optional[float]]]:
+def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order, each on the train
     part of its chunk (the first ``int(chunk_size · train_ratio)`` lines, as Ianvs cuts them).
 
@@ -55,7 +55,7 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
     out.mkdir(parents=True, exist_ok=True)
     learner = ContinualLearner(config)
-    results: dict[str, dict[str, Optional[float]]] = {}
+    results: dict[str, dict[str, float | None]] = {}
     for k, chunk in enumerate(chunks, start=1):
         learner.learn(*(list(column) for column in zip(*chunk)))
         learner.save(out / f"stage{k}.pt")
@@ -66,7 +66,7 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     return results
 
 
-def evaluate_checkpoint(checkpoint: Path, index: Path, *, csv_path: Optional[Path] = None, device: Optional[str] = None) -> dict[str, Optional[float]]:
+def evaluate_checkpoint(checkpoint: Path, index: Path, *, csv_path: Path | None = None, device: str | None = None) -> dict[str, float | None]:
     """Scores of a checkpoint on an index file's images against their full labels (2nd token)."""
     learner = ContinualLearner.from_checkpoint(checkpoint, device=device)
     rows = read_index(index, check_exists=True)

@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -14,9 +14,9 @@ import yaml
 from torch import nn
 
 from llseg.cli import main
+from llseg.data.cityscapes.synthetic import generate_city_dataset
 from llseg.data.prepare import prepare
-from llseg.data.synthetic import generate_city_dataset
-from llseg.data.synthetic_objects import generate_objects_dataset
+from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.errors import ConfigError
 from llseg.ianvs.estimator import DeepLabV3Estimator, ERFNetEstimator
 from llseg.methods.config import resolve_config
@@ -44,7 +44,7 @@ class ToyPenalty(Recipe):
     options: ToyOptions
     penalties: ClassVar[list[float]] = []
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         logits = student(image)
         ToyPenalty.penalties.append(self.options.logit_penalty)

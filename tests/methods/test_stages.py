@@ -7,7 +7,7 @@ import pytest
 
 from llseg.data.indexfile import read_index
 from llseg.data.prepare import prepare
-from llseg.data.synthetic_objects import generate_objects_dataset
+from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.methods import stages
 from llseg.methods.learner import ContinualLearner
 from llseg.runner.splitting import fwt_chunks

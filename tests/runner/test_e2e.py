@@ -14,7 +14,7 @@ import yaml
 from llseg.data.imageio import read_label_png
 from llseg.data.predictions import load_prediction
 from llseg.data.prepare import prepare
-from llseg.data.synthetic import generate_city_dataset
+from llseg.data.cityscapes.synthetic import generate_city_dataset
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.runner.dataset import final_metric_y
 from llseg.runner.job import run_job

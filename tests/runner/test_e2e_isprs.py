@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from llseg.data.prepare import prepare
-from llseg.data.synthetic_aerial import generate_aerial_dataset
+from llseg.data.isprs.synthetic import generate_aerial_dataset
 from llseg.ianvs.estimator import DeepLabV3Estimator
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job

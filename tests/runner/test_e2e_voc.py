@@ -14,7 +14,7 @@ import yaml
 
 from llseg.data.predictions import load_prediction
 from llseg.data.prepare import prepare
-from llseg.data.synthetic_objects import generate_objects_dataset
+from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.ianvs.estimator import DeepLabV3Estimator
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +206,7 @@ class FeatureKd(Ssul):
         if not isinstance(model, FeatureModel):
             raise ConfigError(f"recipe {self.name} distils intermediate maps; {type(model).__name__} has no forward_features")
 
-    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+    def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         super().begin_stage(stage, teacher_outputs)
         self.has_teacher = teacher_outputs is not None
 
@@ -227,7 +227,7 @@ class FeatureKd(Ssul):
         scalars whose ``"total"`` is added to the BCE."""
         raise NotImplementedError
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         if teacher is None:
             return super().loss(student, teacher, image, target)

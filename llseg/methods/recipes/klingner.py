@@ -8,7 +8,6 @@ and trains on its labels alone (e.g. the one-image round 0 of Ianvs' fwt_splitti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +76,7 @@ class Klingner(Recipe):
     def fresh_student(self) -> bool:
         return not self.options.init_from_teacher
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         logits = student(image)
         loss = self.supervised(logits, target)

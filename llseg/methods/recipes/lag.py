@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -275,7 +275,7 @@ def lag_loss(
     lambda_spm: float = 1.0,
     lambda_sfp: float = 1.0,
     lambda_nsc: float = LAMBDA_NSC,
-    old_prototypes: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    old_prototypes: tuple[torch.Tensor, torch.Tensor] | None = None,
     proto_temperature: float = PROTO_TEMPERATURE,
     dcl_temperature: float = DCL_TEMPERATURE,
 ) -> dict[str, torch.Tensor]:
@@ -389,7 +389,7 @@ class Lag(FeatureKd):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.prototypes: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self.prototypes: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def pseudo_labels(self, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         o = self.options
@@ -398,14 +398,14 @@ class Lag(FeatureKd):
         return uncertainty_pseudo_label(target, teacher_logits, loss_type=self.config.loss_type, threshold=o.pseudo_thresh,
                                         margin=o.uncertainty_margin, unknown=o.unknown)
 
-    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+    def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         super().begin_stage(stage, teacher_outputs)
         self.prototypes = None
         o = self.options
         if teacher_outputs is None or not (o.lambda_spm or o.lambda_nsc):
             return
-        sums: Optional[torch.Tensor] = None
-        counts: Optional[torch.Tensor] = None
+        sums: torch.Tensor | None = None
+        counts: torch.Tensor | None = None
         for batch in teacher_outputs:
             target = self.pseudo_labels(batch.target, batch.logits) if o.pseudo else batch.target
             features = batch.maps["aspp"]

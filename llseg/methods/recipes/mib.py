@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -133,7 +133,7 @@ class Mib(ExpandingRecipe):
     Options = MibOptions
     options: MibOptions
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         logits = student(image)
         loss = unbiased_cross_entropy(logits, target, max(self.stage.old_classes, 1))

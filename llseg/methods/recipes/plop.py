@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -188,14 +187,14 @@ class Plop(ExpandingRecipe):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.thresholds: Optional[torch.Tensor] = None
+        self.thresholds: torch.Tensor | None = None
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
         if not isinstance(model, FeatureModel):
             raise ConfigError(f"recipe {self.name} distils intermediate maps; {type(model).__name__} has no forward_features")
 
-    def begin_stage(self, stage: Stage, teacher_outputs: Optional[TeacherOutputs]) -> None:
+    def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Per-class thresholds from the teacher's entropy over the stage's training data."""
         super().begin_stage(stage, teacher_outputs)
         self.thresholds = None
@@ -203,7 +202,7 @@ class Plop(ExpandingRecipe):
             histogram = sum(entropy_histogram(batch.target, batch.logits) for batch in teacher_outputs)
             self.thresholds = median_thresholds(histogram, self.options.threshold)
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         opts = self.options
         if teacher is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ class SsulOptions(RecipeOptions):
     """
 
     unknown: bool = True
-    saliency_dir: Optional[str] = None
+    saliency_dir: str | None = None
     pseudo: bool = True
     pseudo_thresh: float = 0.7
     freeze: bool = True
@@ -281,7 +281,7 @@ class Ssul(Recipe):
         return pseudo_label(target, teacher_logits, loss_type=self.config.loss_type,
                             threshold=self.options.pseudo_thresh, unknown=self.options.unknown)
 
-    def loss(self, student: nn.Module, teacher: Optional[nn.Module], image: torch.Tensor,
+    def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         logits = student(image)
         if teacher is not None and self.options.pseudo:

@@ -9,14 +9,15 @@ import pytest
 from llseg.cli import main
 from llseg.data.imageio import read_label_png
 from llseg.data.indexfile import read_index
+from llseg.data.isprs.prepare import clutter_lut, isprs_spec
 from llseg.data.labels import IGNORE_INDEX
-from llseg.data.prepare import Manifest, prepare
-from llseg.data.prepare_isprs import clutter_lut, isprs_spec
+from llseg.data.manifest import Manifest
+from llseg.data.prepare import prepare
 from llseg.data.splits import PRESETS, ClassDomainIncrementalSpec, get_preset, isprs_split, train_label_lut
 from llseg.errors import ConfigError, DataError
 from llseg.runner.splitting import fwt_chunks
 
-from .isprs_trees import BUILDING, CAR, CLUTTER, IMPERVIOUS, LOW_VEGETATION, TREE, quadrants, write_tile
+from .trees import BUILDING, CAR, CLUTTER, IMPERVIOUS, LOW_VEGETATION, TREE, quadrants, write_tile
 
 IMP, BLD, LOW, TRE = IMPERVIOUS, BUILDING, LOW_VEGETATION, TREE
 # Tiles of 32 x 32 px cut into four 16 px patches: top-left (tl), top-right (tr), bottom-left (bl), bottom-right (br).

@@ -9,10 +9,11 @@ import pytest
 
 from llseg.data.imageio import read_label_png
 from llseg.data.labels import CITYSCAPES, CITYSCAPES_VAL_CITIES
-from llseg.data.prepare import Manifest, prepare
+from llseg.data.manifest import Manifest
+from llseg.data.prepare import prepare
 from llseg.data.splits import get_preset
 from llseg.errors import ConfigError, DataError
-from tests.data.trees import make_tree
+from tests.data.cityscapes.trees import make_tree
 
 CIL3 = get_preset("cil-3")
 GROUPS = CIL3.domains.tasks  # type: ignore[union-attr]
@@ -160,7 +161,7 @@ def test_prepare_reports_missing_city(tmp_path: Path) -> None:
 
 
 def test_prepare_on_synthetic_dataset(tmp_path: Path) -> None:
-    from llseg.data.synthetic import generate_city_dataset
+    from llseg.data.cityscapes.synthetic import generate_city_dataset
 
     generate_city_dataset(tmp_path / "syn", seed=0, size=(32, 64), images_per_city=3)
     manifest = prepare("cityscapes", root=tmp_path / "syn", split="cil-3", out=tmp_path / "out")
@@ -173,8 +174,8 @@ def test_prepare_on_synthetic_dataset(tmp_path: Path) -> None:
 
 def test_first_train_line_shows_every_task1_class(tmp_path: Path) -> None:
     """Ianvs' fwt_splitting trains round 0 on the first line alone; its classes become the first group."""
+    from llseg.data.cityscapes.synthetic import generate_city_dataset
     from llseg.data.imageio import read_label_png
-    from llseg.data.synthetic import generate_city_dataset
 
     generate_city_dataset(tmp_path / "syn", seed=1, size=(32, 64), images_per_city=4)
     manifest = prepare("cityscapes", root=tmp_path / "syn", split="cil-3", out=tmp_path / "out")

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from llseg.cli import main
+from llseg.data.cityscapes.synthetic import DOMAINS, SIDECAR_NAME, domain_of, generate_city_dataset, render_scene
 from llseg.data.labels import CITYSCAPES, CITYSCAPES_TRAIN_CITIES, CITYSCAPES_VAL_CITIES, IGNORE_INDEX
-from llseg.data.synthetic import DOMAINS, SIDECAR_NAME, domain_of, generate_city_dataset, render_scene
 from llseg.errors import ConfigError, DataError
 
 H, W, N = 64, 128, 2

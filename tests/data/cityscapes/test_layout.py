@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llseg.data.cityscapes import CityscapesSample, find_samples, load_train_ids
+from llseg.data.cityscapes.layout import CityscapesSample, find_samples, load_train_ids
 from llseg.errors import ConfigError, DataError
-from tests.data.trees import write_pair
+from tests.data.cityscapes.trees import write_pair
 
 # labelIds -> trainIds: 7 road -> 0, 8 sidewalk -> 1, 26 car -> 13, 33 bicycle -> 18, 0/4 void -> 255
 IDS = np.array([[7, 8, 26, 33], [0, 4, 23, 7]], dtype=np.uint8)

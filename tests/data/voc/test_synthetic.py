@@ -12,8 +12,9 @@ from PIL import Image
 from llseg.cli import main
 from llseg.data.labels import IGNORE_INDEX, VOC, voc_colormap
 from llseg.data.splits import ClassIncrementalSpec, get_preset, membership
-from llseg.data.synthetic_objects import CLASS_HUES, SIDECAR_NAME, generate_objects_dataset, render_objects
-from llseg.data.voc import find_voc_samples, load_voc_label
+from llseg.data.voc.layout import find_voc_samples, load_voc_label
+from llseg.data.voc.objects import CLASS_HUES
+from llseg.data.voc.synthetic import SIDECAR_NAME, generate_objects_dataset, render_objects
 from llseg.errors import ConfigError, DataError
 
 H, W, N = 64, 64, 160  # N train images, N // 4 val

@@ -1,10 +1,11 @@
 """``llseg prepare --dataset isprs``: the ISPRS Potsdam (RGB) -> Vaihingen (IRRG) split for Ianvs.
 
-Reads the real tiles or llseg's synthetic aerial dataset (same layout, see :mod:`llseg.data.isprs`).
+Reads the real tiles or llseg's synthetic aerial dataset (same layout, see
+:mod:`llseg.data.isprs.layout`).
 Splits are the ``isprs-*`` presets of :mod:`llseg.data.splits` (4-1, 2-3, 2-2-1, 2-1; LAG,
 methods.md §8.2): step 0 learns its classes on Potsdam, every later step on Vaihingen. Tiles go
-to the train or test side by the standard ISPRS lists (:func:`~llseg.data.isprs.tile_sides`)
-and are cut into patches (:func:`~llseg.data.isprs.cut_tiles`). A step takes the patches of its
+to the train or test side by the standard ISPRS lists (:func:`~llseg.data.isprs.layout.tile_sides`)
+and are cut into patches (:func:`~llseg.data.isprs.layout.cut_tiles`). A step takes the patches of its
 domain's train tiles with >= 1 pixel of its classes (overlap-style: other classes may appear;
 with ``background="impervious"`` the background alone does not qualify a patch, as in VOC).
 
@@ -27,10 +28,10 @@ Output folder layout (paths in index files are relative to ``<out>``)::
     train_index.txt   <image> <full_label> <task_label>; one chunk of ``chunk_size`` lines per step
     val_index.txt     <image> <full_label> <full_label>; the eval-side patches, for checkpoint choice
     test_index.txt    <image> <full_label> <full_label>; the test tiles' patches of BOTH domains
-    manifest.json     settings, counts per step and per domain (:class:`~llseg.data.prepare_common.Manifest`)
+    manifest.json     settings, counts per step and per domain (:class:`~llseg.data.manifest.Manifest`)
     .llseg/           patch-cutting and label-writing state, reused by later runs
 
-The index scheme is VOC's (:mod:`llseg.data.prepare_voc`): every train-tile patch is on the train
+The index scheme is VOC's (:mod:`llseg.data.chunks`): every train-tile patch is on the train
 or the eval side in every step it belongs to, steps are padded to equal chunks with repeated
 lines (one Ianvs chunk per step), and the first line is the step-0 train patch that shows the
 most step-0 classes. Every label path names its domain in its parent folder
@@ -38,24 +39,19 @@ most step-0 classes. Every label path names its domain in its parent folder
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from llseg import __version__
+from llseg.data.checks import check_seed, check_train_ratio
+from llseg.data.chunks import padded_chunks, padded_rows, write_padded_layout
 from llseg.data.imageio import PathLike, read_label_png
-from llseg.data.indexfile import INDEX_COLUMNS
-from llseg.data.isprs import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
-from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN
-from llseg.data.prepare_common import MANIFEST_NAME, Manifest, SplitSummary, check_train_ratio
-from llseg.data.prepare_voc import padded_chunks, padded_rows, write_padded_layout
-from llseg.data.procedural import check_seed
+from llseg.data.isprs.layout import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
+from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN, get_dataset_info
+from llseg.data.manifest import Manifest, SplitSummary, write_manifest
 from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split, train_label_lut
 from llseg.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 CLUTTER_MODES = ("background", "ignore")
 DEFAULT_PATCH_SIZE = 512
@@ -130,7 +126,7 @@ def prepare_isprs(
 
     Raises:
         ConfigError: unknown split, bad option or option combination, or a step with fewer than 2 patches.
-        DataError: missing or unreadable tiles, bad label colours (see :mod:`llseg.data.isprs`), or a
+        DataError: missing or unreadable tiles, bad label colours (see :mod:`llseg.data.isprs.layout`), or a
             domain without train or test tiles.
     """
     if background not in ISPRS_BACKGROUNDS:
@@ -173,23 +169,19 @@ def prepare_isprs(
             "train_patches": sum(p.domain == domain for p in train_patches),
             "test_patches": sum(p.domain == domain for p in test_patches),
         }
-    manifest = Manifest(
+    return write_manifest(
+        out,
+        get_dataset_info(spec.dataset),
         spec=split,
-        dataset=spec.dataset,
-        root=root.as_posix(),
+        root=root,
+        written=written.written,
         seed=seed,
         train_ratio=train_ratio,
         chunk_size=chunks.size,
-        num_classes=ISPRS.num_classes,
-        class_names=ISPRS.class_names,
-        background_id=spec.background_id,
-        ignore_index=IGNORE_INDEX,
-        index_columns=INDEX_COLUMNS,
         tasks=tuple(layout.summaries),
         validation=SplitSummary("val_index.txt", "train", (), written.val_images),
         test=SplitSummary("test_index.txt", "test", ISPRS_DOMAINS, len(test_patches)),
         files=written.files,
-        llseg_version=__version__,
         first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list="train",
@@ -202,6 +194,3 @@ def prepare_isprs(
         },
         domains=domains,
     )
-    manifest.save(out / MANIFEST_NAME)
-    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", split, written.written, out / MANIFEST_NAME)
-    return manifest

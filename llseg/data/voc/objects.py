@@ -1,264 +1,47 @@
-"""Procedural object images written in the exact Pascal VOC 2012 layout (``llseg synth --kind objects``).
+"""The drawing of the synthetic objects dataset: a cluttered background and 20 class silhouettes.
 
-Each image shows 1 to 4 objects of the 20 VOC classes (a fair share of images repeat a class,
-like VOC's herds and crowds) on a cluttered background: a two-tone room or landscape with
-random blobs, bars and stripes that belong to no class (label 0, background). Every class has
-its own silhouette built from several parts and its own colour range and texture (tabby stripes,
-cow patches, curly wool, wood grain, ...); colour ranges overlap, so shape matters. Later objects
-occlude earlier ones. As in VOC, a band along every object outline is void (255): 1 pixel on
-the side of the lower id.
-
-Files (``<id>`` = ``<split>_<index:06d>``)::
-
-    <out>/JPEGImages/<id>.jpg                           RGB, JPEG quality 90
-    <out>/SegmentationClass/<id>.png                    palette PNG (VOC colours), indices = ids 0..20, 255
-    <out>/ImageSets/Segmentation/{train,val,trainval}.txt
-    <out>/llseg_synthetic_objects.json                  sidecar (see below)
-
-:func:`llseg.data.voc.find_voc_samples` reads it like the real dataset.
-
-Class frequencies follow VOC's shape for the 15-1 protocols: person is the most frequent class,
-classes 1..15 are common and 16..20 (pottedplant .. tvmonitor) are drawn 0.7 times as often as
-the other base classes, so later steps are small but each still has tens of images.
-
-The sidecar holds ``generator``, ``version``, ``args`` (seed, size, images), ``complete``,
-``splits`` (split -> image count), ``class_images`` (split -> class name -> images containing
-it) and ``class_pixels`` (split -> class name or ``"ignore"`` -> pixel count).
-
-``class_tint`` t in [0, 1] blends every object colour towards its class's own hue,
-``(1 - t) * colour + t * hue`` (:data:`CLASS_HUES`: 10 hues x 2 brightness levels, one per class),
-before the texture noise: t = 0 (default) keeps the overlapping colour families, so only shape
-and texture tell classes apart, which a network trained from scratch on a CPU for a few minutes
-does not learn (mIoU stays at the background level); t ~ 0.5 adds a local colour cue of the kind a
-pretrained backbone gives real VOC, so continual methods can be compared within CPU minutes.
-
-Defaults: 128x128 (HxW), 400 train and 100 val images, written in a few seconds. The same
-arguments give byte-identical files (with the same numpy, Pillow and libjpeg versions); each
-image's generator is seeded from (seed, split, index).
+:class:`ObjectCanvas` paints back to front into ``label`` (``uint8 (h, w)``, VOC ids 0..20) and
+``rgb``; :meth:`ObjectCanvas.void_outlines` adds VOC's void band (255) along outlines. Every
+class has its own painter, drawing several parts in :class:`ObjectShape`'s local coordinates.
 """
 from __future__ import annotations
 
 import colorsys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
-from llseg.data.labels import IGNORE_INDEX, VOC, voc_colormap
+from llseg.data.labels import IGNORE_INDEX, VOC
 from llseg.data.procedural import (
     CLOTHES,
     SKIN,
     VEHICLE_COLOURS,
     Colour,
     Stencil,
-    check_out_dir,
-    check_seed,
-    check_size,
-    clear_generated,
     foliage,
     grey,
     pick,
-    read_sidecar,
     rgb,
     smooth_noise,
-    write_json,
 )
-from llseg.data.voc import IMAGE_DIR, IMAGE_SUFFIX, LABEL_DIR, LIST_DIR
-from llseg.errors import ConfigError
 
-GENERATOR_VERSION = 1
-DEFAULT_SIZE: tuple[int, int] = (128, 128)
-DEFAULT_IMAGES = 400
 # Class c's tint (c = 1..20, row 0 unused): hue (c - 1) % 10 of 10 evenly spaced hues, saturation
 # 0.75, value 1 for c <= 10 and 0.55 after (nearest two tints are 47 RGB units apart).
 CLASS_HUES = np.asarray(
     [(0.0, 0.0, 0.0)] + [tuple(255 * x for x in colorsys.hsv_to_rgb(h / 10, 0.75, v)) for v in (1.0, 0.55) for h in range(10)],
     dtype=np.float32,
 )
-SIDECAR_NAME = "llseg_synthetic_objects.json"
-SPLITS: tuple[str, ...] = ("train", "val")
-JPEG_QUALITY = 90
-
-_SPLIT_CODE = {"train": 0, "val": 1}
-_PNG_LEVEL = 3
-_PALETTE: list[int] = voc_colormap().ravel().tolist()
-# Relative frequency of each class id when an object is drawn (0 = background is never drawn).
-_CLASS_WEIGHTS = np.asarray([0.0] + [1.0] * 14 + [2.5] + [0.7] * 5)
-_CLASS_WEIGHTS /= _CLASS_WEIGHTS.sum()
-_REPEAT_CLASS = 0.3  # chance that an object repeats the previous object's class
-_OBJECTS_P = (0.35, 0.3, 0.2, 0.15)  # P(1..4 objects)
-
-
-# ----------------------------------------------------------------------------------- public API
-
-
-@dataclass(frozen=True)
-class ObjectsSummary:
-    """What :func:`generate_objects_dataset` wrote (or found already written).
-
-    ``class_images`` counts train images containing each foreground class; ``background_share``
-    and ``void_share`` are shares of train pixels labelled 0 and 255.
-    """
-
-    out: Path
-    images: dict[str, int]  # split -> image count
-    size: tuple[int, int]  # (H, W)
-    seed: int
-    class_images: dict[str, int]
-    background_share: float
-    void_share: float
-    seconds: float
-    reused: bool  # True: matching files were already there, nothing was written
-
-    def __str__(self) -> str:
-        h, w = self.size
-        action = "reused existing files" if self.reused else "generated"
-        counts = ", ".join(f"{name} {n}" for name, n in self.class_images.items())
-        return "\n".join((
-            f"synthetic objects dataset (VOC layout) in {self.out} ({action} in {self.seconds:.1f} s)",
-            "  images: " + ", ".join(f"{s} {n}" for s, n in self.images.items()) + f"; size {h}x{w} (HxW); seed {self.seed}",
-            f"  train pixels: background {100 * self.background_share:.1f}%, void {100 * self.void_share:.1f}%",
-            f"  train images per class: {counts}",
-        ))
-
-
-def generate_objects_dataset(
-    out: Union[str, Path],
-    *,
-    seed: int = 0,
-    size: Optional[Sequence[int]] = None,
-    images: Optional[int] = None,
-    class_tint: float = 0.0,
-) -> ObjectsSummary:
-    """Write the synthetic objects dataset under ``out`` (VOC layout) and summarise it.
-
-    Args:
-        out: output folder, created if needed. Only its ``JPEGImages/``, ``SegmentationClass/``,
-            ``ImageSets/`` and the sidecar are ever written or removed.
-        seed: non-negative base seed; another seed gives other images.
-        size: ``(H, W)`` of every image, both >= 16; ``None``: :data:`DEFAULT_SIZE`.
-        images: train images, >= 4; val gets ``images // 4``. ``None``: :data:`DEFAULT_IMAGES`.
-        class_tint: 0..1, share of each object's colour taken from its class hue (module docstring).
-
-    If the sidecar says a complete dataset with the same arguments and generator version is
-    there (and all its files exist), nothing is written; otherwise everything is regenerated.
-
-    Raises:
-        ConfigError: an argument is invalid.
-        DataError: ``out`` is a file, or holds VOC folders not written by this generator (no
-            sidecar): a real dataset is never deleted.
-    """
-    start = time.perf_counter()
-    h, w = check_size(size, DEFAULT_SIZE)
-    n_train = DEFAULT_IMAGES if images is None else images
-    if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 4:
-        raise ConfigError(f"images must be an integer >= 4 (train images; val gets a quarter), got {images!r}")
-    if isinstance(class_tint, bool) or not isinstance(class_tint, (int, float)) or not 0.0 <= class_tint <= 1.0:
-        raise ConfigError(f"class_tint must be a number in 0..1 (share of an object's colour from its class hue), got {class_tint!r}")
-    seed = check_seed(seed)
-    out = check_out_dir(out)
-    args = {"seed": seed, "size": [h, w], "images": n_train, "class_tint": float(class_tint)}
-    ids = {"train": [f"train_{i:06d}" for i in range(n_train)], "val": [f"val_{i:06d}" for i in range(n_train // 4)]}
-    sidecar_path = out / SIDECAR_NAME
-
-    old = read_sidecar(sidecar_path)
-    if old is not None and _is_complete_match(old, args, out, ids):
-        return _summary(out, old, time.perf_counter() - start, reused=True)
-    clear_generated(out, sidecar_path, [out / IMAGE_DIR, out / LABEL_DIR, out / "ImageSets"],
-                    holds="VOC folders", command="llseg synth --kind objects")
-    for folder in (out / IMAGE_DIR, out / LABEL_DIR, out / LIST_DIR):
-        folder.mkdir(parents=True, exist_ok=True)
-
-    sidecar: dict[str, Any] = {
-        "generator": "llseg.data.synthetic_objects",
-        "version": GENERATOR_VERSION,
-        "args": args,
-        "complete": False,  # set once every file is written; an interrupted run is regenerated
-        "splits": {split: len(ids[split]) for split in SPLITS},
-    }
-    write_json(sidecar_path, sidecar)
-    pixels = {split: np.zeros(256, dtype=np.int64) for split in SPLITS}
-    present = {split: np.zeros(256, dtype=np.int64) for split in SPLITS}
-    plan = [(split, index, stem) for split in SPLITS for index, stem in enumerate(ids[split])]
-    for split, index, stem in tqdm(plan, desc="llseg synth objects", unit="img", disable=None):
-        rgb, label = render_objects(np.random.default_rng([seed, _SPLIT_CODE[split], index]), h, w, class_tint)
-        Image.fromarray(rgb).save(out / IMAGE_DIR / f"{stem}{IMAGE_SUFFIX}", format="JPEG", quality=JPEG_QUALITY)
-        png = Image.fromarray(label)
-        png.putpalette(_PALETTE)
-        png.save(out / LABEL_DIR / f"{stem}.png", format="PNG", compress_level=_PNG_LEVEL)
-        counts = np.bincount(label.ravel(), minlength=256)
-        pixels[split] += counts
-        present[split] += counts > 0
-    for name, split_ids in (*ids.items(), ("trainval", ids["train"] + ids["val"])):
-        (out / LIST_DIR / f"{name}.txt").write_text("".join(f"{i}\n" for i in split_ids), encoding="utf-8")
-    sidecar["complete"] = True
-    sidecar["class_images"] = {s: {n: int(present[s][k]) for k, n in enumerate(VOC.class_names)} for s in SPLITS}
-    sidecar["class_pixels"] = {
-        s: {**{n: int(pixels[s][k]) for k, n in enumerate(VOC.class_names)}, "ignore": int(pixels[s][IGNORE_INDEX])}
-        for s in SPLITS
-    }
-    write_json(sidecar_path, sidecar)
-    return _summary(out, sidecar, time.perf_counter() - start, reused=False)
-
-
-def render_objects(rng: np.random.Generator, h: int, w: int, class_tint: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """One random image: ``(rgb uint8 (h, w, 3), label uint8 (h, w))``, ids 0..20 and 255 on outlines."""
-    canvas = _Canvas(rng, h, w, class_tint)
-    canvas.background()
-    n = int(rng.choice(len(_OBJECTS_P), p=_OBJECTS_P)) + 1
-    cls = 0
-    for _ in range(n):
-        if cls == 0 or rng.random() >= _REPEAT_CLASS:
-            cls = int(rng.choice(len(_CLASS_WEIGHTS), p=_CLASS_WEIGHTS))
-        canvas.add_object(cls)
-    return canvas.finish(), canvas.void_outlines()
-
-
-# ------------------------------------------------------------------------------ dataset helpers
-
-
-def _is_complete_match(old: dict[str, Any], args: dict[str, Any], out: Path, ids: dict[str, list[str]]) -> bool:
-    if old.get("version") != GENERATOR_VERSION or old.get("args") != args or old.get("complete") is not True:
-        return False
-    if not isinstance(old.get("class_images"), dict) or not isinstance(old.get("class_pixels"), dict):
-        return False
-    lists = [out / LIST_DIR / f"{name}.txt" for name in (*SPLITS, "trainval")]
-    pairs = ((IMAGE_DIR, IMAGE_SUFFIX), (LABEL_DIR, ".png"))
-    files = [out / d / f"{i}{ext}" for i in ids["train"] + ids["val"] for d, ext in pairs]
-    return all(p.is_file() for p in lists + files)
-
-
-def _summary(out: Path, sidecar: dict[str, Any], seconds: float, reused: bool) -> ObjectsSummary:
-    args = sidecar["args"]
-    pixels = sidecar["class_pixels"]["train"]
-    total = max(sum(pixels.values()), 1)
-    return ObjectsSummary(
-        out=out,
-        images=dict(sidecar["splits"]),
-        size=(args["size"][0], args["size"][1]),
-        seed=args["seed"],
-        class_images={n: sidecar["class_images"]["train"][n] for n in VOC.class_names[1:]},
-        background_share=pixels[VOC.class_names[0]] / total,
-        void_share=pixels["ignore"] / total,
-        seconds=seconds,
-        reused=reused,
-    )
-
-
-# ------------------------------------------------------------------------------------- drawing
-
 _WOOD = ((150, 100, 55), (115, 75, 40), (185, 140, 90), (90, 60, 35))
 _FABRIC = ((150, 40, 45), (60, 80, 140), (120, 120, 115), (170, 150, 110), (70, 110, 70), (190, 185, 175))
 _FUR = ((120, 80, 45), (200, 160, 100), (40, 35, 30), (160, 150, 140), (225, 215, 190), (165, 95, 45))
 _PAINT = ((215, 35, 30), (230, 190, 30), (230, 230, 230), (35, 80, 160), (40, 120, 70), (230, 120, 30))
 
 
-class _Canvas:
-    """An image being painted back to front: ``label`` uint8 (h, w) VOC ids, ``rgb`` float32 (h, w, 3)."""
+class ObjectCanvas:
+    """An image being painted back to front: ``label`` uint8 (h, w) VOC ids, ``rgb`` float32 (h, w, 3).
+
+    ``class_tint`` blends every object colour towards :data:`CLASS_HUES` (see
+    :mod:`llseg.data.voc.synthetic`)."""
 
     def __init__(self, rng: np.random.Generator, h: int, w: int, class_tint: float = 0.0) -> None:
         self.rng, self.h, self.w, self.class_tint = rng, h, w, class_tint
@@ -321,7 +104,7 @@ class _Canvas:
         rng, h, w = self.rng, self.h, self.w
         s = rng.uniform(0.2, 0.42) * min(h, w)
         cx, cy = rng.uniform(0.12, 0.88) * w, rng.uniform(0.15, 0.85) * h
-        _DRAW[cls](_Shape(self, cls, cx, cy, s, 1 if rng.random() < 0.5 else -1), rng)
+        _DRAW[cls](ObjectShape(self, cls, cx, cy, s, 1 if rng.random() < 0.5 else -1), rng)
 
     def void_outlines(self) -> np.ndarray:
         """``label`` with 255 on a 1-pixel band along every object outline: of two 4-neighbours
@@ -342,11 +125,11 @@ class _Canvas:
         return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-class _Shape:
+class ObjectShape:
     """Drawing helper for one object: local coordinates ``(u, v)`` in units of the object size
     ``s`` around ``(cx, cy)``; ``u`` points forward (mirrored when ``facing`` is -1), ``v`` down."""
 
-    def __init__(self, canvas: _Canvas, cls: int, cx: float, cy: float, s: float, facing: int) -> None:
+    def __init__(self, canvas: ObjectCanvas, cls: int, cx: float, cy: float, s: float, facing: int) -> None:
         self.canvas, self.cls, self.cx, self.cy, self.s, self.facing = canvas, cls, cx, cy, s, facing
 
     def pt(self, u: float, v: float) -> tuple[float, float]:
@@ -382,7 +165,7 @@ class _Shape:
 # One painter per class: each draws a silhouette of several parts within about |u|, |v| <= 1.
 
 
-def _aeroplane(o: _Shape, rng: np.random.Generator) -> None:
+def _aeroplane(o: ObjectShape, rng: np.random.Generator) -> None:
     body = pick(rng, ((230, 230, 235), (190, 195, 200), (225, 225, 215)), 10)
     o.paint(o.poly([(-0.95, -0.55), (-0.75, -0.55), (-0.55, -0.08), (-0.9, -0.08)]), pick(rng, _PAINT, 10), grain=2.0)
     o.paint(o.ellipse(0.0, 0.0, 1.0, 0.14), body, grain=2.0)
@@ -390,7 +173,7 @@ def _aeroplane(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(-0.7, -0.02), (0.75, -0.02)], 0.05), pick(rng, _PAINT, 10), grain=2.0)
 
 
-def _bicycle(o: _Shape, rng: np.random.Generator) -> None:
+def _bicycle(o: ObjectShape, rng: np.random.Generator) -> None:
     frame = pick(rng, VEHICLE_COLOURS + _PAINT, 20)
     st = o.stencil()
     for u in (-0.55, 0.55):
@@ -403,7 +186,7 @@ def _bicycle(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(st, frame, grain=3.0)
 
 
-def _bird(o: _Shape, rng: np.random.Generator) -> None:
+def _bird(o: ObjectShape, rng: np.random.Generator) -> None:
     feathers = pick(rng, ((110, 75, 45), (40, 40, 45), (60, 90, 150), (200, 190, 170), (170, 60, 40)), 15)
     o.paint(o.poly([(-0.35, 0.0), (-0.85, -0.12), (-0.85, 0.15)]), feathers * 0.7, grain=6.0)
     o.paint(o.ellipse(0.0, 0.05, 0.45, 0.25), feathers, grain=9.0)
@@ -413,7 +196,7 @@ def _bird(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(0.0, 0.25), (-0.05, 0.55)], 0.04), grey(rng, 40, 90, 4), grain=2.0)
 
 
-def _boat(o: _Shape, rng: np.random.Generator) -> None:
+def _boat(o: ObjectShape, rng: np.random.Generator) -> None:
     hull = pick(rng, _PAINT + ((120, 80, 50),), 15)
     o.paint(o.poly([(-0.95, 0.2), (0.95, 0.2), (0.65, 0.55), (-0.7, 0.55)]), hull, grain=3.0, blob=4.0)
     o.paint(o.line([(0.0, 0.2), (0.0, -0.9)], 0.05), grey(rng, 60, 120, 4), grain=2.0)
@@ -421,7 +204,7 @@ def _boat(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(sail, o.stripes(sail, 0.35, grey(rng, 215, 245, 3), dark=0.85, slope=-2.0), grain=3.0)
 
 
-def _bottle(o: _Shape, rng: np.random.Generator) -> None:
+def _bottle(o: ObjectShape, rng: np.random.Generator) -> None:
     glass = pick(rng, ((40, 110, 50), (110, 60, 25), (150, 190, 200), (25, 45, 30)), 15)
     body = o.poly([(-0.22, 0.95), (0.22, 0.95), (0.22, -0.15), (0.09, -0.4), (-0.09, -0.4), (-0.22, -0.15)])
     ys, xs = body.grid()
@@ -432,14 +215,14 @@ def _bottle(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.rect(-0.22, 0.2, 0.22, 0.55), pick(rng, _PAINT, 15), grain=3.0)
 
 
-def _wheels(o: _Shape, rng: np.random.Generator, us: Sequence[float], v: float, r: float) -> None:
+def _wheels(o: ObjectShape, rng: np.random.Generator, us: Sequence[float], v: float, r: float) -> None:
     tyre, hub = grey(rng, 15, 40, 3), grey(rng, 130, 180, 4)
     for u in us:
         o.paint(o.ellipse(u, v, r, r), tyre, grain=3.0)
         o.paint(o.ellipse(u, v, 0.45 * r, 0.45 * r), hub, grain=3.0)
 
 
-def _bus(o: _Shape, rng: np.random.Generator) -> None:
+def _bus(o: ObjectShape, rng: np.random.Generator) -> None:
     body = pick(rng, ((230, 190, 30), (210, 40, 35), (230, 230, 230), (40, 90, 170)), 15)
     o.paint(o.poly([(-1.0, -0.55), (0.95, -0.55), (1.0, -0.45), (1.0, 0.4), (-1.0, 0.4)]), body, grain=3.0, blob=3.0)
     glass = rgb(rng, (30, 40, 55), (80, 95, 120))
@@ -450,7 +233,7 @@ def _bus(o: _Shape, rng: np.random.Generator) -> None:
     _wheels(o, rng, (-0.6, 0.6), 0.42, 0.17)
 
 
-def _car(o: _Shape, rng: np.random.Generator) -> None:
+def _car(o: ObjectShape, rng: np.random.Generator) -> None:
     body = pick(rng, VEHICLE_COLOURS, 18)
     o.paint(o.poly([(-0.95, 0.35), (-0.95, 0.0), (-0.55, -0.08), (-0.35, -0.4), (0.35, -0.4), (0.6, -0.05),
                     (0.95, 0.02), (0.95, 0.35)]), body, grain=3.0, blob=3.0)
@@ -460,14 +243,14 @@ def _car(o: _Shape, rng: np.random.Generator) -> None:
     _wheels(o, rng, (-0.55, 0.55), 0.35, 0.19)
 
 
-def _legs(o: _Shape, colour: Colour, us: Sequence[float], v0: float, v1: float, width: float) -> None:
+def _legs(o: ObjectShape, colour: Colour, us: Sequence[float], v0: float, v1: float, width: float) -> None:
     st = o.stencil()
     for u in us:
         st.line([o.pt(u, v0), o.pt(u + 0.03, v1)], max(1.0, width * o.s))
     o.paint(st, colour, grain=5.0)
 
 
-def _cat(o: _Shape, rng: np.random.Generator) -> None:
+def _cat(o: ObjectShape, rng: np.random.Generator) -> None:
     fur = pick(rng, _FUR, 15)
     o.paint(o.line([(-0.55, 0.1), (-0.8, -0.1), (-0.75, -0.45)], 0.07), fur * 0.8, grain=5.0)
     _legs(o, fur * 0.8, (-0.4, -0.25, 0.2, 0.35), 0.2, 0.55, 0.08)
@@ -479,7 +262,7 @@ def _cat(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.poly([(0.52, -0.3), (0.62, -0.46), (0.66, -0.25)]), fur, grain=5.0)
 
 
-def _chair(o: _Shape, rng: np.random.Generator) -> None:
+def _chair(o: ObjectShape, rng: np.random.Generator) -> None:
     wood = pick(rng, _WOOD + _FABRIC[:2], 15)
     st = o.stencil()
     for u0, u1 in ((-0.4, -0.4), (0.4, 0.4), (-0.28, -0.25), (0.28, 0.3)):
@@ -490,7 +273,7 @@ def _chair(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(st, wood, grain=4.0, blob=3.0)
 
 
-def _cow(o: _Shape, rng: np.random.Generator) -> None:
+def _cow(o: ObjectShape, rng: np.random.Generator) -> None:
     hide = pick(rng, ((235, 230, 220), (130, 80, 45), (60, 45, 35)), 12)
     spots = grey(rng, 15, 45, 4)
     _legs(o, hide * 0.8, (-0.5, -0.35, 0.35, 0.5), 0.2, 0.85, 0.1)
@@ -502,7 +285,7 @@ def _cow(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(-0.62, -0.05), (-0.75, 0.4)], 0.04), hide * 0.7, grain=3.0)
 
 
-def _diningtable(o: _Shape, rng: np.random.Generator) -> None:
+def _diningtable(o: ObjectShape, rng: np.random.Generator) -> None:
     wood = pick(rng, _WOOD, 15)
     top = o.poly([(-0.8, -0.2), (0.8, -0.2), (1.0, 0.05), (-1.0, 0.05)])
     o.paint(top, o.stripes(top, 0.09, wood, dark=0.8, slope=-6.0), grain=4.0)
@@ -513,7 +296,7 @@ def _diningtable(o: _Shape, rng: np.random.Generator) -> None:
         o.paint(o.ellipse(rng.uniform(-0.5, 0.5), -0.1, 0.18, 0.06), grey(rng, 215, 245, 3), grain=2.0)
 
 
-def _dog(o: _Shape, rng: np.random.Generator) -> None:
+def _dog(o: ObjectShape, rng: np.random.Generator) -> None:
     fur = pick(rng, _FUR, 15)
     o.paint(o.line([(-0.5, 0.0), (-0.75, -0.35)], 0.07), fur, grain=5.0)
     _legs(o, fur * 0.9, (-0.4, -0.28, 0.28, 0.4), 0.15, 0.7, 0.1)
@@ -523,7 +306,7 @@ def _dog(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.poly([(0.4, -0.4), (0.36, -0.05), (0.48, -0.18)]), fur * 0.6, grain=5.0)
 
 
-def _horse(o: _Shape, rng: np.random.Generator) -> None:
+def _horse(o: ObjectShape, rng: np.random.Generator) -> None:
     coat = pick(rng, ((120, 70, 35), (60, 40, 30), (170, 120, 70), (215, 210, 200)), 12)
     mane = coat * 0.45
     o.paint(o.poly([(-0.6, -0.2), (-0.85, 0.3), (-0.7, 0.32)]), mane, grain=5.0)
@@ -534,7 +317,7 @@ def _horse(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(0.5, -0.78), (0.38, -0.25)], 0.06), mane, grain=4.0)
 
 
-def _motorbike(o: _Shape, rng: np.random.Generator) -> None:
+def _motorbike(o: ObjectShape, rng: np.random.Generator) -> None:
     _wheels(o, rng, (-0.6, 0.6), 0.45, 0.32)
     o.paint(o.poly([(-0.85, -0.05), (-0.1, -0.1), (0.4, -0.2), (0.65, -0.45), (0.75, -0.05), (0.3, 0.25),
                     (-0.4, 0.2)]), pick(rng, VEHICLE_COLOURS + _PAINT, 20), grain=3.0)
@@ -542,7 +325,7 @@ def _motorbike(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(0.55, -0.4), (0.55, -0.7), (0.4, -0.75)], 0.05), grey(rng, 40, 80, 4), grain=2.0)
 
 
-def _person(o: _Shape, rng: np.random.Generator) -> None:
+def _person(o: ObjectShape, rng: np.random.Generator) -> None:
     clothes, skin = pick(rng, CLOTHES, 15), pick(rng, SKIN, 10)
     stride = rng.uniform(-0.15, 0.15)
     _legs(o, pick(rng, CLOTHES, 15) * 0.7, (-0.1 - stride, 0.1 + stride), 0.15, 0.95, 0.12)
@@ -556,7 +339,7 @@ def _person(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(head, np.where((ys < o.cy - 0.75 * o.s)[..., None], grey(rng, 20, 90, 8), skin), grain=4.0)
 
 
-def _pottedplant(o: _Shape, rng: np.random.Generator) -> None:
+def _pottedplant(o: ObjectShape, rng: np.random.Generator) -> None:
     leaves = o.stencil()
     for _ in range(6):
         x, y = o.pt(rng.uniform(-0.35, 0.35), rng.uniform(-0.75, 0.05))
@@ -567,7 +350,7 @@ def _pottedplant(o: _Shape, rng: np.random.Generator) -> None:
             pick(rng, ((180, 90, 50), (210, 200, 190), (60, 60, 65)), 15), grain=4.0)
 
 
-def _sheep(o: _Shape, rng: np.random.Generator) -> None:
+def _sheep(o: ObjectShape, rng: np.random.Generator) -> None:
     wool = pick(rng, ((235, 230, 215), (210, 200, 180), (190, 185, 175)), 10)
     _legs(o, grey(rng, 25, 60, 4), (-0.35, -0.2, 0.2, 0.35), 0.2, 0.65, 0.06)
     fleece = o.stencil()
@@ -578,7 +361,7 @@ def _sheep(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.ellipse(0.6, -0.12, 0.15, 0.12), grey(rng, 30, 80, 6), grain=4.0)
 
 
-def _sofa(o: _Shape, rng: np.random.Generator) -> None:
+def _sofa(o: ObjectShape, rng: np.random.Generator) -> None:
     fabric = pick(rng, _FABRIC, 15)
     o.paint(o.rect(-0.9, -0.5, 0.9, 0.05), fabric * 0.9, grain=5.0, blob=5.0)
     seat = o.rect(-0.9, 0.0, 0.9, 0.45)
@@ -590,7 +373,7 @@ def _sofa(o: _Shape, rng: np.random.Generator) -> None:
     _legs(o, pick(rng, _WOOD, 10), (-0.85, 0.85), 0.45, 0.55, 0.06)
 
 
-def _train(o: _Shape, rng: np.random.Generator) -> None:
+def _train(o: ObjectShape, rng: np.random.Generator) -> None:
     body = pick(rng, _PAINT + VEHICLE_COLOURS[:3], 15)
     o.paint(o.poly([(-1.0, -0.45), (0.7, -0.45), (1.0, -0.05), (1.0, 0.35), (-1.0, 0.35)]), body, grain=3.0, blob=3.0)
     glass = rgb(rng, (30, 40, 55), (80, 95, 120))
@@ -603,7 +386,7 @@ def _train(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(o.line([(-0.2, -0.45), (0.0, -0.65), (0.2, -0.45)], 0.03), grey(rng, 40, 80, 3), grain=2.0)
 
 
-def _tvmonitor(o: _Shape, rng: np.random.Generator) -> None:
+def _tvmonitor(o: ObjectShape, rng: np.random.Generator) -> None:
     o.paint(o.poly([(-0.1, 0.4), (0.1, 0.4), (0.25, 0.65), (-0.25, 0.65)]), grey(rng, 20, 60, 4), grain=3.0)
     o.paint(o.rect(-0.75, -0.55, 0.75, 0.42), grey(rng, 15, 70, 4), grain=3.0)
     screen = o.rect(-0.65, -0.45, 0.65, 0.32)
@@ -612,7 +395,7 @@ def _tvmonitor(o: _Shape, rng: np.random.Generator) -> None:
     o.paint(screen, picture, grain=3.0)
 
 
-_DRAW: dict[int, Callable[[_Shape, np.random.Generator], None]] = {
+_DRAW: dict[int, Callable[[ObjectShape, np.random.Generator], None]] = {
     VOC.class_index(fn.__name__[1:]): fn
     for fn in (_aeroplane, _bicycle, _bird, _boat, _bottle, _bus, _car, _cat, _chair, _cow, _diningtable, _dog,
                _horse, _motorbike, _person, _pottedplant, _sheep, _sofa, _train, _tvmonitor)

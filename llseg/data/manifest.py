@@ -1,31 +1,29 @@
-"""What every ``llseg prepare`` builder shares: the manifest and the label-PNG writer.
+"""The manifest every ``llseg prepare`` builder writes (``<out>/manifest.json``) and its one builder.
 
-The dataset-specific builders are :mod:`llseg.data.prepare` (Cityscapes) and
-:mod:`llseg.data.prepare_voc` (Pascal VOC layout). Label maps are ``uint8 H x W`` train ids,
-255 = ignore.
+:func:`write_manifest` fills what all datasets share (class table, ignore index 255, index
+columns, llseg version) from the :class:`~llseg.data.labels.DatasetInfo`; the dataset builders
+pass only their split's counts and settings.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
-import numpy as np
-from tqdm import tqdm
+from llseg import __version__
+from llseg.data.imageio import PathLike
+from llseg.data.indexfile import INDEX_COLUMNS
+from llseg.data.labels import IGNORE_INDEX, DatasetInfo
+from llseg.errors import DataError
 
-from llseg.data.imageio import PathLike, write_label_png
-from llseg.errors import ConfigError, DataError
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 SEDNA_MIN_TRAIN_SAMPLE = 10  # Sedna merges smaller tasks into one global model
-STATE_DIR = ".llseg"  # scan cache and label-writing state, reused by later runs
-IDENTITY_LUT = np.arange(256, dtype=np.uint8)
-_STATE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -189,88 +187,55 @@ def _tuples(data: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
-def check_train_ratio(train_ratio: float) -> None:
-    """``ConfigError`` unless ``0 < train_ratio < 1`` (Ianvs' share of train lines per chunk)."""
-    if not 0.0 < train_ratio < 1.0:
-        raise ConfigError(f"train_ratio must be strictly between 0 and 1, got {train_ratio}")
+def write_manifest(
+    out: Path,
+    info: DatasetInfo,
+    *,
+    spec: str,
+    root: Path,
+    seed: int,
+    train_ratio: float,
+    chunk_size: int,
+    tasks: tuple[TaskSummary, ...],
+    validation: SplitSummary,
+    test: SplitSummary,
+    files: dict[str, int],
+    first_line_missing: tuple[str, ...],
+    written: int,
+    mode: Optional[str] = None,
+    train_list: Optional[str] = None,
+    options: Optional[dict[str, Any]] = None,
+    domains: Optional[dict[str, dict[str, int]]] = None,
+) -> Manifest:
+    """Build the manifest of split ``spec`` of the dataset ``info`` at ``root``, save it as
+    ``<out>/manifest.json`` and log how many label files (``written``) this run wrote.
 
-
-_Job = tuple[Callable[[], np.ndarray], list[tuple[str, np.ndarray, str]]]
-
-
-class LabelWriter:
-    """Writes label PNGs, skipping those whose source and mapping are unchanged since the last run.
-
-    State (``<out>/.llseg/labels.json``): output path -> [fingerprint, size, mtime_ns]. Outputs a
-    previous run wrote and this run does not are deleted.
+    Class names, count and background come from ``info``; the other arguments are the
+    :class:`Manifest` fields of the same name (``mode`` to ``domains``: VOC and ISPRS only).
     """
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.state_file = out / STATE_DIR / "labels.json"
-        try:
-            data = json.loads(self.state_file.read_text(encoding="utf-8"))
-            self.old: dict[str, list] = data["outputs"] if data.get("format") == _STATE_FORMAT else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            self.old = {}
-        self.new: dict[str, list] = {}
-        self.jobs: list[_Job] = []
-
-    def add(
-        self,
-        source: Path,
-        load: Callable[[], np.ndarray],
-        outputs: Sequence[tuple[str, np.ndarray]],
-        source_lut: np.ndarray = IDENTITY_LUT,
-    ) -> None:
-        """Queue the outputs of the label file ``source``: (path relative to out, train-id -> output LUT).
-
-        ``load()`` reads ``source`` as a ``uint8 H x W`` train-id map; ``source_lut`` (the file's
-        ids -> train ids) only enters the fingerprint, so a changed conversion rewrites the outputs.
-        """
-        st = os.stat(source)
-        todo = []
-        for rel, lut in outputs:
-            digest = hashlib.sha1(lut[source_lut].tobytes()).hexdigest()[:16]
-            fingerprint = f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}|{digest}"
-            old = self.old.get(rel)
-            target = self.out / rel
-            if old and old[0] == fingerprint and target.is_file():
-                tst = target.stat()
-                if [tst.st_size, tst.st_mtime_ns] == old[1:]:
-                    self.new[rel] = old
-                    continue
-            todo.append((rel, lut, fingerprint))
-        if todo:
-            self.jobs.append((load, todo))
-
-    def run(self) -> int:
-        """Write the queued labels, delete stale ones, save the state; returns files written."""
-
-        def work(job: _Job) -> list[tuple[str, list]]:
-            load, todo = job
-            full = load()
-            done = []
-            for rel, lut, fingerprint in todo:
-                target = self.out / rel
-                write_label_png(target, lut[full])
-                tst = target.stat()
-                done.append((rel, [fingerprint, tst.st_size, tst.st_mtime_ns]))
-            return done
-
-        written = 0
-        try:
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool, tqdm(
-                total=len(self.jobs), desc="writing labels", unit="img", disable=not self.jobs, leave=False
-            ) as bar:
-                for done in pool.map(work, self.jobs):
-                    self.new.update(done)
-                    written += len(done)
-                    bar.update()
-            for rel in self.old.keys() - self.new.keys():
-                (self.out / rel).unlink(missing_ok=True)
-        finally:  # record what exists so an interrupted run resumes
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            keep = {**{k: v for k, v in self.old.items() if (self.out / k).is_file()}, **self.new}
-            self.state_file.write_text(json.dumps({"format": _STATE_FORMAT, "outputs": keep}), encoding="utf-8")
-        return written
+    manifest = Manifest(
+        spec=spec,
+        dataset=info.name,
+        root=root.as_posix(),
+        seed=seed,
+        train_ratio=train_ratio,
+        chunk_size=chunk_size,
+        num_classes=info.num_classes,
+        class_names=info.class_names,
+        background_id=info.background_id,
+        ignore_index=IGNORE_INDEX,
+        index_columns=INDEX_COLUMNS,
+        tasks=tasks,
+        validation=validation,
+        test=test,
+        files=files,
+        llseg_version=__version__,
+        first_line_missing=first_line_missing,
+        mode=mode,
+        train_list=train_list,
+        options=options or {},
+        domains=domains or {},
+    )
+    manifest.save(out / MANIFEST_NAME)
+    log.info("prepare %s: wrote %d label files, reused the rest; manifest %s", spec, written, out / MANIFEST_NAME)
+    return manifest

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from llseg.data.imageio import PathLike, write_label_png
 from llseg.data.labels import IGNORE_INDEX, ISPRS_BOUNDARY_COLOUR, ISPRS_DOMAINS, ISPRS_SOURCE_CLASSES
+from llseg.data.labelwriter import STATE_DIR
 from llseg.errors import ConfigError, DataError
 
 POTSDAM, VAIHINGEN = ISPRS_DOMAINS
@@ -151,7 +152,7 @@ def _domain_dir(root: Path, domain: str) -> Path:
             return root / name
     raise DataError(
         f"ISPRS layout not found: {root / domain} is missing; pass the folder that holds potsdam/ and vaihingen/ "
-        "(the unpacked ISPRS archives, see llseg.data.isprs), or run `llseg synth --kind aerial`"
+        "(the unpacked ISPRS archives, see llseg.data.isprs.layout), or run `llseg synth --kind aerial`"
     )
 
 
@@ -328,7 +329,7 @@ def cut_tiles(
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 16:
         raise ConfigError(f"patch size must be an integer >= 16 px, got {patch_size!r}")
     out = Path(out)
-    state_file = out / ".llseg" / PATCH_STATE
+    state_file = out / STATE_DIR / PATCH_STATE
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         old: dict[str, Any] = state["tiles"] if state.get("format") == _PATCH_FORMAT else {}

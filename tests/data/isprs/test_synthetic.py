@@ -5,15 +5,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from llseg.cli import main
-from llseg.data.isprs import find_isprs_tiles, load_isprs_label, tile_sides
+from llseg.data.isprs.layout import find_isprs_tiles, load_isprs_label, tile_sides
+from llseg.data.isprs.synthetic import BANDS, SIDECAR_NAME, generate_aerial_dataset, render_scene, synthetic_keys
 from llseg.data.labels import ISPRS_SOURCE_CLASSES
 from llseg.data.prepare import prepare
-from llseg.data.synthetic_aerial import BANDS, SIDECAR_NAME, generate_aerial_dataset, render_scene, synthetic_keys
 from llseg.errors import ConfigError, DataError
 
 H, W = 128, 160

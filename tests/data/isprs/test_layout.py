@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from llseg.data.imageio import read_label_png, read_rgb
-from llseg.data.isprs import (
+from llseg.data.isprs.layout import (
     STANDARD_TEST,
     STANDARD_TRAIN,
     cut_tiles,
@@ -21,7 +21,7 @@ from llseg.data.isprs import (
 from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_NOBG, get_dataset_info
 from llseg.errors import ConfigError, DataError
 
-from .isprs_trees import BUILDING, CAR, CLUTTER, COLOURS, IMPERVIOUS, LOW_VEGETATION, TREE, quadrants, write_tile
+from .trees import BUILDING, CAR, CLUTTER, COLOURS, IMPERVIOUS, LOW_VEGETATION, TREE, quadrants, write_tile
 
 WHITE, BLUE, CYAN, GREEN, YELLOW, RED, BLACK = (255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0), (0, 0, 0)
 

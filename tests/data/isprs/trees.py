@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from llseg.data.isprs import tile_files
+from llseg.data.isprs.layout import tile_files
 from llseg.data.labels import IGNORE_INDEX, ISPRS_SOURCE_CLASSES
 
 IMPERVIOUS, BUILDING, LOW_VEGETATION, TREE, CAR, CLUTTER = range(6)

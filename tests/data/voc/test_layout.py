@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from llseg.data.labels import IGNORE_INDEX, VOC, get_dataset_info, voc_colormap
-from llseg.data.voc import find_voc_samples, load_voc_label, read_id_list
+from llseg.data.voc.layout import find_voc_samples, load_voc_label, read_id_list
 from llseg.errors import DataError
 
 PALETTE = voc_colormap().ravel().tolist()

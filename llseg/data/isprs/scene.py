@@ -1,72 +1,19 @@
-"""Procedural top-down aerial tiles in the ISPRS Potsdam and Vaihingen layouts (``llseg synth --kind aerial``).
+"""The drawing of the synthetic aerial dataset: a suburban scene seen from above, in four bands.
 
-Every tile is a suburban scene drawn in four bands (red, green, blue, near-infrared) with the
-six ISPRS classes:
-
-* impervious surfaces: asphalt roads (straight, across the tile) with dashed centre lines and
-  pavement sidewalks, and paved squares or parking lots;
-* building: rectangular roofs, gabled (two halves lit differently, tile stripes along the slope)
-  or flat (a parapet and rooftop boxes), casting a shadow;
-* low vegetation: the grass everywhere else, with smooth patches;
-* tree: clusters of round crowns, textured, lit from the top left, casting shadows;
-* car: small rectangles with windows, in lanes and parking rows;
-* clutter: tarps, containers, soil heaps and ponds.
-
-Both domains draw their scenes from the same distribution; only the band mapping differs:
-Potsdam-like tiles are RGB (red, green, blue), Vaihingen-like tiles are IRRG (near-infrared,
-red, green), so vegetation, bright in the near-infrared, looks red there. Shadows keep the
-label of the ground they fall on, as in the ISPRS labels.
-
-Files (the layout :mod:`llseg.data.isprs` reads; tile keys are the first ones of the standard
-ISPRS lists, so the standard train/test assignment applies)::
-
-    <out>/potsdam/2_Ortho_RGB/top_potsdam_<a>_<b>_RGB.tif          RGB, deflate-compressed TIFF
-    <out>/potsdam/5_Labels_all/top_potsdam_<a>_<b>_label.tif       colour-coded label
-    <out>/vaihingen/top/top_mosaic_09cm_area<N>.tif                IRRG
-    <out>/vaihingen/ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE/top_mosaic_09cm_area<N>.tif
-    <out>/llseg_synthetic_aerial.json                              sidecar (see below)
-
-Per domain :data:`TRAIN_TILES` train and :data:`TEST_TILES` test tiles of :data:`DEFAULT_SIZE`
-(384x384 HxW), written in a few seconds. Object sizes are in pixels (about a 16 x 31 px car, 36 to
-110 px buildings), so larger tiles show more objects, not larger ones. The sidecar holds
-``generator``, ``version``, ``args`` (seed, size), ``complete``, ``tiles`` (domain -> side -> keys),
-``class_pixels`` and ``class_tiles`` (domain -> class name -> pixels / tiles containing it).
-The same arguments give byte-identical files; each tile is seeded from (seed, domain, key).
+:class:`AerialScene` paints back to front into ``label`` (``uint8 (h, w)``, ISPRS source ids 0..5:
+impervious, building, low vegetation, tree, car, clutter) and a reflectance image (R, G, B, NIR);
+layers are ground, roads, squares with parked cars, buildings, clutter, then trees. Shadows
+darken what they fall on but keep its label, as in the ISPRS labels.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
-from llseg.data.isprs import STANDARD_KEYS, tile_files
-from llseg.data.labels import ISPRS_DOMAINS, ISPRS_SOURCE_CLASSES
-from llseg.data.procedural import (
-    Stencil,
-    check_out_dir,
-    check_seed,
-    check_size,
-    clear_generated,
-    read_sidecar,
-    smooth_noise,
-    write_json,
-)
-
-GENERATOR_VERSION = 1
-DEFAULT_SIZE: tuple[int, int] = (384, 384)
-TRAIN_TILES, TEST_TILES = 12, 4  # per domain
-SIDECAR_NAME = "llseg_synthetic_aerial.json"
-# Bands of the four-band scene each domain's tiles show, in file channel order.
-BANDS = {"potsdam": (0, 1, 2), "vaihingen": (3, 0, 1)}  # R, G, B / NIR, R, G
+from llseg.data.procedural import Stencil, smooth_noise
 
 IMPERVIOUS, BUILDING, LOW_VEGETATION, TREE, CAR, CLUTTER = range(6)
-_NAMES = tuple(name for name, _ in ISPRS_SOURCE_CLASSES)
-_COLOURS = np.asarray([colour for _, colour in ISPRS_SOURCE_CLASSES], dtype=np.uint8)
 _AREA = 384 * 384  # object counts are per this many pixels
 
 # Reflectances (R, G, B, NIR), 0..255. Vegetation is dark in red and bright in the near-infrared.
@@ -84,152 +31,17 @@ _CAR_PAINT = ((235, 235, 238), (200, 30, 30), (30, 60, 190), (230, 190, 30), (23
 Reflectance = np.ndarray  # float32, shape (4,) or (h, w, 4)
 
 
-@dataclass(frozen=True)
-class AerialSummary:
-    """What :func:`generate_aerial_dataset` wrote (or found already written).
-
-    ``class_share``: per domain, the share of its pixels in each class (clutter included).
-    """
-
-    out: Path
-    tiles: dict[str, dict[str, int]]  # domain -> side -> tile count
-    size: tuple[int, int]  # (H, W)
-    seed: int
-    class_share: dict[str, dict[str, float]]
-    seconds: float
-    reused: bool  # True: matching files were already there, nothing was written
-
-    def __str__(self) -> str:
-        h, w = self.size
-        action = "reused existing files" if self.reused else "generated"
-        lines = [
-            f"synthetic aerial dataset (ISPRS Potsdam + Vaihingen layout) in {self.out} ({action} in {self.seconds:.1f} s)",
-            f"  tiles {h}x{w} (HxW), seed {self.seed}: "
-            + "; ".join(f"{d} {n['train']} train + {n['test']} test" for d, n in self.tiles.items()),
-        ]
-        for domain, shares in self.class_share.items():
-            lines.append(f"  {domain} pixels: " + ", ".join(f"{n} {100 * v:.1f}%" for n, v in shares.items()))
-        return "\n".join(lines)
-
-
-def synthetic_keys() -> dict[str, dict[str, tuple[str, ...]]]:
-    """Tile keys written per domain and side: the first of the standard ISPRS lists."""
-    counts = {"train": TRAIN_TILES, "test": TEST_TILES}
-    return {d: {side: STANDARD_KEYS[d][side][:n] for side, n in counts.items()} for d in ISPRS_DOMAINS}
-
-
-def generate_aerial_dataset(
-    out: Union[str, Path], *, seed: int = 0, size: Optional[Sequence[int]] = None
-) -> AerialSummary:
-    """Write the synthetic aerial dataset under ``out`` (ISPRS layout) and summarise it.
-
-    Args:
-        out: output folder, created if needed. Only its ``potsdam/``, ``vaihingen/`` and the
-            sidecar are ever written or removed.
-        seed: non-negative base seed; another seed gives other scenes.
-        size: ``(H, W)`` of every tile, both >= 16; ``None``: :data:`DEFAULT_SIZE`.
-
-    If the sidecar says a complete dataset with the same arguments and generator version is
-    there (and all its files exist), nothing is written; otherwise everything is regenerated.
-
-    Raises:
-        ConfigError: an argument is invalid.
-        DataError: ``out`` is a file, or holds ``potsdam/`` or ``vaihingen/`` not written by this
-            generator (no sidecar): a real dataset is never deleted.
-    """
-    start = time.perf_counter()
-    h, w = check_size(size, DEFAULT_SIZE)
-    seed = check_seed(seed)
-    out = check_out_dir(out)
-    args = {"seed": seed, "size": [h, w]}
-    keys = synthetic_keys()
-    files = [out / d / f for d in ISPRS_DOMAINS for side in keys[d].values() for k in side for f in tile_files(d, k)]
-    sidecar_path = out / SIDECAR_NAME
-
-    old = read_sidecar(sidecar_path)
-    if old is not None and _is_complete_match(old, args, files):
-        return _summary(out, old, time.perf_counter() - start, reused=True)
-    clear_generated(out, sidecar_path, [out / d for d in ISPRS_DOMAINS],
-                    holds="ISPRS folders (potsdam/, vaihingen/)", command="llseg synth --kind aerial")
-    out.mkdir(parents=True, exist_ok=True)
-    sidecar: dict[str, Any] = {
-        "generator": "llseg.data.synthetic_aerial",
-        "version": GENERATOR_VERSION,
-        "args": args,
-        "complete": False,  # set once every file is written; an interrupted run is regenerated
-        "tiles": {d: {side: list(k) for side, k in keys[d].items()} for d in ISPRS_DOMAINS},
-    }
-    write_json(sidecar_path, sidecar)
-    pixels = {d: np.zeros(len(_NAMES), dtype=np.int64) for d in ISPRS_DOMAINS}
-    present = {d: np.zeros(len(_NAMES), dtype=np.int64) for d in ISPRS_DOMAINS}
-    plan = [(d, i, k) for i, d in enumerate(ISPRS_DOMAINS) for side in keys[d].values() for k in side]
-    for domain, code, key in tqdm(plan, desc="llseg synth aerial", unit="tile", disable=None):
-        rng = np.random.default_rng([seed, code, *(int(p) for p in key.split("_"))])
-        bands, label = render_scene(rng, h, w)
-        image_rel, label_rel = tile_files(domain, key)
-        for rel, array in ((image_rel, bands[..., list(BANDS[domain])]), (label_rel, _COLOURS[label])):
-            (out / domain / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(array)).save(out / domain / rel, format="TIFF", compression="tiff_deflate")
-        counts = np.bincount(label.ravel(), minlength=len(_NAMES))
-        pixels[domain] += counts
-        present[domain] += counts > 0
-    sidecar["complete"] = True
-    sidecar["class_pixels"] = {d: {n: int(v) for n, v in zip(_NAMES, pixels[d])} for d in ISPRS_DOMAINS}
-    sidecar["class_tiles"] = {d: {n: int(v) for n, v in zip(_NAMES, present[d])} for d in ISPRS_DOMAINS}
-    write_json(sidecar_path, sidecar)
-    return _summary(out, sidecar, time.perf_counter() - start, reused=False)
-
-
-def render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """One random scene: ``(bands uint8 (h, w, 4) R, G, B, NIR; label uint8 (h, w) source ids 0..5)``."""
-    scene = _Scene(rng, h, w)
-    scene.ground()
-    scene.roads()
-    scene.squares()
-    scene.buildings()
-    scene.clutter()
-    scene.trees()
-    return scene.finish(), scene.label
-
-
-# ------------------------------------------------------------------------------ dataset helpers
-
-
-def _is_complete_match(old: dict[str, Any], args: dict[str, Any], files: list[Path]) -> bool:
-    if old.get("version") != GENERATOR_VERSION or old.get("args") != args or old.get("complete") is not True:
-        return False
-    if not isinstance(old.get("class_pixels"), dict) or not isinstance(old.get("tiles"), dict):
-        return False
-    return all(p.is_file() for p in files)
-
-
-def _summary(out: Path, sidecar: dict[str, Any], seconds: float, reused: bool) -> AerialSummary:
-    args = sidecar["args"]
-    shares = {}
-    for domain, pixels in sidecar["class_pixels"].items():
-        total = max(sum(pixels.values()), 1)
-        shares[domain] = {n: v / total for n, v in pixels.items()}
-    return AerialSummary(
-        out=out,
-        tiles={d: {side: len(k) for side, k in sides.items()} for d, sides in sidecar["tiles"].items()},
-        size=(args["size"][0], args["size"][1]),
-        seed=args["seed"],
-        class_share=shares,
-        seconds=seconds,
-        reused=reused,
-    )
-
-
-# ------------------------------------------------------------------------------------- drawing
-
-
 def _jitter(rng: np.random.Generator, base: Sequence[float], amount: float) -> Reflectance:
+    """``base`` scaled by 1 +- ``amount`` and shifted by up to 8 per band."""
     return (np.asarray(base, dtype=np.float32) * rng.uniform(1 - amount, 1 + amount)
             + rng.uniform(-8, 8, 4)).astype(np.float32)
 
 
-class _Scene:
-    """A tile being painted back to front: ``label`` uint8 (h, w) source ids, ``refl`` float32 (h, w, 4)."""
+class AerialCanvas:
+    """A tile being painted back to front: ``label`` uint8 (h, w) source ids, ``refl`` float32 (h, w, 4).
+
+    Object counts and sizes are in pixels, so a larger tile shows more objects, not larger ones.
+    Shadows multiply the reflectance in :meth:`finish` and never change a label."""
 
     def __init__(self, rng: np.random.Generator, h: int, w: int) -> None:
         self.rng, self.h, self.w = rng, h, w
@@ -283,10 +95,14 @@ class _Scene:
         ys, xs = ys[~obj[ys, xs]], xs[~obj[ys, xs]]
         self.shadow[ys, xs] = np.minimum(self.shadow[ys, xs], strength)
 
-    # ------------------------------------------------------------------ layers
-    def ground(self) -> None:
-        grass = _jitter(self.rng, _GRASS, 0.08)
-        self.refl[:] = grass + 10 * self.coarse[..., None] + 3 * self.grain[..., None]
+    def finish(self) -> np.ndarray:
+        """``uint8 (h, w, 4)``: reflectance x shadow, with a gentle illumination field."""
+        light = (self.shadow * (1 + 0.05 * self.coarse))[..., None]
+        return np.clip(self.refl * light, 0, 255).astype(np.uint8)
+
+
+class Roads(AerialCanvas):
+    """Asphalt roads with sidewalks and dashed centre lines, paved squares and parking lots, and cars."""
 
     def roads(self) -> None:
         for axis, length in (("h", self.w), ("v", self.h)):
@@ -357,23 +173,9 @@ class _Scene:
             else:
                 self.rect(CAR, x0 + 1.5, y0 + a * bh, x0 + bw - 1.5, y0 + b * bh, glass, grain=2.0)
 
-    def clutter(self) -> None:
-        for _ in range(self.count(4.0)):
-            r = float(self.rng.uniform(9, 24))
-            cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
-            under = self.label[int(cy) % self.h, int(cx) % self.w]
-            if under == BUILDING or (under == IMPERVIOUS and self.rng.random() < 0.7):
-                continue  # mostly on open ground
-            st = Stencil(self.h, self.w, cx - r, cy - r, cx + r, cy + r)
-            kind = int(self.rng.integers(len(_CLUTTER)))
-            if kind in (2, 3):  # soil heaps and ponds are blobs
-                pts = [(cx + r * self.rng.uniform(0.6, 1.0) * np.cos(a), cy + r * self.rng.uniform(0.6, 1.0) * np.sin(a))
-                       for a in np.sort(self.rng.uniform(0, 2 * np.pi, 9))]
-                st.polygon(pts)
-            else:  # tarps and containers are boxes
-                st.rect(cx - r, cy - 0.6 * r, cx + r, cy + 0.6 * r)
-            if not st.empty:
-                self.paint(CLUTTER, st.mask(), st.slices, _jitter(self.rng, _CLUTTER[kind], 0.1), grain=5.0, fine=8.0)
+
+class Buildings(AerialCanvas):
+    """Houses along the roads and scattered, with gabled or flat roofs casting shadows."""
 
     def buildings(self) -> None:
         """Rows of houses set back along both sides of every road, then a few anywhere."""
@@ -423,6 +225,32 @@ class _Scene:
                 colour = np.where(box[..., None], roof * 0.55, colour)
         self.paint(BUILDING, mask, sl, colour.astype(np.float32), grain=3.0)
 
+
+class Greenery(AerialCanvas):
+    """Grass everywhere first, clutter on open ground, tree crowns last."""
+
+    def ground(self) -> None:
+        grass = _jitter(self.rng, _GRASS, 0.08)
+        self.refl[:] = grass + 10 * self.coarse[..., None] + 3 * self.grain[..., None]
+
+    def clutter(self) -> None:
+        for _ in range(self.count(4.0)):
+            r = float(self.rng.uniform(9, 24))
+            cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
+            under = self.label[int(cy) % self.h, int(cx) % self.w]
+            if under == BUILDING or (under == IMPERVIOUS and self.rng.random() < 0.7):
+                continue  # mostly on open ground
+            st = Stencil(self.h, self.w, cx - r, cy - r, cx + r, cy + r)
+            kind = int(self.rng.integers(len(_CLUTTER)))
+            if kind in (2, 3):  # soil heaps and ponds are blobs
+                pts = [(cx + r * self.rng.uniform(0.6, 1.0) * np.cos(a), cy + r * self.rng.uniform(0.6, 1.0) * np.sin(a))
+                       for a in np.sort(self.rng.uniform(0, 2 * np.pi, 9))]
+                st.polygon(pts)
+            else:  # tarps and containers are boxes
+                st.rect(cx - r, cy - 0.6 * r, cx + r, cy + 0.6 * r)
+            if not st.empty:
+                self.paint(CLUTTER, st.mask(), st.slices, _jitter(self.rng, _CLUTTER[kind], 0.1), grain=5.0, fine=8.0)
+
     def trees(self) -> None:
         for _ in range(self.count(12.0)):
             cx, cy = self.rng.uniform(0, self.w), self.rng.uniform(0, self.h)
@@ -442,7 +270,14 @@ class _Scene:
                 crown = _jitter(self.rng, _TREE, 0.12) * light[..., None]
                 self.paint(TREE, mask, sl, crown.astype(np.float32), grain=6.0, fine=22.0)
 
-    def finish(self) -> np.ndarray:
-        """``uint8 (h, w, 4)``: reflectance x shadow, with a gentle illumination field."""
-        light = (self.shadow * (1 + 0.05 * self.coarse))[..., None]
-        return np.clip(self.refl * light, 0, 255).astype(np.uint8)
+
+class AerialScene(Roads, Buildings, Greenery):
+    """A whole tile: grass, roads, squares (with cars), buildings, clutter, then trees."""
+
+    def draw(self) -> None:
+        self.ground()
+        self.roads()
+        self.squares()
+        self.buildings()
+        self.clutter()
+        self.trees()

@@ -169,7 +169,7 @@ ISPRS_SOURCE_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("clutter", (255, 0, 0)),
 )
 ISPRS_DOMAINS: tuple[str, ...] = ("potsdam", "vaihingen")  # Potsdam RGB tiles, Vaihingen IRRG tiles
-ISPRS_CLUTTER = 5  # source id of clutter/background: never a benchmark class (LAG, methods.md §8.2)
+ISPRS_CLUTTER = 5  # source id of clutter/background: never a benchmark class (LAG, docs/methods.md §8.2)
 ISPRS_BOUNDARY_COLOUR = (0, 0, 0)  # the eroded label variants (*_noBoundary) mark boundary pixels black
 
 
@@ -186,7 +186,7 @@ ISPRS_SOURCE_TO_TRAIN = _isprs_lut()
 # Train ids 0..4 (impervious surfaces, building, low vegetation, tree, car); clutter is ignored (255).
 # "isprs": impervious surfaces doubles as the background (the IDEC/LAG loaders' convention: pixels of
 # other steps' classes train as class 0, SSUL's unknown class is drawn from it). "isprs-nobg": no
-# background class, pixels of other steps' classes are ignored (methods.md §8.2, §3.4).
+# background class, pixels of other steps' classes are ignored (docs/methods.md §8.2, §3.4).
 ISPRS = DatasetInfo(
     name="isprs",
     class_names=tuple(name for name, _ in ISPRS_SOURCE_CLASSES[:ISPRS_CLUTTER]),

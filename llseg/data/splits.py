@@ -332,7 +332,7 @@ ISPRS_BACKGROUNDS = ("impervious", "none")
 
 
 def isprs_split(task: str, background: str = "impervious") -> ClassDomainIncrementalSpec:
-    """The ISPRS Potsdam -> Vaihingen split ``task`` (methods.md §8.2), e.g. ``"2-2-1"``.
+    """The ISPRS Potsdam -> Vaihingen split ``task`` (docs/methods.md §8.2), e.g. ``"2-2-1"``.
 
     Train ids 0..4 = impervious surfaces, building, low vegetation, tree, car; the counts are the
     papers' (class 0 included). Step 0 uses Potsdam, later steps Vaihingen. ``background``:
@@ -405,7 +405,7 @@ _CIL3_CLASS_GROUPS = (
 Preset = Union[ClassIncrementalSpec, DomainIncrementalSpec, CityClassIncrementalSpec]
 
 PRESETS: dict[str, Preset] = {
-    # Klingner et al. (ITSC 2020), methods.md §1.1: three class groups learned on three disjoint
+    # Klingner et al. (ITSC 2020), docs/methods.md §1.1: three class groups learned on three disjoint
     # city groups; non-task pixels are 255 (no background); erfurt is held out for validation.
     "cil-3": CityClassIncrementalSpec(
         classes=ClassIncrementalSpec(
@@ -424,14 +424,14 @@ PRESETS: dict[str, Preset] = {
         ),
         held_out=("erfurt",),
     ),
-    # Pascal VOC 2012 (21 ids, 0 = background), methods.md §8.1: voc-<task> is the overlapped
+    # Pascal VOC 2012 (21 ids, 0 = background), docs/methods.md §8.1: voc-<task> is the overlapped
     # setting, voc-<task>-disjoint the disjoint one (images with a future class are left out).
     **{
         f"voc-{name}{suffix}": ClassIncrementalSpec(num_classes=21, increments=name, mode=mode, background_id=0)
         for name in ("15-5", "15-1", "10-1", "5-3", "19-1")
         for mode, suffix in (("overlap", ""), ("disjoint", "-disjoint"))
     },
-    # ISPRS Potsdam RGB -> Vaihingen IRRG (LAG, methods.md §8.2): step 0 on Potsdam, later steps on
+    # ISPRS Potsdam RGB -> Vaihingen IRRG (LAG, docs/methods.md §8.2): step 0 on Potsdam, later steps on
     # Vaihingen; clutter is never a class. Registered with impervious surfaces as the background;
     # `llseg prepare --background none` builds the variant without one (same class groups).
     **{f"isprs-{task}": isprs_split(task) for task in ISPRS_TASKS},

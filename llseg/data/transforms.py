@@ -1,4 +1,4 @@
-"""Joint image/label transforms on tensors (Klingner et al.'s augmentation, methods.md §1.4).
+"""Joint image/label transforms on tensors (Klingner et al.'s augmentation, docs/methods.md §1.4).
 
 Images are float tensors 3×H×W in [0, 1] until :func:`normalize` (:class:`TrainAugment` also
 takes uint8 and converts after its flip); labels are integer H×W, 255 = ignore (uint8 keeps

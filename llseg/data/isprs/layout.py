@@ -68,7 +68,7 @@ _IMAGE_NAME = {POTSDAM: re.compile(r"^top_potsdam_(\d+_\d+)_RGB\.tif$"), VAIHING
 
 # The standard ISPRS contest split (the labelled training tiles vs the test tiles), as in mmsegmentation;
 # keys are Potsdam's "<a>_<b>" and Vaihingen's area numbers. Potsdam 7_10 is often left out for label
-# errors (IDEC's 2300 training patches suggest it, methods.md §8.2); llseg keeps the official list.
+# errors (IDEC's 2300 training patches suggest it, docs/methods.md §8.2); llseg keeps the official list.
 STANDARD_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     POTSDAM: {
         "train": ("2_10", "2_11", "2_12", "3_10", "3_11", "3_12", "4_10", "4_11", "4_12", "5_10", "5_11", "5_12",

@@ -3,7 +3,7 @@
 Reads the real tiles or llseg's synthetic aerial dataset (same layout, see
 :mod:`llseg.data.isprs.layout`).
 Splits are the ``isprs-*`` presets of :mod:`llseg.data.splits` (4-1, 2-3, 2-2-1, 2-1; LAG,
-methods.md §8.2): step 0 learns its classes on Potsdam, every later step on Vaihingen. Tiles go
+docs/methods.md §8.2): step 0 learns its classes on Potsdam, every later step on Vaihingen. Tiles go
 to the train or test side by the standard ISPRS lists (:func:`~llseg.data.isprs.layout.tile_sides`)
 and are cut into patches (:func:`~llseg.data.isprs.layout.cut_tiles`). A step takes the patches of its
 domain's train tiles with >= 1 pixel of its classes (overlap-style: other classes may appear;

@@ -9,7 +9,7 @@
   ``--work``), so their differences come from the incremental steps only. ``--pretrain-epochs N`` first
   pretrains the backbone on another synthetic dataset (seed 1), the role of the papers' ImageNet weights;
   ``--ratios`` adds LAG's data-limited protocol (``data_ratio``) for ``--ratio-recipe``.
-* ``precision``: the default job's ``cil`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
+* ``precision``: the default job's ``klingner`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
   trained with ``llseg train``'s stage loop on the default job's prepared data, per seed and precision
   (fp32 and the precision ``auto`` resolves to), with the seed-paired differences.
 
@@ -57,7 +57,7 @@ from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.ianvs.metrics import label_domain
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
-from llseg.methods.registry import get_recipe, list_recipes
+from llseg.methods.registry import canonical_name, get_recipe, list_recipes
 from llseg.methods.stages import task_train_rows
 from llseg.runtime import resolve_precision
 
@@ -437,7 +437,7 @@ def methods_markdown(args: argparse.Namespace, out: dict[str, Any]) -> list[str]
 
 # -------------------------------------------------------------------------------- precision
 def precision_job() -> tuple[dict[str, Any], Path]:
-    """The default job's ``cil`` hyperparameters (first values) and its prepared data folder."""
+    """The default job's ``klingner`` hyperparameters (first values) and its prepared data folder."""
     job = yaml.safe_load((ROOT / "testalgorithms" / "erfnet_klingner_cil-3_synthetic-city.yaml").read_text())
     hyper = {k: v["values"][0] for item in job["algorithm"]["modules"][0]["hyperparameters"] for k, v in item.items()}
     testenv = yaml.safe_load((ROOT / "testenv" / "testenv_cil-3_synthetic-city.yaml").read_text())
@@ -492,6 +492,8 @@ def precision_record(path: Path, hyper: dict[str, Any], auto: str) -> dict[str, 
     """``precision --append``: the record in ``path`` if it was made with the same job settings and the
     same ``auto`` precision; else exit naming the difference (checked before any training)."""
     old = read_record(path)
+    # records made before the recipe was renamed say "cil"
+    old["hyperparameters"]["recipe"] = canonical_name(old["hyperparameters"]["recipe"])
     if old["hyperparameters"] != json.loads(json.dumps(hyper)) or old["auto"] != auto:
         differ = sorted(k for k in {*hyper, *old["hyperparameters"]} if old["hyperparameters"].get(k) != hyper.get(k))
         raise SystemExit(f"--append: {path} was made with other settings ({', '.join(differ) or 'auto precision'}); "
@@ -507,7 +509,8 @@ def precision_markdown(out: dict[str, Any]) -> list[str]:
     def mean(precision: str, key: str) -> float:
         return sum(r["scores"][key] for r in runs[precision]) / len(runs[precision])
 
-    lines = ["## Mixed precision against fp32 (CIL-3, synthetic city, the default job's `cil` settings)", "",
+    lines = ["## Mixed precision against fp32 (CIL-3, synthetic city, the default job's `klingner` settings, "
+             "formerly named `cil`)", "",
              "Scores after the last stage, one row per seed (mIoU as fractions; a point = 0.01); "
              f"seeds {out['seeds']}.",
              "", "| precision | seed | " + " | ".join(keys) + " | minutes |", "|---|---|" + "---|" * (len(keys) + 1)]

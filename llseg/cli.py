@@ -5,8 +5,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=int, default=None,
                    help="isprs only: square patch side in px (default 512; the last row and column overlap)")
     p.add_argument("--background", choices=["impervious", "none"], default=None,
-                   help="isprs only: impervious surfaces as the background class (default, as the class-incremental ISPRS papers; estimator "
-                        "dataset isprs) or no background (dataset isprs-nobg)")
+                   help="isprs only: impervious surfaces as the background class (default, as the class-incremental "
+                        "ISPRS papers; estimator dataset isprs) or no background (dataset isprs-nobg)")
     p.add_argument("--clutter", choices=["background", "ignore"], default=None,
                    help="isprs only: clutter in training labels: folded into the background (default with "
                         "--background impervious) or ignored; always ignored at test")
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -7,7 +7,6 @@ import os
 import platform
 import random
 from contextlib import AbstractContextManager, nullcontext
-from typing import Optional
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def pick_device(device: Optional[str] = None) -> torch.device:
+def pick_device(device: str | None = None) -> torch.device:
     """The device to run on: ``device`` if given ("cpu", "cuda", "cuda:1"), else CUDA when present.
 
     Raises:

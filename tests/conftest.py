@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -40,7 +39,9 @@ class Rows:
         return len(self.y)
 
 
-def write_scene(folder: Path, name: str, bands: list[int], size: tuple[int, int], keep: set[int], seed: int) -> tuple[str, str, str]:
+def write_scene(
+    folder: Path, name: str, bands: list[int], size: tuple[int, int], keep: set[int], seed: int
+) -> tuple[str, str, str]:
     """Horizontal bands of classes; the train label keeps only ``keep`` (others 255)."""
     rng = np.random.default_rng(seed)
     h, w = size

@@ -33,7 +33,9 @@ def test_export_backbone_feeds_the_pretrained_option(model: str, option: str, pa
     assert reborn.keys() == trained.keys()
     assert all(torch.equal(v, trained[k].cpu()) for k, v in reborn.items())
     # a model started from that file reloads from its own checkpoint once the file is gone
-    second = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", model=model, model_kwargs={option: str(out)}, **FAST)))
+    second = ContinualLearner(
+        TrainConfig.from_hyperparameters(dict(recipe="finetune", model=model, model_kwargs={option: str(out)}, **FAST))
+    )
     second.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
     second.save(tmp_path / "second.pt")
     out.unlink()

@@ -5,8 +5,9 @@ Each returns the checked value or raises :class:`~llseg.errors.ConfigError` (bad
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from llseg.errors import ConfigError, DataError
 
@@ -24,7 +25,7 @@ def check_train_ratio(train_ratio: float) -> None:
         raise ConfigError(f"train_ratio must be strictly between 0 and 1, got {train_ratio}")
 
 
-def check_size(size: Optional[Sequence[int]], default: tuple[int, int]) -> tuple[int, int]:
+def check_size(size: Sequence[int] | None, default: tuple[int, int]) -> tuple[int, int]:
     """``(H, W)`` from ``size`` (``None``: ``default``); ``ConfigError`` unless two integers >= 16."""
     if size is None:
         return default

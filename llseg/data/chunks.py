@@ -21,10 +21,11 @@ Images are indexed ``0..n_images-1``; task membership is ``bool (n_images, n_tas
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def assign_sides(member: np.ndarray, train_ratio: float, rng: np.random.Generato
             )
         on_own_side = np.where(is_train[images[0]], on_train, sizes - on_train)
 
-        def cost(i: int) -> tuple[int, int, int, int]:
+        def cost(i: int, on_own_side: np.ndarray = on_own_side) -> tuple[int, int, int, int]:
             return int((on_own_side[member[i]] == 1).sum()), int(moves[i]), int(member[i].sum()), int(rank[i])
 
         pick = min((int(i) for i in images), key=cost)
@@ -162,7 +163,7 @@ def padded_rows(
     full_lut: np.ndarray,
     task_luts: Sequence[np.ndarray],
     out: Path,
-    domains: Optional[Sequence[Optional[str]]] = None,
+    domains: Sequence[str | None] | None = None,
 ) -> PaddedRows:
     """Index lines, label files and task summaries of ``chunks`` (VOC and ISPRS).
 

@@ -10,8 +10,8 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ _CACHE_FORMAT = 1  # part of every disk key: bump when what an entry holds chang
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Optional[Path]:
+def default_cache_dir() -> Path | None:
     """Disk cache folder: ``$LLSEG_CACHE_DIR`` (``off`` or empty: none), else
     ``$XDG_CACHE_HOME/llseg/decoded`` (``~/.cache/llseg/decoded``)."""
     value = os.environ.get(CACHE_ENV)
@@ -37,7 +37,7 @@ def default_cache_dir() -> Optional[Path]:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llseg" / "decoded"
 
 
-def _decode(kind: str, path: Path, size: Optional[tuple[int, int]]) -> np.ndarray:
+def _decode(kind: str, path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """``rgb``: H×W×3 uint8, resized bilinear (as :func:`resize_pair`) and rounded; ``label``:
     H×W uint8, resized nearest."""
     array = read_rgb(path) if kind == "rgb" else read_label_png(path)
@@ -64,13 +64,13 @@ class DecodedCache:
     none. The folder can be deleted at any time; an unwritable one is reported once and skipped.
     """
 
-    def __init__(self, max_bytes: int = 2 << 30, directory: Union[str, Path, None] = "auto") -> None:
+    def __init__(self, max_bytes: int = 2 << 30, directory: str | Path | None = "auto") -> None:
         self.max_bytes = max_bytes
         self.directory = default_cache_dir() if directory == "auto" else (None if directory is None else Path(directory))
         self._items: dict[tuple, np.ndarray] = {}
         self._bytes = 0
 
-    def get(self, kind: str, path: Path, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    def get(self, kind: str, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         """The ``kind`` (``rgb`` or ``label``) array of ``path``, resized to ``size`` (H, W) if given."""
         try:
             st = os.stat(path)
@@ -90,14 +90,14 @@ class DecodedCache:
             self._bytes += array.nbytes
         return array
 
-    def _file(self, key: tuple) -> Optional[Path]:
+    def _file(self, key: tuple) -> Path | None:
         if self.directory is None:
             return None
         digest = hashlib.sha1(repr((_CACHE_FORMAT, *key)).encode()).hexdigest()
         return self.directory / digest[:2] / f"{digest}.npy"
 
     @staticmethod
-    def _load(file: Optional[Path], kind: str, size: Optional[tuple[int, int]]) -> Optional[np.ndarray]:
+    def _load(file: Path | None, kind: str, size: tuple[int, int] | None) -> np.ndarray | None:
         if file is None or not file.is_file():
             return None
         try:
@@ -113,7 +113,7 @@ class DecodedCache:
             return None
         return array
 
-    def _save(self, file: Optional[Path], array: np.ndarray) -> None:
+    def _save(self, file: Path | None, array: np.ndarray) -> None:
         if file is None:
             return
         tmp = None
@@ -170,11 +170,11 @@ class SegmentationPairs(Dataset):
         labels: Sequence[Path],
         *,
         lut: np.ndarray,
-        augment: Optional[TrainAugment] = None,
-        size: Optional[tuple[int, int]] = None,
+        augment: TrainAugment | None = None,
+        size: tuple[int, int] | None = None,
         seed: int = 0,
-        cache: Optional[DecodedCache] = None,
-        saliency: Optional[Sequence[Path]] = None,
+        cache: DecodedCache | None = None,
+        saliency: Sequence[Path] | None = None,
         relabel: tuple[int, int] = (0, 1),
     ) -> None:
         if len(images) != len(labels) or (saliency is not None and len(saliency) != len(images)):

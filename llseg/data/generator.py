@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from llseg.errors import DataError
 
@@ -36,7 +37,7 @@ class Sidecar:
     required: tuple[str, ...]
 
 
-def read_sidecar(path: Path) -> Optional[dict[str, Any]]:
+def read_sidecar(path: Path) -> dict[str, Any] | None:
     """The sidecar's content, or ``None`` if it is missing or unreadable (then it is rewritten)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -14,8 +14,8 @@ label: ``<image> <full_label> <full_label>``). Why this shape:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from llseg.data.imageio import PathLike
 from llseg.errors import DataError
@@ -59,7 +59,7 @@ def write_index(path: PathLike, rows: Sequence[Sequence[PathLike]]) -> None:
     os.replace(tmp, index)
 
 
-def read_index(path: PathLike, *, columns: Optional[int] = None, check_exists: bool = False) -> list[tuple[Path, ...]]:
+def read_index(path: PathLike, *, columns: int | None = None, check_exists: bool = False) -> list[tuple[Path, ...]]:
     """Read an index file; relative tokens are resolved against its folder as Ianvs does.
 
     Args:

@@ -10,7 +10,7 @@ Label conventions used everywhere in llseg:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -90,9 +90,9 @@ class DatasetInfo:
     name: str
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
-    background_id: Optional[int]
-    id_to_train_id: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
-    valid_ids: Optional[frozenset[int]] = None
+    background_id: int | None
+    id_to_train_id: np.ndarray | None = field(default=None, compare=False, repr=False)
+    valid_ids: frozenset[int] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from llseg import __version__
 from llseg.data.imageio import PathLike
@@ -50,10 +50,10 @@ class TaskSummary:
     dropped: int
     train_part_missing: tuple[str, ...]
     eval_part_missing: tuple[str, ...]
-    train_images: Optional[int] = None
-    eval_images: Optional[int] = None
+    train_images: int | None = None
+    eval_images: int | None = None
     repeated: int = 0
-    domain: Optional[str] = None
+    domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Manifest:
     chunk_size: int
     num_classes: int
     class_names: tuple[str, ...]
-    background_id: Optional[int]
+    background_id: int | None
     ignore_index: int
     index_columns: tuple[str, ...]
     tasks: tuple[TaskSummary, ...]
@@ -95,8 +95,8 @@ class Manifest:
     files: dict[str, int]
     llseg_version: str
     first_line_missing: tuple[str, ...] = ()
-    mode: Optional[str] = None
-    train_list: Optional[str] = None
+    mode: str | None = None
+    train_list: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     domains: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -174,7 +174,8 @@ class Manifest:
             lines.append(
                 f"  warning: the first line of train_index.txt (Ianvs' fwt_splitting round 0 trains on it alone) "
                 f"has no {', '.join(self.first_line_missing)}; give the estimator the hyperparameter split: {self.spec} "
-                "so that round 0 still builds step 0's whole class group (without it these classes become a later, separate group)"
+                "so that round 0 still builds step 0's whole class group (without it these classes become a later, "
+                "separate group)"
             )
         if n_train < SEDNA_MIN_TRAIN_SAMPLE:
             lines.append(
@@ -202,10 +203,10 @@ def write_manifest(
     files: dict[str, int],
     first_line_missing: tuple[str, ...],
     written: int,
-    mode: Optional[str] = None,
-    train_list: Optional[str] = None,
-    options: Optional[dict[str, Any]] = None,
-    domains: Optional[dict[str, dict[str, int]]] = None,
+    mode: str | None = None,
+    train_list: str | None = None,
+    options: dict[str, Any] | None = None,
+    domains: dict[str, dict[str, int]] | None = None,
 ) -> Manifest:
     """Build the manifest of split ``spec`` of the dataset ``info`` at ``root``, save it as
     ``<out>/manifest.json`` and log how many label files (``written``) this run wrote.

@@ -13,7 +13,7 @@ gives exactly one task per round.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from llseg.data.cityscapes.prepare import TEST_SPLIT, prepare_cityscapes
 from llseg.data.imageio import PathLike
@@ -33,9 +33,9 @@ def prepare(
     out: PathLike,
     seed: int = 0,
     train_ratio: float = 0.8,
-    train_list: Optional[str] = None,
-    test_list: Optional[str] = None,
-    isprs_options: Optional[dict[str, Any]] = None,
+    train_list: str | None = None,
+    test_list: str | None = None,
+    isprs_options: dict[str, Any] | None = None,
 ) -> Manifest:
     """Build the incremental split ``split`` of the ``dataset`` at ``root`` into ``out``.
 

@@ -6,7 +6,7 @@ from the ``numpy.random.Generator`` it is given, so images are reproducible from
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -82,14 +82,14 @@ class Stencil:
     def _local(self, pts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
         return [(x - self.x0, y - self.y0) for x, y in pts]
 
-    def polygon(self, pts: Sequence[tuple[float, float]]) -> "Stencil":
+    def polygon(self, pts: Sequence[tuple[float, float]]) -> Stencil:
         self.pen.polygon(self._local(pts), fill=255)
         return self
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float) -> "Stencil":
+    def rect(self, x0: float, y0: float, x1: float, y1: float) -> Stencil:
         return self.polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
 
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, width: int = 0) -> "Stencil":
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, width: int = 0) -> Stencil:
         box = [cx - rx - self.x0, cy - ry - self.y0, cx + rx - self.x0, cy + ry - self.y0]
         if width:
             self.pen.ellipse(box, outline=255, width=width)
@@ -97,7 +97,7 @@ class Stencil:
             self.pen.ellipse(box, fill=255)
         return self
 
-    def line(self, pts: Sequence[tuple[float, float]], width: float) -> "Stencil":
+    def line(self, pts: Sequence[tuple[float, float]], width: float) -> Stencil:
         self.pen.line(self._local(pts), fill=255, width=max(1, round(width)))
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -48,7 +48,7 @@ def scan_class_counts(
     paths: Sequence[PathLike],
     to_train_ids: Callable[[PathLike], np.ndarray],
     num_classes: int,
-    cache_file: Optional[Path] = None,
+    cache_file: Path | None = None,
     *,
     workers: int = 0,
 ) -> np.ndarray:

@@ -8,8 +8,9 @@ n_steps)`` matrix, because one image can belong to several steps.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal
 
 import numpy as np
 
@@ -18,10 +19,10 @@ from llseg.errors import ConfigError, DataError
 
 Mode = Literal["overlap", "disjoint", "sequential"]
 MODES: tuple[Mode, ...] = ("overlap", "disjoint", "sequential")
-ImageClasses = Union[Sequence[set[int]], np.ndarray]
+ImageClasses = Sequence[set[int]] | np.ndarray
 
 
-def parse_increments(spec: Union[str, Sequence[int]], num_classes: int) -> tuple[int, ...]:
+def parse_increments(spec: str | Sequence[int], num_classes: int) -> tuple[int, ...]:
     """Classes per step from the field's grammar, checked against ``num_classes`` learnable classes.
 
     ``"a-b"`` means ``a`` classes first, then steps of ``b`` until the classes run out
@@ -74,10 +75,10 @@ class ClassIncrementalSpec:
     """
 
     num_classes: int
-    increments: Union[str, Sequence[int]]
-    class_order: Optional[Sequence[int]] = None
+    increments: str | Sequence[int]
+    class_order: Sequence[int] | None = None
     mode: Mode = "overlap"
-    background_id: Optional[int] = None
+    background_id: int | None = None
     ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
@@ -246,7 +247,7 @@ class DomainIncrementalSpec:
     def num_steps(self) -> int:
         return len(self.groups)
 
-    def task_of(self, domain: str) -> Optional[int]:
+    def task_of(self, domain: str) -> int | None:
         """Step whose group holds ``domain``, or None."""
         return next((t for t, g in enumerate(self.groups) if domain in g), None)
 
@@ -402,7 +403,7 @@ _CIL3_CLASS_GROUPS = (
     _class_ids("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"),
 )
 
-Preset = Union[ClassIncrementalSpec, DomainIncrementalSpec, CityClassIncrementalSpec]
+Preset = ClassIncrementalSpec | DomainIncrementalSpec | CityClassIncrementalSpec
 
 PRESETS: dict[str, Preset] = {
     # Klingner et al. (ITSC 2020), docs/methods.md §1.1: three class groups learned on three disjoint

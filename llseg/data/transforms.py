@@ -8,7 +8,6 @@ for images and nearest for labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def resize_pair(image: torch.Tensor, label: Optional[torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def resize_pair(
+    image: torch.Tensor, label: torch.Tensor | None, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Resize image (bilinear) and label (nearest) to ``size`` = (H, W)."""
     if tuple(image.shape[-2:]) != tuple(size):
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -61,8 +62,8 @@ class TrainAugment:
         jitter: brightness/contrast/saturation strength (hue uses half of it); 0 disables.
     """
 
-    base_size: Optional[tuple[int, int]] = None
-    crop_size: Optional[tuple[int, int]] = None
+    base_size: tuple[int, int] | None = None
+    crop_size: tuple[int, int] | None = None
     scale: tuple[float, float] = (1.0, 1.5)
     flip: bool = True
     jitter: float = 0.2
@@ -84,7 +85,9 @@ class TrainAugment:
         return image, label
 
 
-def _random_crop(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _random_crop(
+    image: torch.Tensor, label: torch.Tensor, size: tuple[int, int], gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     ch, cw = size
     h, w = image.shape[-2:]
     if h < ch or w < cw:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class SegmentationEstimator:
 
     def __init__(self, **hyperparameters: Any) -> None:
         hps = dict(hyperparameters)
-        self.output_dir: Optional[str] = hps.pop("output_dir", None)
+        self.output_dir: str | None = hps.pop("output_dir", None)
         hps.setdefault("model", self.architectures[0])
         self.config = resolve_config(hps, source=f"{type(self).__name__} hyperparameters")
         if self.config.model not in self.architectures:

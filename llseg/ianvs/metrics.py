@@ -15,9 +15,10 @@ samples of one domain. A sample's domain is the name of the folder holding its l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def label_domain(path: str) -> str:
     return os.path.basename(os.path.dirname(path))
 
 
-def domain_scores(y_true: Any, y_pred: Any, domain: str) -> Optional[dict[str, Any]]:
+def domain_scores(y_true: Any, y_pred: Any, domain: str) -> dict[str, Any] | None:
     """:func:`scores` over the samples whose label lies in a folder named ``domain``; None if there are none."""
     labels, preds = _paths(y_true), _paths(y_pred)
     if len(labels) != len(preds):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 from llseg.ianvs import registry, sedna_compat
 from llseg.ianvs.registry import KM, STP, UTD, register
@@ -103,7 +103,7 @@ class LLSegTaskUpdateDecision:
     ``task_index`` is Sedna's knowledge-base index (a path to ``index.pkl`` or the loaded dict).
     """
 
-    def __init__(self, task_index: Union[str, Mapping[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, task_index: str | Mapping[str, Any], **kwargs: Any) -> None:
         self.task_index = task_index
 
     def _index(self) -> Mapping[str, Any]:
@@ -139,7 +139,7 @@ class LLSegUnseenSampleRecognition:
     calls ``obj(samples, scores, mode=...)``; both forms work.
     """
 
-    def __init__(self, task_index: Optional[Union[str, Mapping[str, Any]]] = None, **kwargs: Any) -> None:
+    def __init__(self, task_index: str | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         self.task_index = task_index
 
     def __call__(self, samples: Any, scores: Any = None, **kwargs: Any) -> tuple[Any, Any]:
@@ -151,7 +151,7 @@ class LLSegUnseenSampleRecognition:
 class LLSegUnseenSampleReRecognition:
     """Unseen-sample re-recognition before an update: every training sample is seen."""
 
-    def __init__(self, task_index: Optional[Union[str, Mapping[str, Any]]] = None, **kwargs: Any) -> None:
+    def __init__(self, task_index: str | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         self.task_index = task_index
 
     def __call__(self, samples: Any, **kwargs: Any) -> tuple[Any, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 # Sedna's ClassType values (sedna.common.class_factory.ClassType).
 GENERAL = "general"
@@ -31,7 +32,7 @@ WRONG_SEDNA_HINT = (
 )
 
 
-def sedna_class_factory() -> Optional[Any]:
+def sedna_class_factory() -> Any | None:
     """KubeEdge Sedna's ``ClassFactory`` if Sedna is installed, else ``None``.
 
     Raises:

@@ -46,8 +46,8 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from llseg.ianvs import registry
 
@@ -62,7 +62,7 @@ EDGE_KB_DIR = "edge_kb"
 _PATCHED = "_llseg_compat"
 
 
-def sedna_flavour() -> Optional[str]:
+def sedna_flavour() -> str | None:
     """``"upstream"`` (Sedna 0.6.0.1 / kubeedge/sedna), ``"fork"`` (Ianvs' 0.4.1 fork) or ``None`` (no Sedna).
 
     Raises:
@@ -75,7 +75,7 @@ def sedna_flavour() -> Optional[str]:
     return UPSTREAM if "seen_estimator" in inspect.signature(LifelongLearning.__init__).parameters else FORK
 
 
-def apply() -> Optional[str]:
+def apply() -> str | None:
     """Patch the installed KubeEdge Sedna once; returns its flavour, or ``None`` without Sedna."""
     flavour = sedna_flavour()
     if flavour is None:
@@ -130,7 +130,7 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _output_url() -> Optional[str]:
+def _output_url() -> str | None:
     return os.environ.get("OUTPUT_URL") or None
 
 
@@ -145,7 +145,7 @@ def edge_kb_dir(output_url: str) -> str:
     return os.path.join(path, EDGE_KB_DIR)
 
 
-def is_knowledge_base(index: Optional[str]) -> bool:
+def is_knowledge_base(index: str | None) -> bool:
     """Whether ``CLOUD_KB_INDEX`` names an existing index (not Ianvs' initial placeholder)."""
     if not index or os.path.abspath(index) == IANVS_PLACEHOLDER_INDEX:
         return False
@@ -182,7 +182,7 @@ def _save_models_in_workspace() -> None:
             folder = os.path.join(output, SEEN_TASK_DIR)
             save = backend.save
 
-            def save_in_workspace(model_url: str = "", model_name: Optional[str] = None) -> Any:
+            def save_in_workspace(model_url: str = "", model_name: str | None = None) -> Any:
                 backend.model_save_path = folder  # load() would point it at the previous round
                 return save(model_url=model_url, model_name=model_name)
 

@@ -7,6 +7,8 @@ optimiser and schedule of the config, mixed precision, gradient clipping and a p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import cast
 
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from llseg.data.dataset import SegmentationPairs
 from llseg.methods.config import TrainConfig
 from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipe import Recipe, Stage, TeacherBatch, TeacherOutputs
+from llseg.models import FeatureModel
 from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_num_workers, resolve_precision
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -36,7 +39,7 @@ class Engine:
             # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
             keep_freed_memory()
 
-    def autocast(self) -> torch.autocast | object:
+    def autocast(self) -> AbstractContextManager:
         """The mixed-precision context of this engine (a no-op in fp32)."""
         return autocast(self.precision, self.device)
 
@@ -60,7 +63,7 @@ class Engine:
             maps: dict[str, torch.Tensor] = {}
             with torch.no_grad(), self.autocast():
                 if names:
-                    features = teacher.forward_features(image)
+                    features = cast(FeatureModel, teacher).forward_features(image)
                     logits, maps = features["logits"], {k: features[k].float() for k in names}
                 else:
                     logits = teacher(image)

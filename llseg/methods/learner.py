@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from llseg.methods.engine import Engine, cycle
 from llseg.methods.recipe import Pair, Row, Stage
 from llseg.methods.registry import make_recipe
 from llseg.metrics.incremental import IncrementalScorer
-from llseg.models import create_model
+from llseg.models import SegmentationModel, create_model
 from llseg.runtime import seed_everything
 
 log = logging.getLogger("llseg.learner")
@@ -121,7 +121,7 @@ class ContinualLearner:
         model = create_model(self.config.model, num_classes=first, **kwargs).to(self.device)
         self.recipe.check_model(model)
         for size in sizes[1:] if per_group else ():
-            model.add_classes(size)
+            cast(SegmentationModel, model).add_classes(size)
         return model
 
     def _grow(self, model: nn.Module, sizes: Sequence[int]) -> None:
@@ -129,7 +129,7 @@ class ContinualLearner:
         if not sizes:
             return
         for size in sizes if self.recipe.one_head_per_group else [sum(sizes)]:
-            model.add_classes(size)
+            cast(SegmentationModel, model).add_classes(size)
             self.recipe.after_grow(model, size)
         model.to(self.device)
 

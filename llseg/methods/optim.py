@@ -21,7 +21,9 @@ WARMUP_SHARE, WARMUP_FACTOR = 0.1, 1e-3
 STEP_GAMMA = 0.1
 
 
-def lr_factor(policy: str, total: int, *, power: float = 0.9, step_size: int = 10000, base_lr: float = 1.0) -> Callable[[int], float]:
+def lr_factor(
+    policy: str, total: int, *, power: float = 0.9, step_size: int = 10000, base_lr: float = 1.0
+) -> Callable[[int], float]:
     """Multiplier of ``base_lr`` at iteration ``it`` (see the module docstring); poly floors at 1e-6 absolute."""
     floor = min(1.0, MIN_LR / base_lr) if base_lr > 0 else 0.0
     total = max(total, 1)

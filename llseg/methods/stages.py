@@ -60,13 +60,16 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
         learner.learn(*(list(column) for column in zip(*chunk)))
         learner.save(out / f"stage{k}.pt")
         results[f"stage {k}"] = learner.evaluate([str(r[0]) for r in test], [str(r[1]) for r in test])
-        log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt", format_table({f"stage {k}": results[f"stage {k}"]}))
+        log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt",
+                 format_table({f"stage {k}": results[f"stage {k}"]}))
     (out / "results.json").write_text(json.dumps({"hyperparameters": config.to_dict(), "scores": results}, indent=2) + "\n")
     (out / "results.md").write_text(format_table(results) + "\n")
     return results
 
 
-def evaluate_checkpoint(checkpoint: Path, index: Path, *, csv_path: Path | None = None, device: str | None = None) -> dict[str, float | None]:
+def evaluate_checkpoint(
+    checkpoint: Path, index: Path, *, csv_path: Path | None = None, device: str | None = None
+) -> dict[str, float | None]:
     """Scores of a checkpoint on an index file's images against their full labels (2nd token)."""
     learner = ContinualLearner.from_checkpoint(checkpoint, device=device)
     rows = read_index(index, check_exists=True)

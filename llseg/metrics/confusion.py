@@ -9,12 +9,11 @@ union is empty (never labelled, never predicted) has IoU NaN and is left out of 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Optional, Union
 
 import numpy as np
 import torch
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 _MAX_SHOWN = 10  # offending values listed in an error message
 _JOINT_BINS = 1 << 18  # largest joint histogram (int64 counts, 2 MiB) that stays in cache
@@ -174,7 +173,7 @@ def _confusion_host(pred: np.ndarray, target: np.ndarray, num_classes: int, igno
 
 
 def confusion_stack(
-    preds: Union[np.ndarray, Sequence[np.ndarray]], target: np.ndarray, num_classes: int, *, ignore_index: int = 255
+    preds: np.ndarray | Sequence[np.ndarray], target: np.ndarray, num_classes: int, *, ignore_index: int = 255
 ) -> np.ndarray:
     """Confusion matrices of several prediction maps of one image against its target, in one pass.
 
@@ -245,7 +244,7 @@ class ConfusionMatrix:
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self._host = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self._on_device: Optional[torch.Tensor] = None
+        self._on_device: torch.Tensor | None = None
 
     def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add one batch; same input rules as :func:`confusion_matrix`."""
@@ -327,7 +326,7 @@ def iou_per_class(conf: ArrayLike) -> np.ndarray:
     return out
 
 
-def mean_iou(conf: ArrayLike, classes: Optional[Iterable[int]] = None) -> float:
+def mean_iou(conf: ArrayLike, classes: Iterable[int] | None = None) -> float:
     """Mean IoU over ``classes`` (default: all C), skipping classes whose IoU is NaN.
 
     Raises:
@@ -367,7 +366,7 @@ def class_accuracy(conf: ArrayLike) -> np.ndarray:
     return out
 
 
-def restricted_argmax(logits: torch.Tensor, channels: Union[Sequence[int], torch.Tensor]) -> torch.Tensor:
+def restricted_argmax(logits: torch.Tensor, channels: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """Argmax over a subset of channels (Klingner's task-restricted prediction).
 
     Args:
@@ -420,7 +419,7 @@ def hiou(old: float, new: float) -> float:
 
 def old_new_all(
     conf: ArrayLike, old_classes: Iterable[int], new_classes: Iterable[int]
-) -> dict[str, Optional[float]]:
+) -> dict[str, float | None]:
     """Class-incremental report from one confusion matrix (argmax over all seen classes).
 
     Args:

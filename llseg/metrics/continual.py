@@ -20,14 +20,14 @@ Conventions (GEM = Lopez-Paz & Ranzato, NeurIPS 2017; Chaudhry et al., ECCV 2018
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import numpy as np
 
 Convention = Literal["paper", "gem_code"]
-MatrixLike = Union[np.ndarray, Sequence[Sequence[float]]]
-VectorLike = Union[np.ndarray, Sequence[float]]
-IanvsEntry = Union[Mapping[str, float], float, None]
+MatrixLike = np.ndarray | Sequence[Sequence[float]]
+VectorLike = np.ndarray | Sequence[float]
+IanvsEntry = Mapping[str, float] | float | None
 
 _CONVENTIONS = ("paper", "gem_code")
 
@@ -160,7 +160,7 @@ def average_incremental(values: VectorLike) -> float:
 def summarize(
     R: MatrixLike,
     *,
-    baseline: Optional[VectorLike] = None,
+    baseline: VectorLike | None = None,
     convention: Convention = "paper",
 ) -> dict:
     """JSON-ready summary of a results matrix.
@@ -192,7 +192,7 @@ def summarize(
 # ---- Ianvs' own formulas (core/testcasecontroller/metrics/metrics.py) -------------------------
 
 
-def _ianvs_value(entry: IanvsEntry) -> Optional[float]:
+def _ianvs_value(entry: IanvsEntry) -> float | None:
     """``A[i][j]``: a scores dict's "accuracy", a plain number, or None when absent."""
     if entry is None:
         return None
@@ -203,7 +203,7 @@ def _ianvs_value(entry: IanvsEntry) -> Optional[float]:
     raise ValueError(f"an Ianvs matrix entry must be a scores dict, a number or None, got {entry!r}")
 
 
-def _ianvs_table(rows: Sequence[Sequence[IanvsEntry]]) -> Optional[list[list[Optional[float]]]]:
+def _ianvs_table(rows: Sequence[Sequence[IanvsEntry]]) -> list[list[float | None]] | None:
     """``A`` as floats (None = missing), or None when Ianvs would reject the layout."""
     if len(rows) < 2:
         raise ValueError(

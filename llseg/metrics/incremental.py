@@ -14,8 +14,6 @@ One :class:`IncrementalScorer` accumulates, over a whole dataset, the confusion 
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from llseg.data.predictions import Prediction
@@ -32,7 +30,7 @@ class IncrementalScorer:
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.groups: Optional[list[list[int]]] = None
+        self.groups: list[list[int]] | None = None
         self.full = np.zeros((num_classes, num_classes), dtype=np.int64)
         self.learned = np.zeros_like(self.full)
         self.per_group: list[np.ndarray] = []
@@ -84,18 +82,18 @@ class IncrementalScorer:
         """
         return iou_per_class(self.full)
 
-    def table(self) -> dict[str, Optional[float]]:
+    def table(self) -> dict[str, float | None]:
         """All scores; a score with no labelled or predicted pixel of its classes is ``None``."""
         if self.groups is None:
             raise ValueError("nothing scored yet")
 
-        def safe(conf: np.ndarray, classes: list[int]) -> Optional[float]:
+        def safe(conf: np.ndarray, classes: list[int]) -> float | None:
             try:
                 return mean_iou(conf, classes=classes)
             except ValueError:
                 return None
 
-        scores: dict[str, Optional[float]] = {"accuracy": self.accuracy()}
+        scores: dict[str, float | None] = {"accuracy": self.accuracy()}
         union: list[int] = []
         for k, classes in enumerate(self.groups, start=1):
             union = union + classes
@@ -112,7 +110,7 @@ class IncrementalScorer:
         return scores
 
 
-def table_columns(table: dict[str, Optional[float]]) -> list[str]:
+def table_columns(table: dict[str, float | None]) -> list[str]:
     """Report columns in Klingner's order (Task 1, Task 2, Task 1∪2, Task 3, ...), then the rest."""
     columns: list[str] = []
     k = 1
@@ -124,7 +122,7 @@ def table_columns(table: dict[str, Optional[float]]) -> list[str]:
     return columns + [c for c in ("accuracy", "mIoU_old", "mIoU_new", "mIoU_all", "hIoU") if c in table]
 
 
-def format_table(rows: dict[str, dict[str, Optional[float]]]) -> str:
+def format_table(rows: dict[str, dict[str, float | None]]) -> str:
     """Markdown table of score dicts (one row per name), values in percent with one decimal."""
     columns = table_columns(max(rows.values(), key=len))  # the row with the most groups
     header = "| | " + " | ".join(c.replace("mIoU_", "") for c in columns) + " |"

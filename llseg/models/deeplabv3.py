@@ -24,9 +24,9 @@ that growing the classifier leaves the old logits bit-identical.
 from __future__ import annotations
 
 import os
-from functools import partial
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from functools import partial
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ class _StaysNCHW(nn.Module):
     """Mixin: parameters and inputs stay in NCHW (contiguous) memory, whatever
     ``Module.to(memory_format=...)`` asks; for layers oneDNN computes wrongly in channels_last."""
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "_StaysNCHW":
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> _StaysNCHW:
         super()._apply(fn, recurse)
         for param in self.parameters():  # clone: a depthwise weight (N×1×k×k) can be contiguous yet have
             param.data = param.data.clone(memory_format=torch.contiguous_format)  # channels_last strides
@@ -76,12 +76,18 @@ class DenseConv2d(_StaysNCHW, nn.Conv2d):
     and its weight gradients sometimes NaN (tests/models/test_deeplabv3.py)."""
 
 
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's (h, w) setting, typed as the pair it is."""
+    return value[0], value[1]
+
+
 def _dense_dilated_depthwise(module: nn.Module) -> None:
     """Replace every dilated depthwise Conv2d below ``module`` by a :class:`DenseConv2d` (same weights)."""
     for name, child in module.named_children():
         if type(child) is nn.Conv2d and child.groups == child.in_channels > 1 and max(child.dilation) > 1:
-            dense = DenseConv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
-                                padding=child.padding, dilation=child.dilation, groups=child.groups,
+            padding = child.padding if isinstance(child.padding, str) else _pair(child.padding)
+            dense = DenseConv2d(child.in_channels, child.out_channels, _pair(child.kernel_size), stride=_pair(child.stride),
+                                padding=padding, dilation=_pair(child.dilation), groups=child.groups,
                                 bias=child.bias is not None)
             dense.load_state_dict(child.state_dict())
             setattr(module, name, dense)
@@ -93,7 +99,7 @@ def make_aspp(in_channels: int, *, output_stride: int, dense: bool = False) -> A
     """torchvision ASPP N×Cin×h×w -> N×256×h×w with the rates of ``output_stride`` and dropout 0.1
     (``dense``: a :class:`DenseASPP`)."""
     aspp = (DenseASPP if dense else ASPP)(in_channels, ATROUS_RATES[output_stride], ASPP_CHANNELS)
-    aspp.project[-1].p = ASPP_DROPOUT
+    cast(nn.Dropout, cast(nn.Sequential, aspp.project)[-1]).p = ASPP_DROPOUT
     return aspp
 
 
@@ -122,6 +128,8 @@ class ExpandingClassifier(nn.Module):
 
     def _chunked(self, x: Tensor) -> Tensor:
         weight, bias = self.conv.weight, self.conv.bias
+        if bias is None:
+            raise RuntimeError("the expanding classifier is built with a bias")
         pad = -self.out_channels % self.CHUNK
         weight, bias = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, pad)), F.pad(bias, (0, pad))
         chunks = [
@@ -156,13 +164,16 @@ class PerStepHeads(nn.Module):
         self.bn_momentum = bn_momentum
         self.heads = nn.ModuleList(make_step_head(in_channels, c, bn_momentum=bn_momentum) for c in sizes)
 
+    def _heads(self) -> list[nn.Sequential]:
+        return [cast(nn.Sequential, head) for head in self.heads]
+
     @property
     def out_channels(self) -> int:
         """Total number of logit channels (all heads)."""
-        return sum(head[-1].out_channels for head in self.heads)
+        return sum(cast(nn.Conv2d, head[-1]).out_channels for head in self._heads())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([fp32_logits(head[-1], head[:-1](x)) for head in self.heads], dim=1)
+        return torch.cat([fp32_logits(head[-1], head[:-1](x)) for head in self._heads()], dim=1)
 
     def grow(self, num_new: int, *, init: GrowInit) -> None:
         """Append a fresh head of ``num_new`` classes (``init="zeros"`` zeroes its 1×1 conv).
@@ -174,12 +185,14 @@ class PerStepHeads(nn.Module):
             raise ValueError(f"num_new must be >= 1, got {num_new}")
         if init not in ("default", "zeros"):
             raise ValueError(f"per-step heads support init 'default' or 'zeros', got {init!r}")
-        ref = self.heads[0][0].weight
+        ref = cast(nn.Conv2d, self._heads()[0][0]).weight
         head = make_step_head(self.in_channels, num_new, bn_momentum=self.bn_momentum)
         head.to(device=ref.device, dtype=ref.dtype).train(self.training)
         if init == "zeros":
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+            logit = cast(nn.Conv2d, head[-1])
+            nn.init.zeros_(logit.weight)
+            if logit.bias is not None:
+                nn.init.zeros_(logit.bias)
         self.heads.append(head)
 
 

@@ -19,13 +19,14 @@ import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 ModelBuilder = TypeVar("ModelBuilder", bound=Callable[..., nn.Module])
 GrowInit = Literal["default", "zeros", "copy_mean"]
+Classifier = TypeVar("Classifier", nn.Conv2d, nn.ConvTranspose2d)
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {}
@@ -225,13 +226,12 @@ def _fresh_like(layer: nn.Conv2d | nn.ConvTranspose2d, out_channels: int) -> nn.
         bias=layer.bias is not None, device=layer.weight.device, dtype=layer.weight.dtype,
     )
     if isinstance(layer, nn.ConvTranspose2d):
-        return nn.ConvTranspose2d(layer.in_channels, out_channels, output_padding=layer.output_padding, **common)
+        output_padding = cast(tuple[int, int], layer.output_padding)
+        return nn.ConvTranspose2d(layer.in_channels, out_channels, output_padding=output_padding, **common)
     return nn.Conv2d(layer.in_channels, out_channels, padding_mode=layer.padding_mode, **common)
 
 
-def grow_classifier(
-    layer: nn.Conv2d | nn.ConvTranspose2d, num_new: int, *, init: GrowInit = "default"
-) -> nn.Conv2d | nn.ConvTranspose2d:
+def grow_classifier(layer: Classifier, num_new: int, *, init: GrowInit = "default") -> Classifier:
     """Return ``layer`` with ``num_new`` output channels appended (class-incremental growth).
 
     Old channels keep their index and their exact weight/bias values, so old logits are unchanged.
@@ -255,11 +255,11 @@ def grow_classifier(
         raise ValueError(f"grow_classifier needs groups == 1, got groups={layer.groups}")
     old = layer.out_channels
     dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-    grown = _fresh_like(layer, old + num_new)
+    grown = cast(Classifier, _fresh_like(layer, old + num_new))
     grown.train(layer.training)
     with torch.no_grad():
         for new_p, old_p, d in ((grown.weight, layer.weight, dim), (grown.bias, layer.bias, 0)):
-            if old_p is None:
+            if old_p is None or new_p is None:
                 continue
             tail = new_p.narrow(d, old, num_new)
             if init == "zeros":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 import numpy as np
@@ -47,17 +46,17 @@ def generic_palette(n: int) -> list[tuple[int, int, int]]:
     return [(round(255 * r), round(255 * g), round(255 * b)) for r, g, b, _ in colours]
 
 
-def _palette(info: Optional[DatasetInfo], n: int) -> list[tuple[int, int, int]]:
+def _palette(info: DatasetInfo | None, n: int) -> list[tuple[int, int, int]]:
     return list(info.palette) if info is not None and info.num_classes == n else generic_palette(n)
 
 
-def _lut(info: Optional[DatasetInfo], n: int) -> np.ndarray:
+def _lut(info: DatasetInfo | None, n: int) -> np.ndarray:
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[:n] = np.asarray(_palette(info, n), dtype=np.uint8)
     return lut
 
 
-def _info(name: Optional[str]) -> Optional[DatasetInfo]:
+def _info(name: str | None) -> DatasetInfo | None:
     try:
         return None if name is None else get_dataset_info(name)
     except KeyError:
@@ -73,7 +72,7 @@ def _fmt(text: str) -> str:
     return f"{value:.4f}" if "." in text and math.isfinite(value) else text
 
 
-def _pct(value: Optional[float]) -> str:
+def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
@@ -98,7 +97,9 @@ def _summary(case: Case) -> list[Block]:
         finished = case.row.get("time") or "not recorded"
         return blocks + [Text(f"Finished: {finished}."),
                          Note(f"seed, versions and wall time: {BY_IANVS}; run the benchmark with 'llseg bench' to record them")]
-    blocks.append(Text(f"Seed: {results.get('seed')}. Wall time: {results['wall_time_s']:.1f} s. Finished: {results['finished']}."))
+    blocks.append(
+        Text(f"Seed: {results.get('seed')}. Wall time: {results['wall_time_s']:.1f} s. Finished: {results['finished']}.")
+    )
     versions = results.get("versions")
     if versions:
         blocks.append(Text("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + "."))
@@ -117,7 +118,7 @@ def configuration(case: Case) -> Section:
     return Section("Configuration", 3, [Table(["module", "name", "hyperparameter", "value"], rows)])
 
 
-def _cl_metrics(case: Case, matrix: list[list[Optional[float]]]) -> list[Block]:
+def _cl_metrics(case: Case, matrix: list[list[float | None]]) -> list[Block]:
     try:
         gem = summarize([[math.nan if v is None else v for v in row] for row in matrix])
     except ValueError as exc:
@@ -172,7 +173,7 @@ def _legend(maps: Sequence[np.ndarray], names: list[str], lut: np.ndarray) -> li
     return [(names[k], tuple(int(c) for c in lut[k])) for k in present]  # type: ignore[misc]
 
 
-def _stored(folder: Path, name: Optional[str], label: bool, notes: list[str]) -> Optional[np.ndarray]:
+def _stored(folder: Path, name: str | None, label: bool, notes: list[str]) -> np.ndarray | None:
     if name is None:
         return None
     try:
@@ -192,7 +193,9 @@ def samples_section(case: Case) -> Section:
     inputs, label_maps, row_titles = [], [], []
     for entry in manifest["samples"]:
         inputs.append(_stored(folder, entry["input"], False, notes))
-        label_maps.append([_stored(folder, entry["label"], True, notes)] + [_stored(folder, r, True, notes) for r in entry["rounds"]])
+        label_maps.append(
+            [_stored(folder, entry["label"], True, notes)] + [_stored(folder, r, True, notes) for r in entry["rounds"]]
+        )
         row_titles.append(Path(entry["image"]).stem.removesuffix("_leftImg8bit"))
     maps = [m for row in label_maps for m in row if m is not None]
     info = _info(manifest.get("dataset"))

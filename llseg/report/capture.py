@@ -17,7 +17,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -41,8 +41,8 @@ MANIFEST_FORMAT = "llseg-case-report/1"
 class CaseExtras:
     """What ``results.json`` gets from the capture: dataset name and per-class IoU of the test predictions."""
 
-    dataset: Optional[str]
-    class_iou: Optional[dict[str, Optional[float]]]
+    dataset: str | None
+    class_iou: dict[str, float | None] | None
 
 
 def sample_rows(n: int, count: int = SAMPLE_COUNT) -> list[int]:
@@ -52,7 +52,7 @@ def sample_rows(n: int, count: int = SAMPLE_COUNT) -> list[int]:
     return sorted({int(v) for v in np.linspace(0, n - 1, count).round()})
 
 
-def dataset_of(estimator: Any) -> Optional[DatasetInfo]:
+def dataset_of(estimator: Any) -> DatasetInfo | None:
     """Dataset metadata named by the estimator's config (llseg estimators), else ``None``."""
     name = getattr(getattr(estimator, "config", None), "dataset", None)
     if not isinstance(name, str):
@@ -63,7 +63,7 @@ def dataset_of(estimator: Any) -> Optional[DatasetInfo]:
         return None
 
 
-def class_names(info: Optional[DatasetInfo], num_classes: int) -> list[str]:
+def class_names(info: DatasetInfo | None, num_classes: int) -> list[str]:
     """Names of train ids ``0..num_classes-1``: the dataset's when it matches, else ``class <k>``."""
     if info is not None and info.num_classes == num_classes:
         return list(info.class_names)
@@ -81,9 +81,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def class_iou(labels: Sequence[str], predictions: Sequence[str], info: Optional[DatasetInfo]) -> dict[str, Optional[float]]:
+def class_iou(labels: Sequence[str], predictions: Sequence[str], info: DatasetInfo | None) -> dict[str, float | None]:
     """IoU per class name of prediction records against train-id label maps (``None``: never labelled nor predicted)."""
-    scorer: Optional[IncrementalScorer] = None
+    scorer: IncrementalScorer | None = None
     for label, pred in zip(labels, predictions):
         record = load_prediction(pred)
         scorer = scorer or IncrementalScorer(record.num_classes)
@@ -108,7 +108,9 @@ def resized(array: np.ndarray, size: tuple[int, int], resample: Image.Resampling
     return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
 
 
-def store_samples(case_dir: str, samples: Any, round_predictions: Sequence[Sequence[str]], info: Optional[DatasetInfo]) -> dict[str, Any]:
+def store_samples(
+    case_dir: str, samples: Any, round_predictions: Sequence[Sequence[str]], info: DatasetInfo | None
+) -> dict[str, Any]:
     """Write the sample PNGs into ``<case>/report/`` and return the manifest (not yet written).
 
     ``samples`` is a data source with ``x`` rows ``[image, label, ...]`` and ``y``.
@@ -121,7 +123,7 @@ def store_samples(case_dir: str, samples: Any, round_predictions: Sequence[Seque
         image = str(row[0])
         label = str(row[1]) if len(row) > 1 else str(samples.y[i])  # the final metric's y: the second token
         entry: dict[str, Any] = {"image": image, "label_source": label, "input": None, "label": None, "rounds": []}
-        size: Optional[tuple[int, int]] = None
+        size: tuple[int, int] | None = None
         try:
             rgb = read_rgb(image)
             size = display_size(*rgb.shape[:2])
@@ -168,7 +170,7 @@ def capture_case(
     info = dataset_of(estimator)
     manifest = store_samples(case_dir, samples, round_predictions, info)
     try:
-        ious: Optional[dict[str, Optional[float]]] = class_iou(test_labels, test_predictions, info)
+        ious: dict[str, float | None] | None = class_iou(test_labels, test_predictions, info)
     except ValueError as exc:
         ious = None
         manifest["notes"].append(f"per-class IoU not computed: {exc}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Optional
 
 import matplotlib
 import numpy as np
@@ -14,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-Matrix = Sequence[Sequence[Optional[float]]]
+Matrix = Sequence[Sequence[float | None]]
 RGB = tuple[int, int, int]
 PANEL_INCHES = 2.6  # width of one image panel
 DPI = 100
@@ -92,7 +91,7 @@ def step_curves(values: Matrix) -> Figure:
     return fig
 
 
-def class_iou_bars(ious: dict[str, Optional[float]], colours: Sequence[RGB]) -> Figure:
+def class_iou_bars(ious: dict[str, float | None], colours: Sequence[RGB]) -> Figure:
     """IoU per class as bars in the class's palette colour; ``n/a`` for classes never labelled nor predicted."""
     if len(colours) != len(ious):
         raise ValueError(f"{len(ious)} classes but {len(colours)} colours")
@@ -117,7 +116,7 @@ def class_iou_bars(ious: dict[str, Optional[float]], colours: Sequence[RGB]) -> 
 
 
 def image_grid(
-    panels: Sequence[Sequence[Optional[np.ndarray]]],
+    panels: Sequence[Sequence[np.ndarray | None]],
     column_titles: Sequence[str],
     row_titles: Sequence[str],
     legend: Sequence[tuple[str, RGB]],

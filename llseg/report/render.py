@@ -11,7 +11,6 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 FILES_DIR = "report_files"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -60,7 +59,7 @@ class Picture:
             raise ValueError(f"picture name {self.name!r} must be letters, digits, '._-'")
 
 
-Block = Union[Text, Note, Table, Picture]
+Block = Text | Note | Table | Picture
 
 
 @dataclass

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from llseg.errors import DataError
 from llseg.report.capture import CASE_DIR, MANIFEST
@@ -23,7 +23,7 @@ ALL_RANK = "all_rank.csv"
 SELECTED_RANK = "selected_rank.csv"
 RESULTS = "results.json"
 
-Matrix = list[list[Optional[float]]]
+Matrix = list[list[float | None]]
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class Case:
     case_id: str
     row: dict[str, str]
     columns: list[str]
-    folder: Optional[Path]
-    results: Optional[dict[str, Any]]
-    manifest: Optional[dict[str, Any]]
+    folder: Path | None
+    results: dict[str, Any] | None
+    manifest: dict[str, Any] | None
 
     @property
     def label(self) -> str:
@@ -88,7 +88,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def rank_files(job_dir: Path) -> tuple[Optional[Path], Optional[Path]]:
+def rank_files(job_dir: Path) -> tuple[Path | None, Path | None]:
     """``(all_rank.csv, selected_rank.csv)`` of a benchmark folder, each ``None`` if absent."""
     if not job_dir.is_dir():
         raise FileNotFoundError(f"benchmark folder {job_dir} does not exist; pass <workspace>/<job name>")
@@ -105,7 +105,7 @@ def rank_files(job_dir: Path) -> tuple[Optional[Path], Optional[Path]]:
     return found
 
 
-def _json(path: Path) -> Optional[dict[str, Any]]:
+def _json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
@@ -117,7 +117,7 @@ def _json(path: Path) -> Optional[dict[str, Any]]:
     return data
 
 
-def case_folder(job_dir: Path, algorithm: str, url: str) -> Optional[Path]:
+def case_folder(job_dir: Path, algorithm: str, url: str) -> Path | None:
     """The case folder: ``<job_dir>/<algorithm>/<last part of url>`` (so moved workspaces work), else ``url``."""
     if not url:
         return None
@@ -160,7 +160,7 @@ def parse_matrix(text: str) -> Matrix:
     return [[None if v is None else float(v) for v in r] for r in rows]
 
 
-def case_matrix(case: Case) -> tuple[Optional[Matrix], str]:
+def case_matrix(case: Case) -> tuple[Matrix | None, str]:
     """``(R, where it came from)`` or ``(None, why it is missing)``."""
     if case.results is not None:
         return case.results["matrix"]["values"], "results.json"
@@ -179,7 +179,7 @@ def _numbered(paths: list[Path], part: int) -> list[Path]:
     return sorted((p for p in paths if p.parts[part].isdigit()), key=lambda p: int(p.parts[part]))
 
 
-def final_test_predictions(folder: Path) -> tuple[Optional[Path], list[Path]]:
+def final_test_predictions(folder: Path) -> tuple[Path | None, list[Path]]:
     """Prediction records of the test set: the last ``output/eval/<r>/predictions`` folder minus eval-set images.
 
     In the no-inference mode the final test evaluation and inference write into the last round's
@@ -199,7 +199,7 @@ def final_test_predictions(folder: Path) -> tuple[Optional[Path], list[Path]]:
     return last, records
 
 
-def checkpoint_dataset(folder: Path) -> Optional[str]:
+def checkpoint_dataset(folder: Path) -> str | None:
     """Dataset name in the last round's llseg checkpoint (``output/train/<r>/seen_task/*.model``), if any."""
     models = _numbered([p.relative_to(folder) for p in folder.glob("output/train/*/seen_task/*.model")], 2)
     if not models:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -18,7 +18,7 @@ def fail(file: str, key: str, message: str) -> ConfigError:
     return ConfigError(f"{file}: key '{key}': {message}")
 
 
-def closest(word: str, options: Iterable[str]) -> Optional[str]:
+def closest(word: str, options: Iterable[str]) -> str | None:
     """The option closest to ``word`` (difflib), or ``None``."""
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return match[0] if match else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from llseg.ianvs import registry
 from llseg.runner.checks import check_keys, fail, read_yaml, repo_path, require, suggest
@@ -43,7 +43,7 @@ class MetricSpec:
     """A metric entry: ``name``, optional module ``url``, and where it was declared."""
 
     name: str
-    url: Optional[str]
+    url: str | None
     file: str
     key: str
 
@@ -68,7 +68,7 @@ class Module:
 
     type: str
     name: str
-    url: Optional[str]
+    url: str | None
     variants: tuple[dict[str, Any], ...]
     key: str
 
@@ -164,7 +164,9 @@ def load_testenv(path: str, job_file: str) -> TestEnv:
             raise fail(path, key, "missing required key (a txt index file, one sample per line)")
         index = repo_path(dataset[name], path, key, hint="; index files are written by `llseg prepare`")
         if not index.endswith(".txt"):
-            raise fail(path, key, f"'{index}' must be a .txt index (csv indexes do not work in Ianvs; json is not supported here)")
+            raise fail(
+                path, key, f"'{index}' must be a .txt index (csv indexes do not work in Ianvs; json is not supported here)"
+            )
         indexes.append(index)
 
     model_eval = require(env, "model_eval", dict, path, "testenv")
@@ -203,9 +205,15 @@ def load_testenv(path: str, job_file: str) -> TestEnv:
         name = entry.get("name") if isinstance(entry, dict) else None
         metric = _metric(entry, path, key, url_required=name not in SYSTEM_METRICS)
         if metric.name == "forget_rate":
-            raise fail(path, f"{key}.name", "forget_rate is never produced by the lifelong paradigm (Ianvs raises KeyError); remove it")
+            raise fail(
+                path, f"{key}.name", "forget_rate is never produced by the lifelong paradigm (Ianvs raises KeyError); remove it"
+            )
         if metric.name in SYSTEM_METRICS and metric.url is not None:
-            raise fail(path, f"{key}.url", f"'{metric.name}' is a system metric computed by the runner from the round results; remove its url")
+            raise fail(
+                path,
+                f"{key}.url",
+                f"'{metric.name}' is a system metric computed by the runner from the round results; remove its url",
+            )
         if metric.name.lower() in (m.name.lower() for m in metrics):
             raise fail(path, f"{key}.name", f"metric '{metric.name}' is listed twice")
         metrics.append(metric)
@@ -224,7 +232,11 @@ def _module(entry: Any, file: str, key: str) -> Module:
     name = require(entry, "name", str, file, key)
     valid = (BASEMODEL, *SEDNA_MODULES)
     if kind in _OTHER_MODULES:
-        raise fail(file, f"{key}.type", f"module type '{kind}' is not used by the lifelong no-inference flow; not supported by the built-in runner")
+        raise fail(
+            file,
+            f"{key}.type",
+            f"module type '{kind}' is not used by the lifelong no-inference flow; not supported by the built-in runner",
+        )
     if kind not in valid:
         raise fail(file, f"{key}.type", f"unknown module type '{kind}'{suggest(kind, valid)}; valid: {', '.join(valid)}")
     url = entry.get("url")
@@ -275,7 +287,11 @@ def load_algorithm(name: str, path: str) -> Algorithm:
     check_keys(setting, path, where, ("train_ratio", "splitting_method"))
     for key in ("train_ratio", "splitting_method"):
         if key not in setting:
-            raise fail(path, f"{where}.{key}", "missing: Ianvs replaces this dict wholesale, so give both train_ratio and splitting_method")
+            raise fail(
+                path,
+                f"{where}.{key}",
+                "missing: Ianvs replaces this dict wholesale, so give both train_ratio and splitting_method",
+            )
     ratio = require(setting, "train_ratio", (int, float), path, where)
     if not 0 < ratio < 1:
         raise fail(path, f"{where}.train_ratio", f"must be between 0 and 1 (exclusive), got {ratio}")
@@ -286,7 +302,9 @@ def load_algorithm(name: str, path: str) -> Algorithm:
             f"{method!r} is not supported by the built-in runner; no-inference needs R+1 splits: use '{SPLITTING}'",
         )
     if not isinstance(alg.get("initial_model_url", ""), str):
-        raise fail(path, "algorithm.initial_model_url", "must be a string (Ianvs checks it; the lifelong paradigm does not use it)")
+        raise fail(
+            path, "algorithm.initial_model_url", "must be a string (Ianvs checks it; the lifelong paradigm does not use it)"
+        )
     entries = require(alg, "modules", list, path, "algorithm")
     modules = [_module(entry, path, f"algorithm.modules[{i}]") for i, entry in enumerate(entries)]
     types = [m.type for m in modules]
@@ -330,7 +348,11 @@ def _load_rank(section: Any, file: str, env: TestEnv, algorithms: tuple[Algorith
         ((metric, order),) = item.items()
         if metric not in metric_names or metric == "MATRIX":
             valid = [m for m in metric_names if m != "MATRIX"]
-            raise fail(file, key, f"'{metric}' is not a sortable metric of {env.file}{suggest(str(metric), valid)}; valid: {', '.join(valid)}")
+            raise fail(
+                file,
+                key,
+                f"'{metric}' is not a sortable metric of {env.file}{suggest(str(metric), valid)}; valid: {', '.join(valid)}",
+            )
         if order not in ("ascend", "descend"):
             raise fail(file, key, f"order must be 'ascend' or 'descend', got {order!r}")
         sort_by.append((metric, order == "ascend"))
@@ -342,7 +364,11 @@ def _load_rank(section: Any, file: str, env: TestEnv, algorithms: tuple[Algorith
     if visual.get("method") != "print_table":
         raise fail(file, f"{where}.visualization.method", f"only 'print_table' exists in Ianvs, got {visual.get('method')!r}")
     if visual.get("mode") != "selected_only":
-        raise fail(file, f"{where}.visualization.mode", f"only 'selected_only' (print the selected rank) is supported, got {visual.get('mode')!r}")
+        raise fail(
+            file,
+            f"{where}.visualization.mode",
+            f"only 'selected_only' (print the selected rank) is supported, got {visual.get('mode')!r}",
+        )
 
     all_types = list(dict.fromkeys(m.type for a in algorithms for m in a.modules))
     all_hps = list(dict.fromkeys(f"{m.type}-{hp}" for a in algorithms for m in a.modules for v in m.variants for hp in v))
@@ -382,7 +408,9 @@ def load_job(path: str) -> Job:
     obj = require(job, "test_object", dict, path, where)
     check_keys(obj, path, f"{where}.test_object", ("type", "algorithms"))
     if obj.get("type") != "algorithms":
-        raise fail(path, f"{where}.test_object.type", f"must be 'algorithms' (the only Ianvs test object type), got {obj.get('type')!r}")
+        raise fail(
+            path, f"{where}.test_object.type", f"must be 'algorithms' (the only Ianvs test object type), got {obj.get('type')!r}"
+        )
     entries = require(obj, "algorithms", list, path, f"{where}.test_object")
     if not entries:
         raise fail(path, f"{where}.test_object.algorithms", "must list at least one algorithm {name, url}")

@@ -54,7 +54,9 @@ def expand_module(items: Any, file: str, key: str) -> list[dict[str, Any]]:
         if not isinstance(values, list):
             raise fail(file, f"{where}.values", "must be a list; write a list-valued hyperparameter as 'values: [[a, b]]'")
         if not values:
-            raise fail(file, f"{where}.values", "is empty: that gives zero test cases (and crashes Ianvs); list at least one value")
+            raise fail(
+                file, f"{where}.values", "is empty: that gives zero test cases (and crashes Ianvs); list at least one value"
+            )
         if name == OTHER:
             base.update(_other_hyperparameters(values, file, f"{where}.values"))
         elif name in names:

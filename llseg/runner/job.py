@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +62,8 @@ class CaseOutcome:
 
     algorithm: str
     case_dir: str
-    metrics: Optional[dict[str, Any]]
-    error: Optional[str]
+    metrics: dict[str, Any] | None
+    error: str | None
     wall_time_s: float
 
 
@@ -153,14 +153,16 @@ def _restored_environ() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _seed(hyperparameters: dict[str, Any], estimator: Any) -> Optional[int]:
+def _seed(hyperparameters: dict[str, Any], estimator: Any) -> int | None:
     """The seed from the basemodel hyperparameters, else from the estimator's config, if any."""
     if "seed" in hyperparameters:
         return hyperparameters["seed"]
     return getattr(getattr(estimator, "config", None), "seed", None)
 
 
-def run_case(job: Job, resolved: Resolved, case: Case, train_lines: list[str], test_y: np.ndarray, label: str) -> tuple[CaseOutcome, Optional[RankRow]]:
+def run_case(
+    job: Job, resolved: Resolved, case: Case, train_lines: list[str], test_y: np.ndarray, label: str
+) -> tuple[CaseOutcome, RankRow | None]:
     """Run one test case in ``<workspace>/<name>/<algorithm>/<uuid1>``; never raises for case errors."""
     alg = case.algorithm
     case_dir = os.path.join(job.output_dir, alg.name, str(uuid.uuid1()))

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def run_no_inference(
     case_dir: str,
     threshold: float,
     operator: str,
-    samples: Optional[DataSource] = None,
+    samples: DataSource | None = None,
 ) -> LifelongResult:
     """Run rounds 0..R on the ``fwt_splitting`` pairs, then evaluate and predict the test index.
 

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from llseg.errors import DataError
 from llseg.runner.config import Rank
@@ -82,7 +82,7 @@ def _read_all(path: str) -> tuple[_Layout, list[dict[str, str]]]:
     return layout, rows
 
 
-def _number(text: str) -> Optional[float]:
+def _number(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
@@ -118,7 +118,9 @@ def format_table(header: Sequence[str], rows: Sequence[dict[str, str]]) -> str:
     return "\n".join([rule, line(header), rule, *(line(r) for r in cells), rule])
 
 
-def write_rank(rank_dir: str, rank: Rank, metric_names: Sequence[str], new: Sequence[RankRow]) -> tuple[list[str], list[dict[str, str]], list[str]]:
+def write_rank(
+    rank_dir: str, rank: Rank, metric_names: Sequence[str], new: Sequence[RankRow]
+) -> tuple[list[str], list[dict[str, str]], list[str]]:
     """Merge ``new`` into the leaderboard under ``rank_dir`` and write the CSV files.
 
     Returns:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +50,11 @@ def build_report(
     case_dir: str,
     modules: dict[str, str],
     hyperparameters: dict[str, dict[str, Any]],
-    seed: Optional[int],
-    dataset: Optional[str],
+    seed: int | None,
+    dataset: str | None,
     result: LifelongResult,
     metrics: dict[str, Any],
-    class_iou: Optional[dict[str, Optional[float]]],
+    class_iou: dict[str, float | None] | None,
     wall_time_s: float,
     finished: str,
     versions: dict[str, str],

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -11,7 +10,7 @@ from llseg.ianvs import registry
 REPO = Path(__file__).resolve().parents[2]
 
 
-def sedna_missing() -> Optional[str]:
+def sedna_missing() -> str | None:
     try:
         factory = registry.sedna_class_factory()
     except ImportError as exc:

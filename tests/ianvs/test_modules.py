@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,10 +17,9 @@ from llseg.ianvs.modules import (
     LLSegTaskAllocation,
     LLSegTaskDefinition,
     LLSegTaskUpdateDecision,
-    LLSegUnseenSampleReRecognition,
     LLSegUnseenSampleRecognition,
+    LLSegUnseenSampleReRecognition,
 )
-
 from tests.ianvs.sedna_env import REPO, needs_sedna
 
 
@@ -115,7 +114,7 @@ def test_modules_are_registered_under_their_aliases() -> None:
     assert registry.lookup(registry.UTD, "LLSegUnseenSampleReRecognition") is LLSegUnseenSampleReRecognition
 
 
-def _python(code: str, extra_path: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+def _python(code: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     paths = [str(p) for p in (extra_path, REPO) if p is not None]
     env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)

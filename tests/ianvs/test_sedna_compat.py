@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,8 +16,8 @@ import yaml
 
 import llseg.ianvs.modules  # noqa: F401  (registers the modules and applies the layer)
 from llseg.ianvs import registry, sedna_compat
-
 from tests.ianvs.sedna_env import REPO, needs_sedna
+
 IANVS = shutil.which("ianvs", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 needs_ianvs = pytest.mark.skipif(IANVS is None, reason="the Ianvs CLI 'ianvs' is not installed next to this Python")
 
@@ -47,7 +47,7 @@ class _Job:
 
     def __init__(self, result: Any) -> None:
         self.result = result
-        self.seen: dict[str, Optional[str]] = {}
+        self.seen: dict[str, str | None] = {}
         self.cloud_knowledge_management = type("CKM", (), {"task_index": "/ws/output/train/0/index.pkl"})()
 
 

@@ -16,7 +16,9 @@ from tests.methods.test_predict import train_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_eval_prints_the_table_and_writes_csv(make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_prints_the_table_and_writes_csv(
+    make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     checkpoint, _ = train_checkpoint(make_rows, tmp_path / "stage2.pt")
     test = make_rows("t", 2, [13, 10, 0], keep={0, 10, 13})
     index = tmp_path / "test_index.txt"

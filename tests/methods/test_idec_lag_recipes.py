@@ -8,14 +8,24 @@ import pytest
 import torch
 
 from llseg.errors import ConfigError
-from llseg.methods.recipes import feature_kd, idec, lag
 from llseg.methods.config import TrainConfig
-IDEC_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False}  # IDEC's published VOC command
-LAG_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True, "rho": 0.5, "uncertainty_pseudo": False}  # LAG's dev-run options, llseg's rho
 from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Stage
+from llseg.methods.recipes import feature_kd, idec, lag
 from llseg.methods.registry import list_recipes, make_recipe
 from tests.methods.test_learner_ssul import FAST, SSUL, voc_rows
+
+# IDEC's published VOC command
+IDEC_VOC_FLAGS = {
+    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True,
+    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False,
+}
+# LAG's dev-run options, llseg's rho
+LAG_VOC_FLAGS = {
+    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
+    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True,
+    "rho": 0.5, "uncertainty_pseudo": False,
+}
 
 IDEC = dict(recipe="idec", **IDEC_VOC_FLAGS, **FAST)
 LAG = dict(recipe="lag", **{**LAG_VOC_FLAGS, "rho": 0.5}, **FAST)
@@ -58,7 +68,10 @@ def _changed(before: dict, after: dict) -> set[str]:
         (dict(recipe="idec", use_KD_layer_weight=False, lamb=0.9), "set use_KD_layer_weight: true"),
         (dict(recipe="idec", lambda_arcl=2.0), "set contrastive_learning: true"),
         (dict(recipe="lag", feature_decoupling=False, lambda_dcl=2.0), "set feature_decoupling: true"),
-        (dict(recipe="lag", pseudo=False, uncertainty_pseudo=True), "uncertainty_pseudo refines the pseudo-labels; set pseudo: true"),
+        (
+            dict(recipe="lag", pseudo=False, uncertainty_pseudo=True),
+            "uncertainty_pseudo refines the pseudo-labels; set pseudo: true",
+        ),
         (dict(recipe="lag", pseudo=True, uncertainty_margin=0.3), "set uncertainty_pseudo: true"),
     ],
 )
@@ -71,8 +84,13 @@ def test_flags_parse_from_yaml_values_and_round_trip():
     cfg = TrainConfig.from_hyperparameters({"recipe": "lag", "pseudo": "true", "uncertainty_pseudo": "true",
                                             "uncertainty_margin": "0.3", "rho": "0.25", "KD_loss_type": "L2_loss",
                                             "freeze": "true", "kd_on_frozen": "true", "lambda_nsc": 0})
-    assert (cfg.options.rho, cfg.options.uncertainty_margin, cfg.options.KD_loss_type, cfg.options.kd_on_frozen, cfg.options.lambda_nsc) == (
-        0.25, 0.3, "L2_loss", True, 0.0)
+    assert (
+        cfg.options.rho,
+        cfg.options.uncertainty_margin,
+        cfg.options.KD_loss_type,
+        cfg.options.kd_on_frozen,
+        cfg.options.lambda_nsc,
+    ) == (0.25, 0.3, "L2_loss", True, 0.0)
     assert TrainConfig.from_hyperparameters(cfg.to_dict()) == cfg
     assert set(list_recipes()) >= {"idec", "lag"}
 

@@ -24,7 +24,9 @@ def test_cil_uses_a_teacher_only_when_classes_are_new(make_rows, monkeypatch):
     learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
     teachers = []
     original = learner._fit
-    monkeypatch.setattr(learner, "_fit", lambda student, teacher, *rest: teachers.append(teacher) or original(student, teacher, *rest))
+    monkeypatch.setattr(
+        learner, "_fit", lambda student, teacher, *rest: teachers.append(teacher) or original(student, teacher, *rest)
+    )
     _learn(learner, make_rows("a", 2, [0, 1], keep={0, 1}))
     first = learner.model
     _learn(learner, make_rows("a2", 2, [0, 1], keep={0, 1}))  # same classes: retrain, no distillation
@@ -122,5 +124,8 @@ def test_grad_clip_bounds_the_gradient_norm_of_every_step(make_rows, monkeypatch
 def test_without_grad_clip_nothing_is_clipped(make_rows, monkeypatch):
     calls = []
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(a))
-    _learn(ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", **FAST))), make_rows("a", 2, [0, 1], keep={0, 1}))
+    _learn(
+        ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", **FAST))),
+        make_rows("a", 2, [0, 1], keep={0, 1}),
+    )
     assert calls == []

@@ -11,7 +11,12 @@ from PIL import Image
 from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
-SSUL_VOC_FLAGS = {"loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True, "w_transfer": True}  # SSUL's published VOC command
+
+# SSUL's published VOC command
+SSUL_VOC_FLAGS = {
+    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
+    "w_transfer": True,
+}
 
 FAST = dict(model="deeplabv3_mobilenet_v3_large", dataset="voc", epochs=1, batch_size=2, seed=3, jitter=0.0,
             optimizer="sgd", lr=0.01, split="voc-15-5")
@@ -83,7 +88,9 @@ def test_memory_is_deterministic_saved_and_mixed_into_later_steps(make_rows, mon
     assert twin.recipe.memory == learners[0].recipe.memory
     batches = []
     original = twin.recipe.loss
-    monkeypatch.setattr(twin.recipe, "loss", lambda s, t, image, target: batches.append(target.clone()) or original(s, t, image, target))
+    monkeypatch.setattr(
+        twin.recipe, "loss", lambda s, t, image, target: batches.append(target.clone()) or original(s, t, image, target)
+    )
     summary = _learn(twin, voc_rows(make_rows, "c", 2, [0, 16], keep={0, 16}))
     assert summary["memory"] == 2
     # one current image + one memory image per batch; memory labels keep old classes (channels

@@ -45,7 +45,9 @@ def test_colorize_and_overlay() -> None:
         overlay(rgb, mask, 1.5)
 
 
-def test_predict_writes_palette_masks_and_overlays(make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_writes_palette_masks_and_overlays(
+    make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     checkpoint, rows = train_checkpoint(make_rows, tmp_path / "stage2.pt")
     images = tmp_path / "images"
     images.mkdir()
@@ -80,7 +82,10 @@ def test_predict_errors_name_the_file(make_rows: Callable[..., Rows], tmp_path: 
     assert main(["predict", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "none.png")]) == 2
     assert f"image {tmp_path / 'none.png'} does not exist" in capsys.readouterr().err
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    assert main(["predict", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["predict", "--checkpoint", str(checkpoint), "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert f"{tmp_path / 'bad.png'}: unreadable or truncated image" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()

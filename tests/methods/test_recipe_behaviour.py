@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from llseg.data.prepare import prepare
 from llseg.data.cityscapes.synthetic import generate_city_dataset
+from llseg.data.prepare import prepare
 from llseg.methods.stages import train_stages
 
 # The default benchmark's settings (20 epochs there), on 64x128 images and 8 images per city.

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from llseg.errors import ConfigError
-from llseg.methods.recipes import mib, plop
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Stage
+from llseg.methods.recipes import mib, plop
 from llseg.methods.registry import get_recipe, list_recipes, make_recipe
 from tests.methods.test_learner_ssul import FAST, voc_rows
 
@@ -81,7 +81,9 @@ def test_deeplabv3_estimator_defaults_for_mib_and_plop(recipe):
 
 
 def test_lr_incremental_applies_from_step_1():
-    cfg = TrainConfig.from_hyperparameters(dict(recipe="mib", model="deeplabv3_mobilenet_v3_large", dataset="voc", lr=0.01, lr_incremental=0.001))
+    cfg = TrainConfig.from_hyperparameters(
+        dict(recipe="mib", model="deeplabv3_mobilenet_v3_large", dataset="voc", lr=0.01, lr_incremental=0.001)
+    )
     recipe = make_recipe(cfg)
     model = torch.nn.Conv2d(3, 2, 1)
     recipe.begin_stage(Stage(step=0, old_classes=0, classes=2), None)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from llseg.metrics.confusion import confusion_stack
 from llseg.metrics import (
     ConfusionMatrix,
     class_accuracy,
@@ -21,6 +20,7 @@ from llseg.metrics import (
     restrict_target,
     restricted_argmax,
 )
+from llseg.metrics.confusion import confusion_stack
 
 # One 2×3 image, C = 3. Pixel (1, 1) is ignored (its prediction 0 must not count).
 TARGET = np.array([[0, 0, 1], [1, 255, 2]], dtype=np.uint8)

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from llseg.models import ERFNet, create_model, grow_classifier, list_models, register_model
-from llseg.models import registry
+from llseg.models import ERFNet, create_model, grow_classifier, list_models, register_model, registry
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 
 from llseg.report import plots
 
-MATRIX: list[list[Optional[float]]] = [[0.5, None, None], [0.25, 0.75, None], [0.125, 0.5, 1.0]]
+MATRIX: list[list[float | None]] = [[0.5, None, None], [0.25, 0.75, None], [0.125, 0.5, 1.0]]
 
 
 def test_heatmap_annotates_every_entry_in_percent() -> None:

@@ -96,7 +96,9 @@ class Repo:
         """Two algorithms, 'keep' (remembers classes) and 'forget' (keeps the last round's); returns the job file."""
         self.write("testalgorithms/keep.yaml", algorithm_yaml([{"forget": {"values": [False]}}]))
         self.write("testalgorithms/forget.yaml", algorithm_yaml([{"forget": {"values": [True]}}]))
-        return self.write("benchmarkingjob.yaml", job_yaml([("keep", "testalgorithms/keep.yaml"), ("forget", "testalgorithms/forget.yaml")]))
+        return self.write(
+            "benchmarkingjob.yaml", job_yaml([("keep", "testalgorithms/keep.yaml"), ("forget", "testalgorithms/forget.yaml")])
+        )
 
 
 @pytest.fixture(autouse=True)

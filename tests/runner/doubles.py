@@ -15,7 +15,7 @@ import numpy as np
 
 from llseg.ianvs.registry import GENERAL, STP, register
 
-INSTANCES: list["DummyEstimator"] = []
+INSTANCES: list[DummyEstimator] = []
 
 
 def cls(token: str) -> str:

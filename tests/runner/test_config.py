@@ -6,7 +6,7 @@ import pytest
 from llseg.errors import ConfigError
 from llseg.runner.config import load_job
 from llseg.runner.job import resolve_job
-from tests.runner.conftest import Repo, algorithm_yaml, job_yaml, env_yaml
+from tests.runner.conftest import Repo, algorithm_yaml, env_yaml, job_yaml
 
 
 def _error(path: str) -> str:
@@ -72,7 +72,9 @@ def test_missing_index_file(repo: Repo) -> None:
 
 def test_absolute_path_is_rejected(repo: Repo) -> None:
     path = repo.standard()
-    repo.write("testenv/testenv.yaml", env_yaml(dataset={"train_index": "/home/someone/x.txt", "test_index": "data/test_index.txt"}))
+    repo.write(
+        "testenv/testenv.yaml", env_yaml(dataset={"train_index": "/home/someone/x.txt", "test_index": "data/test_index.txt"})
+    )
     message = _error(path)
     assert "testenv.dataset.train_index" in message and "'/home/someone/x.txt' is absolute" in message
     assert "relative to the repository root" in message
@@ -110,7 +112,9 @@ def test_unsupported_paradigm(repo: Repo) -> None:
 
 def test_train_url_points_to_train_index(repo: Repo) -> None:
     path = repo.standard()
-    repo.write("testenv/testenv.yaml", env_yaml(dataset={"train_url": "data/train_index.txt", "test_index": "data/test_index.txt"}))
+    repo.write(
+        "testenv/testenv.yaml", env_yaml(dataset={"train_url": "data/train_index.txt", "test_index": "data/test_index.txt"})
+    )
     message = _error(path)
     assert "testenv.dataset.train_url" in message and "train_index" in message and "NotImplementedError" in message
 

@@ -6,15 +6,15 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import yaml
 
+from llseg.data.cityscapes.synthetic import generate_city_dataset
 from llseg.data.imageio import read_label_png
 from llseg.data.predictions import load_prediction
 from llseg.data.prepare import prepare
-from llseg.data.cityscapes.synthetic import generate_city_dataset
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.runner.dataset import final_metric_y
 from llseg.runner.job import run_job
@@ -41,9 +41,9 @@ def _tiny_repo(root: Path) -> None:
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _recompute(predictions: list[str], test_index: str) -> dict[str, Optional[float]]:
+def _recompute(predictions: list[str], test_index: str) -> dict[str, float | None]:
     labels = final_metric_y(test_index)
-    scorer: Optional[IncrementalScorer] = None
+    scorer: IncrementalScorer | None = None
     for label, pred in zip(labels, predictions):
         record = load_prediction(pred)
         scorer = scorer or IncrementalScorer(record.num_classes)
@@ -75,7 +75,7 @@ def test_default_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         assert report["metrics"]["MATRIX"]["all"] == report["matrix"]["values"]
 
     rows = _rows("all_rank.csv")
-    assert sorted(r["algorithm"] for r in rows) == ["erfnet_klingner", "erfnet_finetune", "erfnet_joint"]
+    assert sorted(r["algorithm"] for r in rows) == ["erfnet_finetune", "erfnet_joint", "erfnet_klingner"]
     scores = [float(r["mIoU_task1+2+3"]) for r in rows]
     assert scores == sorted(scores, reverse=True) and not any(math.isnan(s) for s in scores)
     assert [r["algorithm"] for r in _rows("selected_rank.csv")] == [r["algorithm"] for r in rows]

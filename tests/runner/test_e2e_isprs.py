@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llseg.data.prepare import prepare
 from llseg.data.isprs.synthetic import generate_aerial_dataset
+from llseg.data.prepare import prepare
 from llseg.ianvs.estimator import DeepLabV3Estimator
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
@@ -79,7 +79,9 @@ def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
             isprs_options={"patch_size": 64})
     for path in (tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml"):
         shipped = _set(path, {"epochs": 1, "batch_size": 4, "device": "cpu"})
-        assert (shipped["split"], shipped["dataset"], shipped["model"]) == ("isprs-2-2-1", "isprs", "deeplabv3_mobilenet_v3_large")
+        assert (shipped["split"], shipped["dataset"], shipped["model"]) == (
+            "isprs-2-2-1", "isprs", "deeplabv3_mobilenet_v3_large"
+        )
         DeepLabV3Estimator(**shipped)  # every shipped value is valid
 
     _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob_synthetic-aerial.yaml", "*synthetic-aerial.yaml", RUN)
@@ -117,10 +119,15 @@ def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.backbone_lr, cfg.lr_incremental, crop) == PAPER[cfg.recipe], path.name
         assert cfg.scale == (0.5, 2.0) and shipped["model_kwargs"]["backbone_weights"], path.name
         if cfg.recipe in ("ssul", "lag"):
-            assert (cfg.options.pseudo_thresh, cfg.options.unknown, cfg.options.freeze, cfg.options.mem_size) == (0.7, True, True, 0), path.name
+            assert (cfg.options.pseudo_thresh, cfg.options.unknown, cfg.options.freeze, cfg.options.mem_size) == (
+                0.7, True, True, 0
+            ), path.name
         if cfg.recipe == "lag":
-            assert (cfg.options.rho, cfg.options.lambda_nsc, cfg.options.kd_on_frozen, cfg.options.feature_decoupling) == (0.5, 0.1, False, True)
-    _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob.yaml", "*_isprs.yaml", ALGORITHMS[:1])  # ssul only: the files are checked above
+            assert (cfg.options.rho, cfg.options.lambda_nsc, cfg.options.kd_on_frozen, cfg.options.feature_decoupling) == (
+                0.5, 0.1, False, True
+            )
+    # ssul only: the files are checked above
+    _keep_algorithms(tmp_path / EXAMPLE / "benchmarkingjob.yaml", "*_isprs.yaml", ALGORITHMS[:1])
     generate_aerial_dataset("data/aerial", seed=0, size=(128, 128))
     prepare("isprs", root="data/aerial", split="isprs-2-2-1", out="data/isprs-2-2-1", isprs_options={"patch_size": 64})
 

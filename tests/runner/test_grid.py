@@ -69,9 +69,13 @@ def test_other_hyperparameters_file_must_exist(repo: Repo) -> None:
 def test_job_test_case_count(repo: Repo) -> None:
     from llseg.runner.job import build_cases
 
-    repo.write("testalgorithms/grid.yaml", algorithm_yaml([{"forget": {"values": [True, False]}}, {"tag": {"values": ["x", "y"]}}]))
+    repo.write(
+        "testalgorithms/grid.yaml", algorithm_yaml([{"forget": {"values": [True, False]}}, {"tag": {"values": ["x", "y"]}}])
+    )
     repo.write("testalgorithms/one.yaml", algorithm_yaml())
-    path = repo.write("benchmarkingjob.yaml", job_yaml([("grid", "testalgorithms/grid.yaml"), ("one", "testalgorithms/one.yaml")]))
+    path = repo.write(
+        "benchmarkingjob.yaml", job_yaml([("grid", "testalgorithms/grid.yaml"), ("one", "testalgorithms/one.yaml")])
+    )
     cases = build_cases(load_job(path))
     assert [c.algorithm.name for c in cases] == ["grid"] * 4 + ["one"]
     assert [c.hyperparameters[0] for c in cases[:2]] == [{"forget": True, "tag": "x"}, {"forget": True, "tag": "y"}]

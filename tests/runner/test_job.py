@@ -22,7 +22,9 @@ def test_job_outputs(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     assert not result.failed and [c.algorithm for c in result.cases] == ["keep", "forget"]
     keep = result.cases[0].case_dir
     assert keep.startswith("./workspace/bench/keep/")
-    assert sorted(os.listdir(os.path.join(keep, "dataset"))) == [f"model_{k}-{i}.txt" for k in ("eval", "train") for i in range(4)]
+    assert sorted(os.listdir(os.path.join(keep, "dataset"))) == [
+        f"model_{k}-{i}.txt" for k in ("eval", "train") for i in range(4)
+    ]
     report = json.load(open(os.path.join(keep, "results.json")))
     assert list(report) == [
         "benchmark", "algorithm", "test_case", "url", "paradigm", "modules", "hyperparameters", "seed", "dataset",
@@ -67,7 +69,13 @@ def test_failing_case_keeps_the_others(repo: Repo) -> None:
     repo.write("testalgorithms/broken.yaml", algorithm_yaml([{"fail_round": {"values": [2]}}]))
     path = repo.write(
         "benchmarkingjob.yaml",
-        job_yaml([("keep", "testalgorithms/keep.yaml"), ("broken", "testalgorithms/broken.yaml"), ("forget", "testalgorithms/forget.yaml")]),
+        job_yaml(
+            [
+                ("keep", "testalgorithms/keep.yaml"),
+                ("broken", "testalgorithms/broken.yaml"),
+                ("forget", "testalgorithms/forget.yaml"),
+            ]
+        ),
     )
     result = run_job(path)
     assert [c.algorithm for c in result.failed] == ["broken"]

@@ -32,7 +32,9 @@ def test_call_sequence(repo: Repo) -> None:
     for r in range(4):
         if r:
             expected.append(("load", models[r - 1]))  # Sedna's update path: load the previous model, then train
-        expected.append(("train", (1 if r == 0 else 8, "False" if r == 0 else "True", os.path.join(case, "output", "train", str(r)))))
+        expected.append(
+            ("train", (1 if r == 0 else 8, "False" if r == 0 else "True", os.path.join(case, "output", "train", str(r))))
+        )
         expected.append(("save", models[r]))
         for _ in range(3):  # eval sets 1..3
             expected += [("load", models[r]), ("predict", (2, evals[r]))]

@@ -66,7 +66,9 @@ def test_rerun_replaces_rows_of_the_same_setup(tmp_path) -> None:
     assert [(r[1], r[2], r[-2]) for r in table[1:]] == [("a", "0.9", "2024-01-02 00:00:00"), ("b", "0.6", "2024-01-01 00:00:00")]
     write_rank(str(tmp_path), _rank(), METRICS, [_row("a", 0.1, 0.0, lr=0.01)])  # new hyperparameters: a new row
     rows = _read(str(tmp_path / "all_rank.csv"))[1:]
-    assert [(r[0], r[1], r[2], r[8]) for r in rows] == [("1", "a", "0.9", "0.1"), ("2", "b", "0.6", "0.1"), ("3", "a", "0.1", "0.01")]
+    assert [(r[0], r[1], r[2], r[8]) for r in rows] == [
+        ("1", "a", "0.9", "0.1"), ("2", "b", "0.6", "0.1"), ("3", "a", "0.1", "0.01")
+    ]
 
 
 def test_columns_of_older_rows_are_kept_after_current_ones(tmp_path) -> None:

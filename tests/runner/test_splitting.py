@@ -47,7 +47,9 @@ def test_relative_tokens_are_rewritten_against_the_index_folder(repo: Repo) -> N
 
 def test_rewrite_keeps_absolute_tokens_and_is_triggered_by_any_relative_first_token(repo: Repo) -> None:
     repo.write("d/index.txt", "/abs/a.png x.png\nb.png /abs/y.png\n")
-    assert process_index("d/index.txt") == ["/abs/a.png " + os.path.abspath("d/x.png"), os.path.abspath("d/b.png") + " /abs/y.png"]
+    assert process_index("d/index.txt") == [
+        "/abs/a.png " + os.path.abspath("d/x.png"), os.path.abspath("d/b.png") + " /abs/y.png"
+    ]
     repo.write("d/abs.txt", "/abs/a.png x.png\n")
     assert process_index("d/abs.txt") == ["/abs/a.png x.png"]
 

@@ -5,7 +5,7 @@ roadside, street furniture, road users) is a mixin over :class:`StreetCanvas`.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class StreetCanvas:
         return Stencil(self.h, self.w, min(xs), min(ys), max(xs), max(ys))
 
     def paint(self, name: str, st: Stencil, colour: Colour, grain: float = 4.0, blob: float = 0.0,
-              mask: Optional[np.ndarray] = None) -> None:
+              mask: np.ndarray | None = None) -> None:
         """Label the stencil's pixels (or ``mask``, ``bool`` box-shaped) ``name``; colour = ``colour`` + noise."""
         if st.empty:
             return

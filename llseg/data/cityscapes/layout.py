@@ -10,9 +10,10 @@ Train-id maps are ``uint8 H x W`` with ids ``0..18`` (0 = road, no background) a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Literal
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def _subdirs(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
 
-def find_samples(root: PathLike, split: str, cities: Optional[Sequence[str]] = None) -> list[CityscapesSample]:
+def find_samples(root: PathLike, split: str, cities: Sequence[str] | None = None) -> list[CityscapesSample]:
     """All image/label pairs of ``split`` (optionally only ``cities``), sorted by (city, stem).
 
     ``*_gtFine_labelIds.png`` is preferred over ``*_gtFine_labelTrainIds.png`` when both exist.
@@ -120,7 +121,7 @@ def find_samples(root: PathLike, split: str, cities: Optional[Sequence[str]] = N
 
 
 def load_train_ids(
-    source: Union[CityscapesSample, PathLike], kind: Optional[LabelKind] = None
+    source: CityscapesSample | PathLike, kind: LabelKind | None = None
 ) -> np.ndarray:
     """Read a fine label file as a ``uint8 H x W`` train-id map (0..18, 255 = ignore).
 

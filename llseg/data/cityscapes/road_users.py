@@ -5,7 +5,7 @@ ground geometry (``ppm(t)`` pixels per metre at depth ``t``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -145,7 +145,8 @@ class Roadside(StreetCanvas):
                     t0 = rng.uniform(0.03, 0.5)
                     t1 = min(t0 + rng.uniform(0.2, 0.7), 1.3)
                     height = rng.uniform(lo, hi)
-                    items.append((t0, lambda n=name, q=self.side_quad(lateral, t0, t1, height): self.strip(n, q)))
+                    quad = self.side_quad(lateral, t0, t1, height)
+                    items.append((t0, lambda n=name, q=quad: self.strip(n, q)))
             for _ in range(int(rng.integers(0, 3))):
                 t = rng.uniform(0.05, 0.55)
                 lateral = edge + side * rng.uniform(-0.05, 0.3)

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,11 +98,11 @@ class SynthSummary:
 
 
 def generate_city_dataset(
-    out: Union[str, Path],
+    out: str | Path,
     *,
     seed: int = 0,
-    size: Optional[Sequence[int]] = None,
-    images_per_city: Optional[int] = None,
+    size: Sequence[int] | None = None,
+    images_per_city: int | None = None,
 ) -> SynthSummary:
     """Write the synthetic city dataset under ``out`` (Cityscapes layout) and summarise it.
 
@@ -183,7 +184,7 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 _PlanItem = tuple[str, str, int, str]  # (split, city, index, domain)
 
 
-def _check_count(images_per_city: Optional[int]) -> int:
+def _check_count(images_per_city: int | None) -> int:
     if images_per_city is None:
         return DEFAULT_IMAGES_PER_CITY
     if isinstance(images_per_city, bool) or not isinstance(images_per_city, int) or images_per_city < 1:

@@ -37,10 +37,11 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -64,7 +65,10 @@ ERODED_LABEL_DIRS = {
     POTSDAM: ("5_Labels_all_noBoundary", "."),
     VAIHINGEN: ("ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE",),
 }
-_IMAGE_NAME = {POTSDAM: re.compile(r"^top_potsdam_(\d+_\d+)_RGB\.tif$"), VAIHINGEN: re.compile(r"^top_mosaic_09cm_area(\d+)\.tif$")}
+_IMAGE_NAME = {
+    POTSDAM: re.compile(r"^top_potsdam_(\d+_\d+)_RGB\.tif$"),
+    VAIHINGEN: re.compile(r"^top_mosaic_09cm_area(\d+)\.tif$"),
+}
 
 # The standard ISPRS contest split (the labelled training tiles vs the test tiles), as in mmsegmentation;
 # keys are Potsdam's "<a>_<b>" and Vaihingen's area numbers. Potsdam 7_10 is often left out for label

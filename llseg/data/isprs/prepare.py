@@ -40,7 +40,6 @@ most step-0 classes. Every label path names its domain in its parent folder
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -59,7 +58,9 @@ DEFAULT_PATCH_SIZE = 512
 
 def isprs_spec(split: str, background: str = "impervious") -> ClassDomainIncrementalSpec:
     """The ISPRS split preset ``split`` with the given ``background`` (``ConfigError`` lists the valid ones)."""
-    valid = [name for name, spec in PRESETS.items() if isinstance(spec, ClassDomainIncrementalSpec) and spec.dataset == ISPRS.name]
+    valid = [
+        name for name, spec in PRESETS.items() if isinstance(spec, ClassDomainIncrementalSpec) and spec.dataset == ISPRS.name
+    ]
     if split not in valid:
         what = "is not an" if split in PRESETS else "is an unknown"
         raise ConfigError(f"split {split!r} {what} isprs split; valid: {', '.join(valid)}")
@@ -114,7 +115,7 @@ def prepare_isprs(
     train_ratio: float = 0.8,
     patch_size: int = DEFAULT_PATCH_SIZE,
     background: str = "impervious",
-    clutter: Optional[str] = None,
+    clutter: str | None = None,
     eroded: bool = False,
     colour_tolerance: int = 0,
 ) -> Manifest:

@@ -7,7 +7,7 @@ darken what they fall on but keep its label, as in the ISPRS labels.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

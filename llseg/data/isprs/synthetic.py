@@ -36,9 +36,10 @@ The same arguments give byte-identical files; each tile is seeded from (seed, do
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,7 +98,7 @@ def synthetic_keys() -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 def generate_aerial_dataset(
-    out: Union[str, Path], *, seed: int = 0, size: Optional[Sequence[int]] = None
+    out: str | Path, *, seed: int = 0, size: Sequence[int] | None = None
 ) -> AerialSummary:
     """Write the synthetic aerial dataset under ``out`` (ISPRS layout) and summarise it.
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -74,7 +73,7 @@ def read_id_list(path: PathLike) -> list[str]:
 
 
 def find_voc_samples(
-    root: PathLike, split: str, *, list_file: Optional[PathLike] = None, labels_dir: Optional[PathLike] = None
+    root: PathLike, split: str, *, list_file: PathLike | None = None, labels_dir: PathLike | None = None
 ) -> list[VOCSample]:
     """The samples of ``split`` in list-file order.
 

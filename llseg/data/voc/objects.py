@@ -7,7 +7,7 @@ class has its own painter, drawing several parts in :class:`ObjectShape`'s local
 from __future__ import annotations
 
 import colorsys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

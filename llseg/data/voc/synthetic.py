@@ -39,9 +39,10 @@ image's generator is seeded from (seed, split, index).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -105,11 +106,11 @@ class ObjectsSummary:
 
 
 def generate_objects_dataset(
-    out: Union[str, Path],
+    out: str | Path,
     *,
     seed: int = 0,
-    size: Optional[Sequence[int]] = None,
-    images: Optional[int] = None,
+    size: Sequence[int] | None = None,
+    images: int | None = None,
     class_tint: float = 0.0,
 ) -> ObjectsSummary:
     """Write the synthetic objects dataset under ``out`` (VOC layout) and summarise it.
@@ -136,7 +137,9 @@ def generate_objects_dataset(
     if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 4:
         raise ConfigError(f"images must be an integer >= 4 (train images; val gets a quarter), got {images!r}")
     if isinstance(class_tint, bool) or not isinstance(class_tint, (int, float)) or not 0.0 <= class_tint <= 1.0:
-        raise ConfigError(f"class_tint must be a number in 0..1 (share of an object's colour from its class hue), got {class_tint!r}")
+        raise ConfigError(
+            f"class_tint must be a number in 0..1 (share of an object's colour from its class hue), got {class_tint!r}"
+        )
     seed = check_seed(seed)
     out = check_out_dir(out)
     args = {"seed": seed, "size": [h, w], "images": n_train, "class_tint": float(class_tint)}

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +155,7 @@ class FeatureKdOptions(SsulOptions):
             (false: the body moves by the feature terms only; docs/methods.md, Deviations).
     """
 
-    KD_loss_type: str = "KD_loss"
+    KD_loss_type: KDLossType = "KD_loss"
     use_KD_layer_weight: bool = True
     lamb: float = 1.0
     lambda_kd: float = 1.0
@@ -172,7 +172,8 @@ class FeatureKdOptions(SsulOptions):
             raise ConfigError(f"{', '.join(negative)} must be >= 0")
         if self.bce_on_body and self.kd_on_frozen:
             raise ConfigError("bce_on_body: true needs a trainable body; it does nothing with kd_on_frozen: true")
-        needs = (("kd_on_frozen", "freeze", "kd_on_frozen: true keeps the frozen body of freeze; without freeze the body trains anyway"),
+        needs = (("kd_on_frozen", "freeze",
+                  "kd_on_frozen: true keeps the frozen body of freeze; without freeze the body trains anyway"),
                  ("lamb", "use_KD_layer_weight", "lamb decays the layer weights of use_KD_layer_weight"),
                  *self.dependent_flags())
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -218,7 +219,7 @@ class FeatureKd(Ssul):
     def frozen_groups(self, student: nn.Module) -> list[dict[str, Any]]:
         groups = super().frozen_groups(student)
         if self.has_teacher and not self.options.kd_on_frozen:
-            groups.append({"params": list(student.body_parameters()), "lr": self.body_lr()})
+            groups.append({"params": list(cast(FeatureModel, student).body_parameters()), "lr": self.body_lr()})
         return groups
 
     def auxiliary(self, features: dict[str, torch.Tensor], old: dict[str, torch.Tensor],
@@ -233,9 +234,10 @@ class FeatureKd(Ssul):
             return super().loss(student, teacher, image, target)
         opts = self.options
         # without bce_on_body (and with a trainable body) the body learns from the feature terms only
-        features = student.forward_features(image, detach_head=not (opts.kd_on_frozen or opts.bce_on_body))
+        detach_head = not (opts.kd_on_frozen or opts.bce_on_body)
+        features = cast(FeatureModel, student).forward_features(image, detach_head=detach_head)
         with torch.no_grad():
-            old = teacher.forward_features(image)
+            old = cast(FeatureModel, teacher).forward_features(image)
         if opts.pseudo:
             target = self.pseudo_labels(target, old["logits"])
         bce = self.supervised(features["logits"], target)

@@ -312,7 +312,7 @@ def lag_loss(
     out = {"kd": dada_loss(student, teacher, KD_loss_type=KD_loss_type, use_KD_layer_weight=use_KD_layer_weight,
                            lamb=lamb, epoch=epoch, epochs=epochs)}
     out["dcl"] = dcl_loss(s, t, temperature=dcl_temperature) if feature_decoupling and lambda_dcl else zero
-    labels = downsample_labels(target, tuple(s.shape[-2:]))
+    labels = downsample_labels(target, (s.shape[-2], s.shape[-1]))
     si, ss = split_channels(channel_stability(s, t), rho)
     c_old = teacher["logits_lowres"].shape[1]
     if old_prototypes is None:
@@ -409,7 +409,7 @@ class Lag(FeatureKd):
         for batch in teacher_outputs:
             target = self.pseudo_labels(batch.target, batch.logits) if o.pseudo else batch.target
             features = batch.maps["aspp"]
-            labels = downsample_labels(target, tuple(features.shape[-2:]))
+            labels = downsample_labels(target, (features.shape[-2], features.shape[-1]))
             s, c = prototype_sums(features, labels, batch.logits.shape[1])
             sums, counts = (s, c) if sums is None or counts is None else (sums + s, counts + c)
         if sums is not None and counts is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -73,6 +73,8 @@ def init_balanced(conv: nn.Conv2d, num_new: int, background: int = BACKGROUND) -
     """MiB ``init_balanced`` for the last ``num_new`` output channels of a grown 1×1 classifier:
     their weights are the background's, and their biases and the background bias become
     β_b − log(|C^t| + 1), so the background probability is split evenly among b and C^t."""
+    if conv.bias is None:
+        raise ValueError("init_balanced needs a classifier with a bias")
     with torch.no_grad():
         bias = conv.bias[background] - math.log(num_new + 1)
         conv.weight[-num_new:] = conv.weight[background]
@@ -111,7 +113,7 @@ class ExpandingRecipe(Recipe):
 
     def after_grow(self, model: nn.Module, num_new: int) -> None:
         if self.options.init_balanced:
-            init_balanced(model.logit_conv, num_new)
+            init_balanced(cast(ExpandingClassifierModel, model).logit_conv, num_new)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -199,8 +200,12 @@ class Plop(ExpandingRecipe):
         super().begin_stage(stage, teacher_outputs)
         self.thresholds = None
         if teacher_outputs is not None:
-            histogram = sum(entropy_histogram(batch.target, batch.logits) for batch in teacher_outputs)
-            self.thresholds = median_thresholds(histogram, self.options.threshold)
+            histogram: torch.Tensor | None = None
+            for batch in teacher_outputs:
+                counts = entropy_histogram(batch.target, batch.logits)
+                histogram = counts if histogram is None else histogram + counts
+            if histogram is not None:
+                self.thresholds = median_thresholds(histogram, self.options.threshold)
 
     def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
@@ -208,9 +213,11 @@ class Plop(ExpandingRecipe):
         if teacher is None:
             logits = student(image)
             return weighted_cross_entropy(logits, target, logits.new_ones(len(logits), dtype=torch.float32))
-        features = student.forward_features(image)
+        if self.thresholds is None:
+            raise RuntimeError("begin_stage must run the teacher pass before a stage with a teacher")
+        features = cast(FeatureModel, student).forward_features(image)
         with torch.no_grad():
-            old = teacher.forward_features(image)
+            old = cast(FeatureModel, teacher).forward_features(image)
         target, nu = entropy_pseudo_labels(target, old["logits"], self.thresholds)
         if not opts.classif_adaptive_factor:
             nu = torch.ones_like(nu)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -112,12 +112,14 @@ def select_memory(
 def transfer_unknown_head(heads: nn.ModuleList) -> None:
     """``w_transfer``: initialise the last (new) head from the unknown head ``heads[0]``: conv3×3
     and BN are copied, and every output row of the new 1×1 conv is the unknown row."""
-    unknown, new = heads[0], heads[-1]
+    unknown, new = cast(nn.Sequential, heads[0]), cast(nn.Sequential, heads[-1])
+    source, target = cast(nn.Conv2d, unknown[-1]), cast(nn.Conv2d, new[-1])
     with torch.no_grad():
         for src, dst in zip(list(unknown)[:-1], list(new)[:-1]):
             dst.load_state_dict(src.state_dict())
-        new[-1].weight.copy_(unknown[-1].weight.expand_as(new[-1].weight))
-        new[-1].bias.copy_(unknown[-1].bias.expand_as(new[-1].bias))
+        target.weight.copy_(source.weight.expand_as(target.weight))
+        if target.bias is not None and source.bias is not None:
+            target.bias.copy_(source.bias.expand_as(target.bias))
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -217,7 +219,7 @@ class Ssul(Recipe):
 
     def after_grow(self, model: nn.Module, num_new: int) -> None:
         if self.options.w_transfer:
-            transfer_unknown_head(model.step_heads)
+            transfer_unknown_head(cast(StepHeadsModel, model).step_heads)
 
     def target_lut(self, lut: np.ndarray) -> np.ndarray:
         return unknown_lut(lut, 0) if self.options.unknown else lut
@@ -274,7 +276,8 @@ class Ssul(Recipe):
 
     def frozen_groups(self, student: nn.Module) -> list[dict[str, Any]]:
         """The groups that train in steps ≥ 1 under ``freeze`` (everything else is frozen)."""
-        return frozen_step_groups(student.step_heads, lr=self.learning_rate(), unknown=self.options.unknown)
+        heads = cast(StepHeadsModel, student).step_heads
+        return frozen_step_groups(heads, lr=self.learning_rate(), unknown=self.options.unknown)
 
     def pseudo_labels(self, target: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         """``pseudo``: background/unknown pixels take the teacher's confident old foreground class."""

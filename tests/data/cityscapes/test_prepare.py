@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ RAW = [[7, 8, 21, 22, 23], [11, 12, 13, 17, 19, 20], [24, 25, 26, 27, 28, 31, 32
 ALL_CITIES = {"train": [c for g in GROUPS for c in g] + ["erfurt"], "val": list(CITYSCAPES_VAL_CITIES)}
 
 
-def street(split: str, city: str, j: int) -> Optional[np.ndarray]:
+def street(split: str, city: str, j: int) -> np.ndarray | None:
     """8x16 labelIds map: one band per task group, a void band; krefeld has a 3rd, road-only image."""
     if j == 2:
         return np.full((8, 16), 7, np.uint8) if city == "krefeld" else None
@@ -84,7 +83,7 @@ def test_prepare_end_to_end(tree: Path, tmp_path: Path, monkeypatch: pytest.Monk
         parts = {"train": chunk[:n_train], "eval": chunk[n_train:]}
         for part, rows in parts.items():
             seen: set[int] = set()
-            for image, full, task in rows:
+            for _image, full, task in rows:
                 task_map, full_map = read_label_png(out / task), read_label_png(out / full)
                 assert set(np.unique(task_map).tolist()) <= set(TASK_CLASSES[k]) | {255}
                 # task map = full map with every non-task class set to 255
@@ -142,7 +141,7 @@ def test_prepare_bad_arguments(tree: Path, tmp_path: Path) -> None:
 
 
 def test_prepare_task_without_usable_images(tmp_path: Path) -> None:
-    def no_task2(split: str, city: str, j: int) -> Optional[np.ndarray]:
+    def no_task2(split: str, city: str, j: int) -> np.ndarray | None:
         label = street(split, city, j)
         if label is not None and city in GROUPS[1]:
             label[2:4] = 7

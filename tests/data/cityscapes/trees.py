@@ -1,13 +1,13 @@
 """Helpers that write tiny Cityscapes-layout trees into tmp_path for the data tests."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image
 
-LabelFn = Callable[[str, str, int], Optional[np.ndarray]]
+LabelFn = Callable[[str, str, int], np.ndarray | None]
 
 
 def write_pair(root: Path, split: str, city: str, stem: str, label: np.ndarray, kind: str = "labelIds") -> tuple[Path, Path]:

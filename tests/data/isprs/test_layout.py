@@ -23,7 +23,9 @@ from llseg.errors import ConfigError, DataError
 
 from .trees import BUILDING, CAR, CLUTTER, COLOURS, IMPERVIOUS, LOW_VEGETATION, TREE, quadrants, write_tile
 
-WHITE, BLUE, CYAN, GREEN, YELLOW, RED, BLACK = (255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0), (0, 0, 0)
+WHITE, BLUE, CYAN, GREEN, YELLOW, RED, BLACK = (
+    (255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0), (0, 0, 0)
+)
 
 
 def _rgb(rows: list[list[tuple[int, int, int]]]) -> np.ndarray:
@@ -74,7 +76,9 @@ def test_colour_tolerance() -> None:
     with pytest.raises(DataError, match=r"2 of 4 pixels .*: \(250, 3, 2\) x 1, \(255, 255, 250\) x 1; expected [^;]*$"):
         decode_label_colours(rgb, "t.tif", tolerance=4)  # 250 and 251 are off by 5 and 4
     # 127 thresholds every channel at 128: never ambiguous, every colour is near exactly one table colour
-    assert decode_label_colours(_rgb([[(128, 0, 127), (127, 200, 200)]]), "t.tif", tolerance=127).tolist() == [[CLUTTER, LOW_VEGETATION]]
+    assert decode_label_colours(_rgb([[(128, 0, 127), (127, 200, 200)]]), "t.tif", tolerance=127).tolist() == [
+        [CLUTTER, LOW_VEGETATION]
+    ]
     with pytest.raises(ConfigError, match=r"colour tolerance must be an integer in 0\.\.127, got 128"):
         decode_label_colours(rgb, "t.tif", tolerance=128)
 
@@ -113,7 +117,9 @@ def test_find_tiles_in_the_official_layouts(tmp_path: Path) -> None:
         ("vaihingen", "vaihingen_area1"), ("vaihingen", "vaihingen_area2"), ("vaihingen", "vaihingen_area10"),
     ]
     rel = [(t.image.relative_to(tmp_path).as_posix(), t.label.relative_to(tmp_path).as_posix()) for t in tiles]
-    assert rel[1] == ("potsdam/2_Ortho_RGB/top_potsdam_2_13_RGB.tif", "potsdam/5_Labels_for_participants/top_potsdam_2_13_label.tif")
+    assert rel[1] == (
+        "potsdam/2_Ortho_RGB/top_potsdam_2_13_RGB.tif", "potsdam/5_Labels_for_participants/top_potsdam_2_13_label.tif"
+    )
     assert rel[3] == ("vaihingen/top/top_mosaic_09cm_area2.tif", "vaihingen/gts_for_participants/top_mosaic_09cm_area2.tif")
     assert rel[4][1] == "vaihingen/ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE/top_mosaic_09cm_area10.tif"
     # Pillow reads the TIFF variants (uncompressed, LZW, deflate)
@@ -122,7 +128,9 @@ def test_find_tiles_in_the_official_layouts(tmp_path: Path) -> None:
 
 
 def test_find_tiles_errors_and_eroded_variant(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"ISPRS layout not found: .*potsdam is missing; pass the folder that holds potsdam/ and vaihingen/"):
+    with pytest.raises(
+        DataError, match=r"ISPRS layout not found: .*potsdam is missing; pass the folder that holds potsdam/ and vaihingen/"
+    ):
         find_isprs_tiles(tmp_path)
     _layout(tmp_path)
     with pytest.raises(DataError, match=r"2 potsdam tile\(s\) have no label in .*potsdam \(5_Labels_all_noBoundary/, \./\): "
@@ -157,7 +165,8 @@ def test_flat_potsdam_folder(tmp_path: Path) -> None:
     write_tile(tmp_path, "vaihingen", "5", ids)
     tiles = find_isprs_tiles(tmp_path)
     assert [(t.id, t.image.parent.name, t.label.parent.name) for t in tiles] == [
-        ("potsdam_3_12", "Potsdam", "Potsdam"), ("vaihingen_area5", "top", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE")
+        ("potsdam_3_12", "Potsdam", "Potsdam"),
+        ("vaihingen_area5", "top", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE"),
     ]
 
 
@@ -222,10 +231,14 @@ def test_cut_tiles_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"patch size must be an integer >= 16 px, got 8"):
         cut_tiles(find_isprs_tiles(root), out, 8)
     Image.fromarray(np.zeros((32, 30, 3), np.uint8)).save(image, format="TIFF")
-    with pytest.raises(DataError, match=r"top_potsdam_2_10_label\.tif: label is 32x32 \(HxW\) but its tile .*top_potsdam_2_10_RGB\.tif is 32x30"):
+    with pytest.raises(
+        DataError, match=r"top_potsdam_2_10_label\.tif: label is 32x32 \(HxW\) but its tile .*top_potsdam_2_10_RGB\.tif is 32x30"
+    ):
         cut_tiles(find_isprs_tiles(root), out, 16)
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(label, format="TIFF")
-    with pytest.raises(DataError, match=r"top_potsdam_2_10_label\.tif: mode L is not a colour-coded RGB label; use the original ISPRS file"):
+    with pytest.raises(
+        DataError, match=r"top_potsdam_2_10_label\.tif: mode L is not a colour-coded RGB label; use the original ISPRS file"
+    ):
         cut_tiles(find_isprs_tiles(root), out, 16)
     label.write_bytes(b"not a TIFF")
     with pytest.raises(DataError, match=r"top_potsdam_2_10_label\.tif: unreadable or truncated label"):

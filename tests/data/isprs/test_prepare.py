@@ -196,7 +196,9 @@ def test_deterministic_and_reused(isprs: Path, tmp_path: Path) -> None:
 
 def test_errors_name_the_problem(isprs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    with pytest.raises(ConfigError, match=r"'isprs-3-2' is an unknown isprs split; valid: isprs-4-1, isprs-2-3, isprs-2-2-1, isprs-2-1$"):
+    with pytest.raises(
+        ConfigError, match=r"'isprs-3-2' is an unknown isprs split; valid: isprs-4-1, isprs-2-3, isprs-2-2-1, isprs-2-1$"
+    ):
         prepare("isprs", root=isprs, split="isprs-3-2", out=out)
     with pytest.raises(ConfigError, match=r"'voc-15-1' is not an isprs split"):
         prepare("isprs", root=isprs, split="voc-15-1", out=out)
@@ -206,7 +208,9 @@ def test_errors_name_the_problem(isprs: Path, tmp_path: Path) -> None:
         prepare("isprs", root=isprs, split="isprs-2-1", out=out, isprs_options={"background": "road"})
     with pytest.raises(ConfigError, match=r"train_list and test_list .* apply to dataset voc only; isprs takes"):
         prepare("isprs", root=isprs, split="isprs-2-1", out=out, train_list="train")
-    with pytest.raises(ConfigError, match=r"^patch_size, eroded \(--patch-size --eroded\) apply to dataset isprs only; drop them for voc"):
+    with pytest.raises(
+        ConfigError, match=r"^patch_size, eroded \(--patch-size --eroded\) apply to dataset isprs only; drop them for voc"
+    ):
         prepare("voc", root=isprs, split="voc-15-1", out=out, isprs_options={"patch_size": 16, "eroded": True})
     (isprs / "vaihingen" / "top" / "top_mosaic_09cm_area3.tif").unlink()
     with pytest.raises(ConfigError, match=r"split isprs-2-1 needs at least 2 patches per task \(one for the train part and one "

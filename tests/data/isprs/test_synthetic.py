@@ -116,7 +116,9 @@ def test_bad_arguments_and_foreign_trees(tmp_path: Path) -> None:
         generate_aerial_dataset(tmp_path / "x", size=(8, 64))
     real = tmp_path / "real"
     (real / "potsdam").mkdir(parents=True)
-    with pytest.raises(DataError, match=r"already holds ISPRS folders \(potsdam/, vaihingen/\) but no llseg_synthetic_aerial\.json"):
+    with pytest.raises(
+        DataError, match=r"already holds ISPRS folders \(potsdam/, vaihingen/\) but no llseg_synthetic_aerial\.json"
+    ):
         generate_aerial_dataset(real)
     assert (real / "potsdam").is_dir()
 

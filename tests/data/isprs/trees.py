@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,7 +30,7 @@ def quadrants(parts: Sequence[Sequence[int]], size: int = 16) -> np.ndarray:
 
 
 def write_tile(
-    root: Path, domain: str, key: str, ids: np.ndarray, *, label_rel: Optional[str] = None, compression: Optional[str] = None
+    root: Path, domain: str, key: str, ids: np.ndarray, *, label_rel: str | None = None, compression: str | None = None
 ) -> tuple[Path, Path]:
     """Write a tile (random 3-band image of the label's size) and its colour-coded label TIFF.
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ def _write_png(path: Path, label: np.ndarray, mode: str = "P") -> Path:
     return path
 
 
-def make_voc(root: Path, splits: dict[str, list[str]], aug: Optional[list[str]] = None) -> Path:
+def make_voc(root: Path, splits: dict[str, list[str]], aug: list[str] | None = None) -> Path:
     """A tiny VOC tree: a JPEG and a palette label (class = position + 1) per listed id;
     ``aug`` ids get a mode-L label in SegmentationClassAug/ (and no SegmentationClass label)."""
     ids = sorted({i for ids in splits.values() for i in ids} | set(aug or []))

@@ -12,7 +12,7 @@ from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Stage
 from llseg.methods.recipes import mib, plop
 from llseg.methods.registry import get_recipe, list_recipes, make_recipe
-from tests.methods.test_learner_ssul import FAST, voc_rows
+from tests.methods.recipes.test_learner_ssul import FAST, voc_rows
 
 MIB = dict(recipe="mib", **FAST)
 PLOP = dict(recipe="plop", **FAST)

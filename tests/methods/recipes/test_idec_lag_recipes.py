@@ -13,7 +13,7 @@ from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Stage
 from llseg.methods.recipes import feature_kd, idec, lag
 from llseg.methods.registry import list_recipes, make_recipe
-from tests.methods.test_learner_ssul import FAST, SSUL, voc_rows
+from tests.methods.recipes.test_learner_ssul import FAST, SSUL, voc_rows
 
 # IDEC's published VOC command
 IDEC_VOC_FLAGS = {

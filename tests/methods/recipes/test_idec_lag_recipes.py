@@ -13,19 +13,8 @@ from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Stage
 from llseg.methods.recipes import feature_kd, idec, lag
 from llseg.methods.registry import list_recipes, make_recipe
+from tests.methods.recipes.published import IDEC_VOC_FLAGS, LAG_VOC_FLAGS
 from tests.methods.recipes.test_learner_ssul import FAST, SSUL, voc_rows
-
-# IDEC's published VOC command
-IDEC_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True,
-    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False,
-}
-# LAG's dev-run options, llseg's rho
-LAG_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
-    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True,
-    "rho": 0.5, "uncertainty_pseudo": False,
-}
 
 IDEC = dict(recipe="idec", **IDEC_VOC_FLAGS, **FAST)
 LAG = dict(recipe="lag", **{**LAG_VOC_FLAGS, "rho": 0.5}, **FAST)

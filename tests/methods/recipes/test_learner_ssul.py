@@ -11,12 +11,7 @@ from PIL import Image
 from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
-
-# SSUL's published VOC command
-SSUL_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
-    "w_transfer": True,
-}
+from tests.methods.recipes.published import SSUL_VOC_FLAGS
 
 FAST = dict(model="deeplabv3_mobilenet_v3_large", dataset="voc", epochs=1, batch_size=2, seed=3, jitter=0.0,
             optimizer="sgd", lr=0.01, split="voc-15-5")

@@ -32,23 +32,7 @@ from PIL import Image
 
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
-
-# IDEC's published VOC command
-IDEC_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.6, "freeze": True, "bn_freeze": True,
-    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "contrastive_learning": False,
-}
-# LAG's dev-run options, llseg's rho
-LAG_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
-    "w_transfer": True, "KD_loss_type": "KD_loss", "use_KD_layer_weight": True, "lamb": 1.0, "feature_decoupling": True,
-    "rho": 0.5, "uncertainty_pseudo": False,
-}
-# SSUL's published VOC command
-SSUL_VOC_FLAGS = {
-    "loss_type": "bce", "unknown": True, "pseudo": True, "pseudo_thresh": 0.7, "freeze": True, "bn_freeze": True,
-    "w_transfer": True,
-}
+from tests.methods.recipes.published import IDEC_VOC_FLAGS, LAG_VOC_FLAGS, SSUL_VOC_FLAGS
 
 COLOURS = np.array([[90, 90, 90], [220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 220, 40], [200, 40, 210]])
 STEPS = [[1, 2, 3], [4], [5]]

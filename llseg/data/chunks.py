@@ -247,7 +247,7 @@ def write_padded_layout(
     write_index(out / "train_index.txt", layout.train_rows)
     for name, rows in eval_rows.items():
         write_index(out / name, rows)
-    files = {"train_index.txt": len(layout.train_rows), **{k: len(v) for k, v in eval_rows.items()},
-             "labels/full": len(layout.outputs) + len(test_samples),
-             **{f"labels/task{summary.task}": summary.available for summary in layout.summaries}}
-    return WrittenLayout(len(val), files, written)
+    file_counts = {"train_index.txt": len(layout.train_rows), **{k: len(v) for k, v in eval_rows.items()},
+                   "labels/full": len(layout.outputs) + len(test_samples),
+                   **{f"labels/task{summary.task}": summary.available for summary in layout.summaries}}
+    return WrittenLayout(len(val), file_counts, written)

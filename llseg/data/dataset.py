@@ -97,7 +97,7 @@ class DecodedCache:
         return self.directory / digest[:2] / f"{digest}.npy"
 
     @staticmethod
-    def _load(file: Path | None, kind: str, size: tuple[int, int] | None) -> np.ndarray | None:
+    def _load(file: Path | None, kind: str, size: tuple[int, ...] | None) -> np.ndarray | None:
         if file is None or not file.is_file():
             return None
         try:

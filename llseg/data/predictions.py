@@ -59,8 +59,9 @@ def predictions_from_logits(logits: torch.Tensor, classes: list[int], group_size
         raise ValueError(f"{logits.shape[1]} channels but classes={len(classes)}, group sizes sum to {sum(group_sizes)}")
     lut = torch.as_tensor(classes, dtype=torch.uint8, device=logits.device)
     channels_last = logits.stride(1) == 1 and logits.shape[1] > 1
-    group_maps, prefix_maps = [], []
-    prefix_best = prefix_map = None
+    group_maps: list[torch.Tensor] = []
+    prefix_maps: list[torch.Tensor] = []
+    prefix_best: torch.Tensor | None = None  # running maximum over the groups so far; its map is prefix_maps[-1]
     start = 0
     for size in group_sizes:
         if channels_last:
@@ -77,7 +78,7 @@ def predictions_from_logits(logits: torch.Tensor, classes: list[int], group_size
         if prefix_best is None:
             prefix_best, prefix_map = best, ids
         else:
-            prefix_map = torch.where(best > prefix_best, ids, prefix_map)
+            prefix_map = torch.where(best > prefix_best, ids, prefix_maps[-1])
             prefix_best = torch.maximum(prefix_best, best)
         prefix_maps.append(prefix_map)
         start += size

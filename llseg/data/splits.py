@@ -203,12 +203,13 @@ def test_label_lut(
     """
     if unseen not in ("ignore", "background"):
         raise ConfigError(f"unseen must be 'ignore' or 'background', got {unseen!r}")
-    if unseen == "background" and spec.background_id is None:
+    unseen_label = spec.background_id if unseen == "background" else None  # None: unseen classes stay ignore_index
+    if unseen == "background" and unseen_label is None:
         raise ConfigError("unseen='background' needs a background class; this spec has background_id=None")
     spec._check_step(step)
     lut = np.full(256, spec.ignore_index, dtype=np.uint8)
-    if unseen == "background":
-        lut[list(spec.class_order or ())] = spec.background_id
+    if unseen_label is not None:  # unseen == "background"
+        lut[list(spec.class_order or ())] = unseen_label
     seen = spec.seen_classes(step)
     lut[seen] = seen
     if spec.background_id is not None:
@@ -405,6 +406,9 @@ _CIL3_CLASS_GROUPS = (
 
 Preset = ClassIncrementalSpec | DomainIncrementalSpec | CityClassIncrementalSpec
 
+# Pascal VOC settings: (mode, preset-name suffix)
+_VOC_MODES: tuple[tuple[Mode, str], ...] = (("overlap", ""), ("disjoint", "-disjoint"))
+
 PRESETS: dict[str, Preset] = {
     # Klingner et al. (ITSC 2020), docs/methods.md §1.1: three class groups learned on three disjoint
     # city groups; non-task pixels are 255 (no background); erfurt is held out for validation.
@@ -430,7 +434,7 @@ PRESETS: dict[str, Preset] = {
     **{
         f"voc-{name}{suffix}": ClassIncrementalSpec(num_classes=21, increments=name, mode=mode, background_id=0)
         for name in ("15-5", "15-1", "10-1", "5-3", "19-1")
-        for mode, suffix in (("overlap", ""), ("disjoint", "-disjoint"))
+        for mode, suffix in _VOC_MODES
     },
     # ISPRS Potsdam RGB -> Vaihingen IRRG (LAG, docs/methods.md §8.2): step 0 on Potsdam, later steps on
     # Vaihingen; clutter is never a class. Registered with impervious surfaces as the background;

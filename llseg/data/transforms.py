@@ -8,6 +8,7 @@ for images and nearest for labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,14 @@ from llseg.data.labels import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@overload
+def resize_pair(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def resize_pair(image: torch.Tensor, label: None, size: tuple[int, int]) -> tuple[torch.Tensor, None]: ...
 
 
 def resize_pair(

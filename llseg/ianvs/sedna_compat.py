@@ -60,6 +60,7 @@ IANVS_PLACEHOLDER_INDEX = "/tmp/cloud_task/index.pkl"
 SEEN_TASK_DIR = "seen_task"  # Sedna's KBResourceConstant.SEEN_TASK: where update_kb keeps task models
 EDGE_KB_DIR = "edge_kb"
 _PATCHED = "_llseg_compat"
+_SET_BACKEND = "set_backend"  # the sedna.backend function that _save_models_in_workspace wraps
 
 
 def sedna_flavour() -> str | None:
@@ -171,8 +172,8 @@ def _save_models_in_workspace() -> None:
 
     # Sedna modules import the function by name: replace every reference already imported.
     for name, module in list(sys.modules.items()):
-        if name.startswith("sedna.") and getattr(module, "set_backend", None) is original:
-            module.set_backend = set_backend
+        if name.startswith("sedna.") and getattr(module, _SET_BACKEND, None) is original:
+            setattr(module, _SET_BACKEND, set_backend)  # ModuleType declares no attributes to assign
 
     @functools.wraps(original)
     def set_task_backend(estimator: Any = None, config: Any = None) -> Any:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 ArrayLike = np.ndarray | torch.Tensor
+# (pred, target) after _as_pair: both tensors on one accelerator, or both numpy arrays
+_Pair = tuple[torch.Tensor, torch.Tensor] | tuple[np.ndarray, np.ndarray]
 
 _MAX_SHOWN = 10  # offending values listed in an error message
 _JOINT_BINS = 1 << 18  # largest joint histogram (int64 counts, 2 MiB) that stays in cache
@@ -49,7 +51,7 @@ def _check_int_dtype(name: str, x: ArrayLike) -> None:
         )
 
 
-def _as_pair(pred: ArrayLike, target: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+def _as_pair(pred: ArrayLike, target: ArrayLike) -> _Pair:
     """Both as torch tensors on one accelerator if either tensor lives on one, else both as numpy arrays.
 
     CPU tensors become numpy views (no copy) for the host path, whose uint8 target rows and joint
@@ -62,16 +64,21 @@ def _as_pair(pred: ArrayLike, target: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
         if isinstance(x, torch.Tensor):
             _check_int_dtype(name, x)  # before .numpy(), which fails on bf16
     device = next((x.device for x in (pred, target) if isinstance(x, torch.Tensor)), None)
+    pair: _Pair
     if device is not None and device.type != "cpu":
-        pred = torch.as_tensor(pred, device=device)
-        target = torch.as_tensor(target, device=device)
+        pair = (torch.as_tensor(pred, device=device), torch.as_tensor(target, device=device))
     else:
-        pred, target = (x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in (pred, target))
-    if tuple(pred.shape) != tuple(target.shape):
-        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; they must match")
-    _check_int_dtype("pred", pred)
-    _check_int_dtype("target", target)
-    return pred, target
+        pair = (_host_array(pred), _host_array(target))
+    if tuple(pair[0].shape) != tuple(pair[1].shape):
+        raise ValueError(f"pred shape {tuple(pair[0].shape)} != target shape {tuple(pair[1].shape)}; they must match")
+    _check_int_dtype("pred", pair[0])
+    _check_int_dtype("target", pair[1])
+    return pair
+
+
+def _host_array(x: ArrayLike) -> np.ndarray:
+    """A CPU tensor as a numpy view (no copy); anything else through ``np.asarray``."""
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -220,10 +227,10 @@ def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int, *, ig
             ``[0, C)`` other than ``ignore_index``, or predictions outside ``[0, C)``.
     """
     _check_num_classes(num_classes, ignore_index)
-    pred, target = _as_pair(pred, target)
-    if isinstance(pred, torch.Tensor):
-        return _confusion_torch(pred, target, num_classes, ignore_index).cpu().numpy()
-    return _confusion_host(pred, target, num_classes, ignore_index)
+    pair = _as_pair(pred, target)
+    if isinstance(pair[0], torch.Tensor):
+        return _confusion_torch(*pair, num_classes, ignore_index).cpu().numpy()
+    return _confusion_host(*pair, num_classes, ignore_index)
 
 
 class ConfusionMatrix:
@@ -248,11 +255,11 @@ class ConfusionMatrix:
 
     def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add one batch; same input rules as :func:`confusion_matrix`."""
-        pred, target = _as_pair(pred, target)
-        if not isinstance(pred, torch.Tensor):
-            self._host += _confusion_host(pred, target, self.num_classes, self.ignore_index)
+        pair = _as_pair(pred, target)
+        if not isinstance(pair[0], torch.Tensor):
+            self._host += _confusion_host(*pair, self.num_classes, self.ignore_index)
             return
-        counts = _confusion_torch(pred, target, self.num_classes, self.ignore_index)
+        counts = _confusion_torch(*pair, self.num_classes, self.ignore_index)
         if self._on_device is not None and self._on_device.device != counts.device:
             self._host += self._on_device.cpu().numpy()  # batch from another device: fold the old one in
             self._on_device = None

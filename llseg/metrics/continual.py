@@ -19,7 +19,7 @@ Conventions (GEM = Lopez-Paz & Ranzato, NeurIPS 2017; Chaudhry et al., ECCV 2018
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -215,6 +215,13 @@ def _ianvs_table(rows: Sequence[Sequence[IanvsEntry]]) -> list[list[float | None
     return [[_ianvs_value(e) for e in row] for row in rows]
 
 
+def _present_differences(pairs: Iterable[tuple[float | None, float | None]]) -> Iterator[float]:
+    """``new - old`` for each ``(new, old)`` pair in order, skipping pairs with a missing (None) entry, as Ianvs does."""
+    for new, old in pairs:
+        if new is not None and old is not None:
+            yield new - old
+
+
 def ianvs_bwt(rows: Sequence[Sequence[IanvsEntry]]) -> float:
     """Ianvs' BWT: ``1/n² Σ_{i=0..n-1} Σ_{j=0..n-1} (A[i+1][j] − A[i][j])``.
 
@@ -229,9 +236,7 @@ def ianvs_bwt(rows: Sequence[Sequence[IanvsEntry]]) -> float:
     if A is None:
         return float("nan")
     n = len(A) - 1
-    total = sum(
-        A[i + 1][j] - A[i][j] for i in range(n) for j in range(n) if A[i + 1][j] is not None and A[i][j] is not None
-    )
+    total = sum(_present_differences((A[i + 1][j], A[i][j]) for i in range(n) for j in range(n)))
     return float(total / (n * n))
 
 
@@ -245,7 +250,7 @@ def ianvs_fwt(rows: Sequence[Sequence[IanvsEntry]]) -> float:
     if A is None:
         return float("nan")
     n = len(A) - 1
-    total = sum(A[i][i] - A[0][i] for i in range(n) if A[i][i] is not None and A[0][i] is not None)
+    total = sum(_present_differences((A[i][i], A[0][i]) for i in range(n)))
     return float(total / n)
 
 

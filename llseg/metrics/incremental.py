@@ -122,12 +122,17 @@ def table_columns(table: dict[str, float | None]) -> list[str]:
     return columns + [c for c in ("accuracy", "mIoU_old", "mIoU_new", "mIoU_all", "hIoU") if c in table]
 
 
+def _percent_cell(value: float | None) -> str:
+    """A table cell: the score in percent with one decimal, or "–" when missing."""
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
 def format_table(rows: dict[str, dict[str, float | None]]) -> str:
     """Markdown table of score dicts (one row per name), values in percent with one decimal."""
     columns = table_columns(max(rows.values(), key=len))  # the row with the most groups
     header = "| | " + " | ".join(c.replace("mIoU_", "") for c in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for name, table in rows.items():
-        cells = ["–" if table.get(c) is None else f"{100 * table[c]:.1f}" for c in columns]
+        cells = [_percent_cell(table.get(c)) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -202,8 +202,8 @@ def load_testenv(path: str, job_file: str) -> TestEnv:
     metrics: list[MetricSpec] = []
     for i, entry in enumerate(entries):
         key = f"testenv.metrics[{i}]"
-        name = entry.get("name") if isinstance(entry, dict) else None
-        metric = _metric(entry, path, key, url_required=name not in SYSTEM_METRICS)
+        entry_name = entry.get("name") if isinstance(entry, dict) else None
+        metric = _metric(entry, path, key, url_required=entry_name not in SYSTEM_METRICS)
         if metric.name == "forget_rate":
             raise fail(
                 path, f"{key}.name", "forget_rate is never produced by the lifelong paradigm (Ianvs raises KeyError); remove it"
@@ -414,7 +414,7 @@ def load_job(path: str) -> Job:
     entries = require(obj, "algorithms", list, path, f"{where}.test_object")
     if not entries:
         raise fail(path, f"{where}.test_object.algorithms", "must list at least one algorithm {name, url}")
-    algorithms = []
+    algorithms: list[Algorithm] = []
     for i, entry in enumerate(entries):
         key = f"{where}.test_object.algorithms[{i}]"
         if not isinstance(entry, dict):

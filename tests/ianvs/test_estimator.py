@@ -132,7 +132,6 @@ def test_unknown_hyperparameter_is_named():
 def test_deeplabv3_estimator_takes_ssuls_published_defaults_and_shares_the_contract(make_rows, tmp_path, monkeypatch):
     from llseg.ianvs.estimator import DeepLabV3Estimator
     from tests.methods.recipes.published import SSUL_VOC_FLAGS
-    # SSUL's published VOC command
 
     assert lookup(GENERAL, "llseg_deeplabv3") is DeepLabV3Estimator
     est = DeepLabV3Estimator(recipe="ssul", model="deeplabv3_mobilenet_v3_large", split="voc-15-5", **FAST)

@@ -48,7 +48,12 @@ def _cityscapes_spec(split: str) -> CityClassIncrementalSpec:
 
 def _source_lut(sample: CityscapesSample) -> np.ndarray:
     """Label-file ids -> train ids of ``sample``'s label file."""
-    return CITYSCAPES.id_to_train_id if sample.kind == "labelIds" else IDENTITY_LUT
+    if sample.kind != "labelIds":
+        return IDENTITY_LUT
+    lut = CITYSCAPES.id_to_train_id
+    if lut is None:  # llseg.data.labels defines CITYSCAPES with its raw-id table
+        raise RuntimeError("CITYSCAPES.id_to_train_id is None: labelIds files need the raw id -> train id table")
+    return lut
 
 
 def _label_rel(kind: str, sample: CityscapesSample) -> str:

@@ -6,6 +6,7 @@ ground geometry (``ppm(t)`` pixels per metre at depth ``t``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Vehicles(StreetCanvas):
             self.paint(kind, quad(0.34, 0.65, 0.51, 0.93), glass, grain=3.0, blob=3.0)
             self.paint(kind, quad(0.54, 0.65, 0.72, 0.93), glass, grain=3.0, blob=3.0)
             self.paint(kind, quad(0.0, 0.4, 0.03, 0.52), np.asarray((200, 30, 30), np.float32), grain=3.0)
-            wheels = (0.2, 0.8)
+            wheels: tuple[float, ...] = (0.2, 0.8)
         elif kind == "truck":
             cargo = pick(rng, ((225, 225, 225), (170, 172, 178), (190, 170, 120), (40, 100, 60)), 15)
             self.paint(kind, quad(0.0, 0.18, 0.72, 1.0), cargo, grain=3.0, blob=2.0)
@@ -171,6 +172,14 @@ class People(StreetCanvas):
 class RoadUsers(Vehicles, People):
     """Places vehicles on the road and persons, riders and parked bikes on the road and sidewalks."""
 
+    def person_at(self, lateral: float, t: float) -> None:
+        """A person standing at ground point (lateral, t)."""
+        self.person(self.x_at(lateral, t), self.y_at(t), self.ppm(t))
+
+    def parked_two_wheeler(self, bike: str, lateral: float, t: float, facing: int) -> None:
+        """A bicycle or motorcycle parked at ground point (lateral, t); its seat height is not needed."""
+        self.two_wheeler(bike, self.x_at(lateral, t), self.y_at(t), self.ppm(t), facing)
+
     def plan_traffic(self, items: DrawItems) -> None:
         rng = self.rng
 
@@ -193,18 +202,17 @@ class RoadUsers(Vehicles, People):
             for _ in range(n):
                 lateral, t = on_road(*ranges[kind])
                 facing = 1 if rng.random() < 0.5 else -1
-                items.append((t, lambda kd=kind, la=lateral, tt=t, f=facing: self.vehicle(kd, la, tt, f)))
+                items.append((t, partial(self.vehicle, kind, lateral, t, facing)))
         for _ in range(int(rng.choice([0, 1, 2, 2, 3, 4]))):
             lateral, t = on_walk(0.15, 0.9) if rng.random() < 0.7 else on_road(0.15, 0.9)
-            items.append((t, lambda la=lateral, tt=t: self.person(self.x_at(la, tt), self.y_at(tt), self.ppm(tt))))
+            items.append((t, partial(self.person_at, lateral, t)))
         for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):
             lateral, t = on_road(0.2, 0.85)
             bike = "motorcycle" if rng.random() < 0.5 else "bicycle"
             facing = 1 if rng.random() < 0.5 else -1
-            items.append((t, lambda la=lateral, tt=t, b=bike, f=facing: self.rider(b, la, tt, f)))
+            items.append((t, partial(self.rider, bike, lateral, t, facing)))
         for bike, p in (("bicycle", 0.35), ("motorcycle", 0.3)):
             if rng.random() < p:
                 lateral, t = on_walk(0.2, 0.85)
                 facing = 1 if rng.random() < 0.5 else -1
-                items.append((t, lambda la=lateral, tt=t, b=bike, f=facing: self.two_wheeler(
-                    b, self.x_at(la, tt), self.y_at(tt), self.ppm(tt), f)))
+                items.append((t, partial(self.parked_two_wheeler, bike, lateral, t, facing)))

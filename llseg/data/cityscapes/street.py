@@ -6,6 +6,7 @@ append ``(depth t, draw)`` items that the scene paints far to near, together wit
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -146,11 +147,11 @@ class Roadside(StreetCanvas):
                     t1 = min(t0 + rng.uniform(0.2, 0.7), 1.3)
                     height = rng.uniform(lo, hi)
                     quad = self.side_quad(lateral, t0, t1, height)
-                    items.append((t0, lambda n=name, q=quad: self.strip(n, q)))
+                    items.append((t0, partial(self.strip, name, quad)))
             for _ in range(int(rng.integers(0, 3))):
                 t = rng.uniform(0.05, 0.55)
                 lateral = edge + side * rng.uniform(-0.05, 0.3)
-                items.append((t, lambda la=lateral, tt=t: self.tree(la, tt)))
+                items.append((t, partial(self.tree, lateral, t)))
 
     def strip(self, name: str, quad: list[tuple[float, float]]) -> None:
         rng = self.rng
@@ -196,11 +197,11 @@ class StreetFurniture(StreetCanvas):
             t = rng.uniform(0.1, 0.75)
             light = rng.random() < (0.75 if i == 0 else 0.35)
             sign = rng.random() < (0.45 if light else 0.9)
-            items.append((t, lambda la=lateral, tt=t, s=side, li=light, si=sign: self.pole(la, tt, s, li, si)))
+            items.append((t, partial(self.pole, lateral, t, side, light, sign)))
         for _ in range(int(rng.integers(0, 3))):
             lateral = rng.choice([-1, 1]) * (rng.uniform(0.3, 0.7) + 0.2)
             t = rng.uniform(0.15, 0.8)
-            items.append((t, lambda la=lateral, tt=t: self.static_object(la, tt)))
+            items.append((t, partial(self.static_object, lateral, t)))
 
     def pole(self, lateral: float, t: float, side: int, light: bool, sign: bool) -> None:
         rng, h, w = self.rng, self.h, self.w

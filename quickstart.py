@@ -2,7 +2,7 @@
 """Set up llseg in ./.venv and run its main job or its test suite.
 
     python3 quickstart.py bench   # synthetic data -> CIL-3 split -> benchmark leaderboard
-    python3 quickstart.py test    # lint (ruff) and the whole test suite (what CI runs)
+    python3 quickstart.py test    # lint (ruff), types (mypy) and the whole test suite (what CI runs)
 
 Both are idempotent: the virtual environment is rebuilt only when pyproject.toml or
 requirements/constraints.txt change, and generated data is reused when its arguments match.
@@ -78,10 +78,11 @@ def main(argv: list[str]) -> int:
     python = ensure_env()
     os.chdir(ROOT)
     if argv[0] == "test":
-        lint = subprocess.run([str(python), "-m", "ruff", "check", "llseg", "benchmarks", "tests", "quickstart.py"])
-        if lint.returncode:
-            print("[quickstart] ruff found the problems above; fix them (many with 'ruff check --fix')", flush=True)
-            return lint.returncode
+        checks = {"ruff": ["ruff", "check", "llseg", "benchmarks", "tests", "quickstart.py"], "mypy": ["mypy"]}
+        for name, command in checks.items():
+            if subprocess.run([str(python), "-m", *command]).returncode:
+                print(f"[quickstart] {name} found the problems above; fix them before the tests run", flush=True)
+                return 1
         return subprocess.run([str(python), "-m", "pytest", *argv[1:]]).returncode
     for args in BENCH:
         rc = subprocess.run([str(python), "-m", "llseg", *args]).returncode

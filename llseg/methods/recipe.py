@@ -86,6 +86,7 @@ class Recipe:
     needs_background: ClassVar[bool] = False  # dataset background class, channel 0 of step 0
     one_head_per_group: ClassVar[bool] = False  # the model grows one head per class group (else one block)
     teacher_maps: ClassVar[tuple[str, ...]] = ()  # forward_features maps of the begin_stage teacher pass
+    capabilities: ClassVar[tuple[type, ...]] = ()  # protocols of llseg.models the recipe's model must meet
 
     def __init__(self, config: TrainConfig, info: DatasetInfo) -> None:
         self.config, self.info = config, info
@@ -128,7 +129,11 @@ class Recipe:
                               f"got {kwargs[option]!r}")
 
     def check_model(self, model: nn.Module) -> None:
-        """Raise ``ConfigError`` if a freshly built ``model`` lacks a capability the recipe uses."""
+        """Raise ``ConfigError`` if a freshly built ``model`` lacks one of ``capabilities``."""
+        missing = [protocol.__name__ for protocol in self.capabilities if not isinstance(model, protocol)]
+        if missing:
+            raise ConfigError(f"recipe {self.name} needs a model with {', '.join(missing)} "
+                              f"(llseg.models); {type(model).__name__} lacks it")
 
     def after_grow(self, model: nn.Module, num_new: int) -> None:
         """Initialise the ``num_new`` channels (or head) just appended to ``model``."""

@@ -42,7 +42,7 @@ from torch import nn
 from llseg.errors import ConfigError
 from llseg.methods.recipe import Stage, TeacherOutputs
 from llseg.methods.recipes.ssul import Ssul, SsulOptions, pseudo_label
-from llseg.models import FeatureModel
+from llseg.models import FeatureModel, StepHeadsModel
 
 __all__ = ["FeatureKd", "FeatureKdOptions", "dada_loss", "feature_distance", "pseudo_label"]
 
@@ -191,6 +191,7 @@ class FeatureKd(Ssul):
     the layer1..3 ASPP taps. A stage without a teacher (step 0, or no new class) is SSUL's."""
 
     Options = FeatureKdOptions
+    capabilities = (StepHeadsModel, FeatureModel)
     options: FeatureKdOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -201,11 +202,6 @@ class FeatureKd(Ssul):
         kwargs = super().model_kwargs(kwargs)
         self.require_model_option(kwargs, "aspp_taps", True, "ASPP taps on layer1..3")
         return kwargs
-
-    def check_model(self, model: nn.Module) -> None:
-        super().check_model(model)
-        if not isinstance(model, FeatureModel):
-            raise ConfigError(f"recipe {self.name} distils intermediate maps; {type(model).__name__} has no forward_features")
 
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         super().begin_stage(stage, teacher_outputs)

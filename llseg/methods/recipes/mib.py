@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -96,6 +96,7 @@ class ExpandingRecipe(Recipe):
     defaults = {"backbone_lr": None, "lr_incremental": 0.001}
     keeps_teacher = True
     needs_background = True
+    capabilities: ClassVar[tuple[type, ...]] = (ExpandingClassifierModel,)
     options: ExpandingOptions
 
     @classmethod
@@ -106,10 +107,6 @@ class ExpandingRecipe(Recipe):
     def model_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         self.require_model_option(kwargs, "head", "expanding", "one expanding classifier")
         return kwargs
-
-    def check_model(self, model: nn.Module) -> None:
-        if not isinstance(model, ExpandingClassifierModel):
-            raise ConfigError(f"recipe {self.name} needs one expanding classifier; {type(model).__name__} has none")
 
     def after_grow(self, model: nn.Module, num_new: int) -> None:
         if self.options.init_balanced:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from llseg.errors import ConfigError
 from llseg.methods.recipe import Stage, TeacherOutputs
 from llseg.methods.recipes.mib import ExpandingOptions, ExpandingRecipe
 from llseg.methods.registry import register_recipe
-from llseg.models import FeatureModel
+from llseg.models import ExpandingClassifierModel, FeatureModel
 
 POD_SCALES = (1, 2, 4)
 # forward_features maps distilled with pod_factor; the low-resolution logits use pod_logits_factor.
@@ -184,16 +184,12 @@ class Plop(ExpandingRecipe):
     that adds no class) it is plain cross-entropy."""
 
     Options = PlopOptions
+    capabilities = (ExpandingClassifierModel, FeatureModel)
     options: PlopOptions
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.thresholds: torch.Tensor | None = None
-
-    def check_model(self, model: nn.Module) -> None:
-        super().check_model(model)
-        if not isinstance(model, FeatureModel):
-            raise ConfigError(f"recipe {self.name} distils intermediate maps; {type(model).__name__} has no forward_features")
 
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Per-class thresholds from the teacher's entropy over the stage's training data."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -193,6 +193,7 @@ class Ssul(Recipe):
     keeps_teacher = True
     needs_background = True
     one_head_per_group = True
+    capabilities: ClassVar[tuple[type, ...]] = (StepHeadsModel,)
     options: SsulOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -212,10 +213,6 @@ class Ssul(Recipe):
         self.require_model_option(kwargs, "head", "per_step", "one head per step")
         kwargs["unknown"] = self.options.unknown
         return kwargs
-
-    def check_model(self, model: nn.Module) -> None:
-        if not isinstance(model, StepHeadsModel):
-            raise ConfigError(f"recipe {self.name} needs per-step heads; {type(model).__name__} has none")
 
     def after_grow(self, model: nn.Module, num_new: int) -> None:
         if self.options.w_transfer:

@@ -493,7 +493,8 @@ def precision_record(path: Path, hyper: dict[str, Any], auto: str) -> dict[str, 
     same ``auto`` precision; else exit naming the difference (checked before any training)."""
     old = read_record(path)
     # records made before the recipe was renamed say "cil"
-    old["hyperparameters"]["recipe"] = canonical_name(old["hyperparameters"]["recipe"])
+    if "recipe" in old["hyperparameters"]:
+        old["hyperparameters"]["recipe"] = canonical_name(old["hyperparameters"]["recipe"])
     if old["hyperparameters"] != json.loads(json.dumps(hyper)) or old["auto"] != auto:
         differ = sorted(k for k in {*hyper, *old["hyperparameters"]} if old["hyperparameters"].get(k) != hyper.get(k))
         raise SystemExit(f"--append: {path} was made with other settings ({', '.join(differ) or 'auto precision'}); "

@@ -43,7 +43,7 @@ SIZE = 64  # DeepLabV3 (output stride 16) predicts on a 4x4 grid here: objects a
 # dilated depthwise convs in NCHW instead of channels_last (same maths, other kernels) moved PLOP's
 # old-class mIoU after step 1 from 0.315 to 0.176 (finetune 0.178).
 SETTINGS = dict(model="deeplabv3_mobilenet_v3_large", model_kwargs={"bn_momentum": 0.1}, dataset="voc",
-                epochs=30, batch_size=4, optimizer="sgd", lr=0.05, weight_decay=1e-4, jitter=0.0,
+                epochs=30, batch_size=4, optimizer="sgd", lr=0.05, backbone_lr=None, weight_decay=1e-4, jitter=0.0,
                 scale=(1.0, 1.0), flip=True, seed=5, device="cpu", precision="fp32")
 
 
@@ -101,7 +101,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     # LAG's body at lr 0.0005 (benchmarks/accuracy.py's setting): at lr · 0.1 its feature terms alone
     # moved this from-scratch body far enough to lose old classes with 2 threads (old 0.38).
     for recipe, flags in (("idec", IDEC_VOC_FLAGS), ("lag", {**LAG_VOC_FLAGS, "rho": 0.5, "backbone_lr": 0.0005})):
-        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe=recipe, **SETTINGS, **flags)))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe=recipe, **{**SETTINGS, **flags})))
         learner.groups = [list(g) for g in step0["ssul"]["groups"]]
         taps = {k: v for k, v in learner._new_model().state_dict().items() if k.startswith("aspp_taps.")}
         learner.load_state_dict({**step0["ssul"], "state_dict": {**step0["ssul"]["state_dict"], **taps}})

@@ -148,6 +148,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from llseg.export import export_checkpoint
+
+    print(export_checkpoint(args.checkpoint, args.out, args.format, args.size))
+    return 0
+
+
+def _cmd_sedna(args: argparse.Namespace) -> int:
+    from llseg.sedna.workers import run_worker
+
+    return run_worker(args.role)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from llseg.report.build import write_workspace_report
 
@@ -242,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="mask weight in the overlay, 0..1 (default 0.5)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: CUDA when present)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="write a checkpoint as an edge model: ONNX or TorchScript (docs/sedna.md)")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", type=Path, required=True, help="output file (.onnx or .ts)")
+    p.add_argument("--size", type=_size, default=None, help="deploy resolution HxW (default: the checkpoint's input_size)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("sedna", help="KubeEdge Sedna lifelong-learning worker; settings come from the environment (docs/sedna.md)")
+    p.add_argument("role", choices=("train", "eval", "infer"))
+    p.set_defaults(func=_cmd_sedna)
 
     p = sub.add_parser(
         "bench",

@@ -1,0 +1,1 @@
+"""KubeEdge Sedna lifelong-learning workers (``llseg sedna train|eval|infer``); see docs/sedna.md."""

@@ -1,0 +1,68 @@
+"""``llseg export``: ONNX / TorchScript models give PyTorch's masks (ONNX Runtime parity)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llseg.cli import main
+from llseg.errors import ConfigError
+from llseg.export import TorchModel, export_checkpoint, load_edge_model, predict_image
+from llseg.methods.config import TrainConfig
+from llseg.methods.learner import ContinualLearner
+from tests.conftest import Rows
+
+FAST = {"epochs": 1, "batch_size": 2, "seed": 3, "jitter": 0.0, "device": "cpu", "precision": "fp32"}
+SIZE = (32, 64)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def two_stage_checkpoint(make_rows: Callable[..., Rows], path: Path) -> tuple[Path, Rows]:
+    """ERFNet klingner checkpoint with groups [0, 10] then [13]; returns it and the stage-2 rows."""
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
+    first = make_rows("a", 2, [10, 0, 13], keep={0, 10})
+    second = make_rows("b", 2, [10, 0, 13], keep={13})
+    for rows in (first, second):
+        learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
+    learner.save(path)
+    return path, second
+
+
+def test_onnx_and_torchscript_masks_equal_pytorch(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="optional extra llseg[onnx] (the test command installs it)")
+    checkpoint, rows = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
+    learner = ContinualLearner.from_checkpoint(checkpoint, device="cpu")
+    images = [Path(p) for p in rows.x[:, 0]]
+    reference = [p.pred for p in learner.predict([str(p) for p in images])]
+    torch_model = TorchModel(learner, SIZE)
+    for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".ts")):
+        out = export_checkpoint(checkpoint, tmp_path / f"model{suffix}", fmt, SIZE)
+        edge = load_edge_model(out)
+        assert edge.info.classes == [0, 10, 13] and edge.info.group_sizes == [2, 1] and edge.info.input_size == SIZE
+        for image, expected in zip(images, reference):
+            mask, scores = predict_image(edge, image)
+            _, torch_scores = predict_image(torch_model, image)
+            # documented tolerance: scores within 1e-4 absolute, masks identical on these images
+            np.testing.assert_allclose(scores, torch_scores, atol=1e-4, rtol=0)
+            assert mask.dtype == np.uint8 and mask.shape == expected.shape
+            assert np.array_equal(mask, expected), f"{fmt}: {np.mean(mask != expected):.4%} pixels differ"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["model.onnx", "model.ts", "stage2.pt"]
+
+
+def test_cli_export_and_errors(make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint, _ = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
+    out = tmp_path / "edge" / "model.ts"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--size", "32x64", "--out", str(out)]) == 0
+    assert out.is_file() and str(out) in capsys.readouterr().out
+    # no input_size in the checkpoint and no --size: a clear error, no file
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(tmp_path / "x.ts")]) == 2
+    assert "--size HxW" in capsys.readouterr().err and not (tmp_path / "x.ts").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_edge_model(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ConfigError, match="bad.onnx: not a readable ONNX model"):
+        load_edge_model(tmp_path / "bad.onnx")

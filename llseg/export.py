@@ -166,7 +166,7 @@ def load_edge_model(path: Path, *, threads: int | None = None) -> EdgeModel:
 
 def to_batch(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """H×W×3 uint8 -> 1×3×h×w float32 in [0, 1], resized (bilinear) to ``size`` when given."""
-    image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+    image = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1).float().div_(255)
     if size is not None and tuple(image.shape[1:]) != tuple(size):
         image, _ = resize_pair(image, None, size)
     return image[None].contiguous().numpy()

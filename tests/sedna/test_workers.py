@@ -66,7 +66,8 @@ def test_train_settings_errors(make_rows: Callable[..., Rows], tmp_path: Path, m
     code, err = run("train", capsys)
     assert code == 2 and "OUTPUT_URL is not set" in err
     monkeypatch.setenv("OUTPUT_URL", str(out))
-    for text, expected in (("{epochs: [", "HYPERPARAMETERS is not valid JSON/YAML"), ("[1, 2]", "HYPERPARAMETERS must be a mapping")):
+    bad = (("{epochs: [", "HYPERPARAMETERS is not valid JSON/YAML"), ("[1, 2]", "HYPERPARAMETERS must be a mapping"))
+    for text, expected in bad:
         monkeypatch.setenv("HYPERPARAMETERS", text)
         code, err = run("train", capsys)
         assert code == 2 and expected in err

@@ -133,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("LATENCY.md"))
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of both runtimes (default 1: on a shared machine, spinning OpenMP threads "
+                             "of PyTorch slow down by up to 10x when another job takes a core)")
     parser.add_argument("--smoke", action="store_true", help="32x64 inputs, 1 repetition: checks the code paths only")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     sizes = ((32, 64),) if args.smoke else SIZES
     reps, warmup = (1, 0) if args.smoke else (args.reps, args.warmup)
     rows = []

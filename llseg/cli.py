@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=None, help="deploy resolution HxW (default: the checkpoint's input_size)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("sedna", help="KubeEdge Sedna lifelong-learning worker; settings come from the environment (docs/sedna.md)")
+    p = sub.add_parser("sedna", help="KubeEdge Sedna lifelong-learning worker; settings from the environment (docs/sedna.md)")
     p.add_argument("role", choices=("train", "eval", "infer"))
     p.set_defaults(func=_cmd_sedna)
 

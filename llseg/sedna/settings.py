@@ -158,9 +158,18 @@ def kb_model(index_url: Path, role: str) -> Path:
     try:
         index = FileOps.load(str(index_url))
         groups = index["seen_task"]["task_groups"]
-        model = Path(str(groups[0].model.model))
+        url = str(groups[0].model.model)
     except Exception as exc:  # joblib/pickle raise many types on a foreign or truncated file
         raise ConfigError(f"llseg sedna {role}: {index_url} is not a Sedna knowledge-base index of llseg ({exc!r})") from None
+    if FileOps.is_remote(url):  # a model held by Sedna's KB server (KB_SERVER set): fetch a local copy
+        local = index_url.parent / "kb_models" / f"{groups[0].entry}.model"
+        try:
+            FileOps.download(url, str(local))
+        except Exception as exc:  # urllib / minio errors
+            raise ConfigError(f"llseg sedna {role}: the knowledge base {index_url} names the model {url}, "
+                              f"which could not be downloaded ({exc!r})") from None
+        return local
+    model = Path(url)
     if not model.is_absolute():
         model = index_url.parent / model
     if not model.is_file():

@@ -7,7 +7,7 @@
   the knowledge base ``CLOUD_KB_INDEX`` with the new samples (e.g. the labelled unseen samples of
   the edge). Writes ``OUTPUT_URL/index.pkl`` and ``OUTPUT_URL/seen_task/global.model``.
 * **eval** (cloud): ``LifelongLearning.evaluate`` of the knowledge base ``MODEL_URLS`` on
-  ``TEST_DATASET_URL``; scores (accuracy = all-class mIoU, old/new/all mIoU, hIoU) go to Sedna and
+  ``TEST_DATASET_URL``; scores (accuracy = mIoU over the classes in the labels, old/new/all mIoU, hIoU) go to Sedna and
   to ``OUTPUT_URL/eval_result.json``.
 * **infer** (edge): the deployed model (``MODEL_URLS``'s checkpoint, or an exported ONNX /
   TorchScript file ``EDGE_MODEL_URL``) predicts every image of the folder ``INFER_DATASET_URL``
@@ -165,6 +165,7 @@ class Inference:
         self.watch = settings.flag("INFER_WATCH", role)
         self.poll = settings.number("INFER_POLL_SECONDS", role, 2.0, 0.05, 3600.0)
         self.model_path, self.model, self.stamp = self._load()
+        self.failed: dict[Path, float] = {}  # image -> mtime when it failed: not retried until it changes
 
     def _load(self) -> tuple[Path, EdgeModel, float]:
         if self.edge_model:
@@ -189,7 +190,8 @@ class Inference:
     def pending(self) -> tuple[list[Path], list[Path]]:
         """``(images without a record yet, files that are not images by their suffix)``, sorted."""
         files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and not (self.results / f"{p.stem}.json").exists()]
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and not (self.results / f"{p.stem}.json").exists()
+                  and self.failed.get(p) != p.stat().st_mtime]
         return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
 
     def predict(self, image: Path) -> dict[str, Any]:
@@ -230,6 +232,7 @@ class Inference:
             try:
                 record = self.predict(image)
             except DataError as exc:
+                self.failed[image] = image.stat().st_mtime
                 errors.append(str(exc))
                 log.error("%s", exc)
                 continue

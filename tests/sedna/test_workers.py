@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from llseg.cli import main
 from llseg.data.imageio import read_label_png
+from llseg.errors import DataError
 from llseg.export import export_checkpoint
 from llseg.methods.learner import ContinualLearner
 from llseg.sedna import workers
@@ -162,15 +164,19 @@ def test_infer_worker_writes_masks_records_and_unseen_copies(
     # the ONNX model in watch mode: only new images are predicted, and nothing is unseen at threshold 1
     pytest.importorskip("onnxruntime", reason="optional extra llseg[onnx]")
     onnx = export_checkpoint(checkpoint, tmp_path / "model.onnx", "onnx", (32, 64))
-    (incoming / "broken.png").unlink()
     monkeypatch.setenv("EDGE_MODEL_URL", str(onnx))
     monkeypatch.setenv("UNSEEN_THRESHOLD", "1")
     monkeypatch.setenv("INFER_WATCH", "true")
     monkeypatch.setenv("INFER_POLL_SECONDS", "0.05")
-    new = incoming / "late.png"
-    Image.open(images[0]).save(new)
-    summary = workers.infer(max_polls=1)
-    assert summary["predicted"] == 1
+    def arrive() -> None:  # a frame arriving while the worker polls (written, then renamed into place)
+        Image.open(images[0]).save(incoming / "late.tmp", format="PNG")
+        (incoming / "late.tmp").rename(incoming / "late.png")
+
+    timer = threading.Timer(0.3, arrive)
+    timer.start()
+    with pytest.raises(DataError, match=r"1 file\(s\) could not be predicted: .*broken.png"):  # reported once, not per poll
+        workers.infer(max_polls=40)
+    timer.join()
     record = json.loads((tmp_path / "results" / "late.json").read_text())
     assert record["model"] == str(onnx) and not record["unseen"] and record["unseen_copy"] is None
     first = json.loads((tmp_path / "results" / f"{images[0].stem}.json").read_text())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import statistics
 import subprocess
@@ -105,15 +106,17 @@ def write_table(rows: list[dict[str, object]], out: Path, reps: int) -> None:
         "# CPU inference latency per image: PyTorch vs ONNX Runtime",
         "",
         f"Written by `benchmarks/latency.py` on {dt.date.today()}: CPU {cpu_model()}, "
-        f"{torch.get_num_threads()} intra-op threads for both runtimes, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op thread(s) for both runtimes, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, fp32, batch 1, median of {reps} runs after warm-up.",
-        "**Caveat:** measured on a shared 2-core machine under load from other jobs; absolute numbers vary by "
-        "tens of percent between runs, the PyTorch/ONNX Runtime ratio less. Rerun on the edge device.",
+        f"**Caveat:** 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of the run: "
+        "on a shared, loaded machine absolute numbers vary by tens of percent between runs (an end-to-end time below "
+        "its forward time is such noise); rerun on a quiet machine or the edge device.",
         "",
         "`forward`: the exported graph (normalisation, network, class scores) on one image already at the deploy "
         "resolution; `end to end`: `predict_image` (PNG decode, resize, forward, bilinear upsampling, argmax). "
         "`masks agree`: share of pixels with the same class in both runtimes (random weights and a noise image, "
-        "so near-ties are frequent; the parity test on trained models requires identical masks).",
+        "so near-ties are frequent; the parity test on trained models requires identical masks). PyTorch runs the graph "
+        "eagerly in fp32 NCHW; `llseg predict` / the estimators add channels-last and, on CPUs with native bf16, bf16 autocast.",
         "",
         "| model | deploy size | PyTorch forward ms | ONNX Runtime forward ms | speed-up | PyTorch end to end ms "
         "| ONNX Runtime end to end ms | masks agree | ONNX file MB |",

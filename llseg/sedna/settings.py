@@ -46,7 +46,7 @@ def param(name: str, default: str | None = None) -> str | None:
 def required(name: str, role: str, what: str) -> str:
     value = param(name)
     if value is None:
-        raise ConfigError(f"llseg sedna {role}: environment variable {name} is not set ({what}); "
+        raise ConfigError(f"{role} worker: environment variable {name} is not set ({what}); "
                           "Sedna's local controller sets it, or export it to run the worker by hand (docs/sedna.md)")
     return value
 
@@ -55,7 +55,7 @@ def existing_path(name: str, role: str, what: str, *, folder: bool = False) -> P
     path = Path(required(name, role, what))
     if not (path.is_dir() if folder else path.is_file()):
         kind = "folder" if folder else "file"
-        raise ConfigError(f"llseg sedna {role}: {name}={path} is not an existing {kind} ({what})")
+        raise ConfigError(f"{role} worker: {name}={path} is not an existing {kind} ({what})")
     return path
 
 
@@ -66,16 +66,16 @@ def number(name: str, role: str, default: float, low: float, high: float) -> flo
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"llseg sedna {role}: {name}={text!r} is not a number; give a value in [{low}, {high}]") from None
+        raise ConfigError(f"{role} worker: {name}={text!r} is not a number; give a value in [{low}, {high}]") from None
     if not low <= value <= high:
-        raise ConfigError(f"llseg sedna {role}: {name}={value} lies outside [{low}, {high}]")
+        raise ConfigError(f"{role} worker: {name}={value} lies outside [{low}, {high}]")
     return value
 
 
 def flag(name: str, role: str) -> bool:
     text = (param(name) or "false").strip().lower()
     if text not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"llseg sedna {role}: {name}={text!r} must be true or false")
+        raise ConfigError(f"{role} worker: {name}={text!r} must be true or false")
     return text in ("true", "1", "yes")
 
 
@@ -83,17 +83,18 @@ def estimator_spec(role: str) -> tuple[str, dict[str, Any]]:
     """``(ESTIMATOR, HYPERPARAMETERS)``: the llseg estimator alias and its hyperparameters (a JSON/YAML mapping)."""
     name = param("ESTIMATOR", ESTIMATORS[0]) or ESTIMATORS[0]
     if name not in ESTIMATORS:
-        raise ConfigError(f"llseg sedna {role}: ESTIMATOR={name!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
+        raise ConfigError(f"{role} worker: ESTIMATOR={name!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
     text = param("HYPERPARAMETERS", "{}") or "{}"
     try:
         hps = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"llseg sedna {role}: HYPERPARAMETERS is not valid JSON/YAML ({exc}); "
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{role} worker: HYPERPARAMETERS is not valid JSON/YAML ({reason}); "
                           "give a mapping such as '{\"recipe\": \"klingner\", \"epochs\": 20}'") from None
     if hps is None:
         hps = {}
     if not isinstance(hps, dict):
-        raise ConfigError(f"llseg sedna {role}: HYPERPARAMETERS must be a mapping, got {type(hps).__name__}: {text!r}")
+        raise ConfigError(f"{role} worker: HYPERPARAMETERS must be a mapping, got {type(hps).__name__}: {text!r}")
     return name, hps
 
 
@@ -107,7 +108,7 @@ def check_kb_server(role: str, timeout: float = 3.0) -> str | None:
     except urllib.error.HTTPError:
         pass  # the server answered (e.g. 404 on its root): it is reachable
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ConfigError(f"llseg sedna {role}: knowledge base KB_SERVER={url} is unreachable ({exc}); "
+        raise ConfigError(f"{role} worker: knowledge base KB_SERVER={url} is unreachable ({exc}); "
                           "start Sedna's KB server or unset KB_SERVER to keep the index locally") from None
     return url
 
@@ -160,20 +161,20 @@ def kb_model(index_url: Path, role: str) -> Path:
         groups = index["seen_task"]["task_groups"]
         url = str(groups[0].model.model)
     except Exception as exc:  # joblib/pickle raise many types on a foreign or truncated file
-        raise ConfigError(f"llseg sedna {role}: {index_url} is not a Sedna knowledge-base index of llseg ({exc!r})") from None
+        raise ConfigError(f"{role} worker: {index_url} is not a Sedna knowledge-base index of llseg ({exc!r})") from None
     if FileOps.is_remote(url):  # a model held by Sedna's KB server (KB_SERVER set): fetch a local copy
         local = index_url.parent / "kb_models" / f"{groups[0].entry}.model"
         try:
             FileOps.download(url, str(local))
         except Exception as exc:  # urllib / minio errors
-            raise ConfigError(f"llseg sedna {role}: the knowledge base {index_url} names the model {url}, "
+            raise ConfigError(f"{role} worker: the knowledge base {index_url} names the model {url}, "
                               f"which could not be downloaded ({exc!r})") from None
         return local
     model = Path(url)
     if not model.is_absolute():
         model = index_url.parent / model
     if not model.is_file():
-        raise ConfigError(f"llseg sedna {role}: the knowledge base {index_url} names the model {model}, which does not exist")
+        raise ConfigError(f"{role} worker: the knowledge base {index_url} names the model {model}, which does not exist")
     return model
 
 

@@ -171,7 +171,7 @@ class Inference:
         if self.edge_model:
             path = Path(self.edge_model)
             if not path.is_file():
-                raise ConfigError(f"llseg sedna infer: EDGE_MODEL_URL={path} is not an existing file "
+                raise ConfigError(f"infer worker: EDGE_MODEL_URL={path} is not an existing file "
                                   "(an .onnx or .ts written by 'llseg export', or a checkpoint)")
             return path, load_edge_model(path), path.stat().st_mtime
         assert self.models is not None
@@ -225,7 +225,7 @@ class Inference:
             log.warning("ignoring %d file(s) that are not images (%s): %s", len(others), ", ".join(IMAGE_SUFFIXES),
                         ", ".join(p.name for p in others[:5]))
         if first and not images and not self.watch and not any(self.results.glob("*.json")):
-            raise ConfigError(f"llseg sedna infer: INFER_DATASET_URL={self.folder} holds no image "
+            raise ConfigError(f"infer worker: INFER_DATASET_URL={self.folder} holds no image "
                               f"({', '.join(IMAGE_SUFFIXES)}); put images there or set INFER_WATCH=true to wait for them")
         errors = []
         for image in images:
@@ -251,7 +251,7 @@ def infer(max_polls: int | None = None) -> dict[str, Any]:
         more, more_errors = worker.run_once(first=False)
         done, errors, polls = done + more, errors + more_errors, polls + 1
     if errors:
-        raise DataError(f"llseg sedna infer: {len(errors)} file(s) could not be predicted: " + "; ".join(errors))
+        raise DataError(f"infer worker: {len(errors)} file(s) could not be predicted: " + "; ".join(errors))
     return {"role": "infer", "predicted": done, "results": str(worker.results), "unseen": str(worker.unseen)}
 
 

@@ -33,6 +33,14 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    if args.kind == "ade20k":
+        from llseg.data.ade20k.synthetic import generate_ade_tree
+        from llseg.errors import ConfigError
+
+        if args.images_per_city is not None or args.class_tint:
+            raise ConfigError("--images-per-city and --class-tint do not apply to --kind ade20k; drop them")
+        print(generate_ade_tree(args.out, seed=args.seed, size=args.size))
+        return 0
     if args.kind == "aerial":
         from llseg.data.isprs.synthetic import generate_aerial_dataset
         from llseg.errors import ConfigError
@@ -64,6 +72,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from llseg.data.prepare import prepare
+    from llseg.errors import ConfigError
+
+    if args.list_splits:
+        from llseg.data.splits import describe_presets
+
+        print(describe_presets())
+        return 0
+    missing = [f"--{name}" for name in ("dataset", "root", "split", "out") if getattr(args, name) is None]
+    if missing:
+        raise ConfigError(f"llseg prepare: {', '.join(missing)} required (or --list-splits to list the split presets)")
 
     isprs = {
         key: value
@@ -185,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
         "synth",
         help="write a synthetic dataset: city scenes (Cityscapes layout), objects (VOC layout) or aerial tiles (ISPRS layout)",
     )
-    p.add_argument("--kind", choices=["city", "objects", "aerial"], default="city",
+    p.add_argument("--kind", choices=["city", "objects", "aerial", "ade20k"], default="city",
                    help="city: street scenes in Cityscapes layout (default); objects: VOC classes in VOC 2012 layout; "
-                        "aerial: Potsdam RGB and Vaihingen IRRG tiles in the ISPRS layout")
+                        "aerial: Potsdam RGB and Vaihingen IRRG tiles in the ISPRS layout; ade20k: a small "
+                        "ADEChallengeData2016 tree (150 classes as coloured rectangles)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_size, default=None, help="image size HxW (default: the generator's)")
@@ -198,14 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="build an incremental split: label maps, Ianvs index files, manifest")
-    p.add_argument("--dataset", required=True, choices=["cityscapes", "voc", "isprs"], help="dataset format of --root")
-    p.add_argument("--root", type=Path, required=True,
-                   help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes), JPEGImages/ (voc) "
-                        "or potsdam/ and vaihingen/ (isprs)")
-    p.add_argument("--split", required=True,
-                   help="split preset of the dataset (e.g. cil-3 for cityscapes, voc-15-1 for voc, isprs-2-2-1 for isprs); "
-                        "isprs-4-1, isprs-2-3, isprs-2-2-1, isprs-2-1 (isprs)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for labels, index files, manifest")
+    p.add_argument("--list-splits", action="store_true",
+                   help="print every split preset with its dataset, steps and classes per step, and exit")
+    p.add_argument("--dataset", choices=["cityscapes", "voc", "isprs", "ade20k"], help="dataset format of --root")
+    p.add_argument("--root", type=Path,
+                   help="dataset root: the folder holding leftImg8bit/ and gtFine/ (cityscapes), JPEGImages/ (voc), "
+                        "potsdam/ and vaihingen/ (isprs) or images/ and annotations/ (ade20k: ADEChallengeData2016)")
+    p.add_argument("--split",
+                   help="split preset of the dataset (e.g. cil-3 for cityscapes, voc-15-1 for voc, isprs-2-2-1 for isprs, "
+                        "ade-100-50 for ade20k); --list-splits lists them all")
+    p.add_argument("--out", type=Path, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-list", default=None,
                    help="voc only: list in ImageSets/Segmentation/ to draw the tasks from (default train; SBD: train_aug)")

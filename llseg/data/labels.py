@@ -85,6 +85,8 @@ class DatasetInfo:
         id_to_train_id: ``uint8[256]`` lookup table from raw label ids to train ids
             (unknown ids map to 255), or ``None`` when label files already hold train ids.
         valid_ids: raw ids that may legally appear in label files (``None``: any id < 256).
+        unscored: classes left out of every score (ADE20K's "other", ignored when scoring as in
+            the papers, but trained as their background channel).
     """
 
     name: str
@@ -93,6 +95,7 @@ class DatasetInfo:
     background_id: int | None
     id_to_train_id: np.ndarray | None = field(default=None, compare=False, repr=False)
     valid_ids: frozenset[int] | None = None
+    unscored: frozenset[int] = frozenset()
 
     @property
     def num_classes(self) -> int:
@@ -197,7 +200,41 @@ ISPRS = DatasetInfo(
 )
 ISPRS_NOBG = replace(ISPRS, name="isprs-nobg", background_id=None)
 
-DATASETS: dict[str, DatasetInfo] = {"cityscapes": CITYSCAPES, "voc": VOC, "isprs": ISPRS, "isprs-nobg": ISPRS_NOBG}
+# ADE20K scene parsing (ADEChallengeData2016, the 150-class benchmark of MiB, PLOP, SSUL, ...): annotation
+# PNGs hold 0..150; 0 ("other": unlabelled or outside the 150 classes) is the class-incremental papers'
+# background channel in training (other steps' classes train as 0) and is ignored when scoring.
+ADE20K_CLASS_NAMES: tuple[str, ...] = (
+    "other", "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane",
+    "grass", "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant",
+    "curtain", "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror",
+    "rug", "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub",
+    "railing", "cushion", "base", "box", "column", "signboard", "chest of drawers", "counter",
+    "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand", "path", "stairs",
+    "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
+    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop",
+    "stove", "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine",
+    "hovel", "bus", "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight",
+    "booth", "television receiver", "airplane", "dirt track", "apparel", "pole", "land",
+    "bannister", "escalator", "ottoman", "bottle", "buffet", "poster", "stage", "van", "ship",
+    "fountain", "conveyer belt", "canopy", "washer", "plaything", "swimming pool", "stool",
+    "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball", "food",
+    "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher",
+    "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan",
+    "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator",
+    "glass", "clock", "flag",
+)
+ADE20K = DatasetInfo(
+    name="ade20k",
+    class_names=ADE20K_CLASS_NAMES,
+    palette=tuple((int(r), int(g), int(b)) for r, g, b in voc_colormap()[: len(ADE20K_CLASS_NAMES)]),
+    background_id=0,
+    valid_ids=frozenset(range(len(ADE20K_CLASS_NAMES))),
+    unscored=frozenset({0}),
+)
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cityscapes": CITYSCAPES, "voc": VOC, "isprs": ISPRS, "isprs-nobg": ISPRS_NOBG, "ade20k": ADE20K,
+}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

@@ -9,7 +9,9 @@ Keys (all maps H×W at the label resolution, values are dataset train ids, never
 * ``group_pred``: G×H×W, argmax restricted to the classes of group g (Klingner's "Task g");
 * ``prefix_pred``: G×H×W, argmax restricted to groups 0..g (Klingner's "Task 1∪..∪g");
 * ``classes``: learned train ids in channel order; ``group_sizes``: classes per group, in order;
-* ``num_classes``: number of classes of the dataset (so metrics can size confusion matrices).
+* ``num_classes``: number of classes of the dataset (so metrics can size confusion matrices);
+* ``unscored``: classes left out of every score, their ground-truth pixels ignored (ADE20K's
+  "other", :attr:`llseg.data.labels.DatasetInfo.unscored`); absent in older records (none).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class Prediction:
     classes: np.ndarray
     group_sizes: np.ndarray
     num_classes: int
+    unscored: tuple[int, ...] = ()
 
     @property
     def groups(self) -> list[list[int]]:
@@ -94,6 +97,7 @@ def save_prediction(
     classes: list[int],
     group_sizes: list[int],
     num_classes: int,
+    unscored: tuple[int, ...] = (),
 ) -> None:
     """Write one prediction record (see the module docstring) to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,7 @@ def save_prediction(
             classes=np.asarray(classes, dtype=np.int64),
             group_sizes=np.asarray(group_sizes, dtype=np.int64),
             num_classes=np.int64(num_classes),
+            unscored=np.asarray(unscored, dtype=np.int64),
         )
 
 
@@ -121,6 +126,7 @@ def load_prediction(path: str | Path) -> Prediction:
                 classes=data["classes"],
                 group_sizes=data["group_sizes"],
                 num_classes=int(data["num_classes"]),
+                unscored=tuple(int(k) for k in data["unscored"]) if "unscored" in data else (),
             )
     except FileNotFoundError:
         raise DataError(f"prediction record {path} does not exist; rerun the prediction step") from None

@@ -2,10 +2,10 @@
 
 :func:`prepare` only dispatches; each dataset's builder lives in its sub-package:
 :mod:`llseg.data.cityscapes.prepare`, :mod:`llseg.data.voc.prepare` (Pascal VOC and the synthetic
-objects dataset) and :mod:`llseg.data.isprs.prepare` (ISPRS Potsdam -> Vaihingen and the synthetic
-aerial dataset). All write the same kinds of files: label maps (``uint8``, 255 = ignore), the
-index files train_index.txt, val_index.txt and test_index.txt, and manifest.json
-(:class:`~llseg.data.manifest.Manifest`).
+objects dataset), :mod:`llseg.data.isprs.prepare` (ISPRS Potsdam -> Vaihingen and the synthetic
+aerial dataset) and :mod:`llseg.data.ade20k.prepare` (ADEChallengeData2016). All write the same
+kinds of files: label maps (``uint8``, 255 = ignore), the index files train_index.txt,
+val_index.txt and test_index.txt, and manifest.json (:class:`~llseg.data.manifest.Manifest`).
 
 Every task fills one equal chunk of train_index.txt, so Ianvs' line-order splitting
 (``default``/``fwt_splitting`` with ``incremental_rounds`` = number of tasks, ``step = int(N / R)``)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llseg.data.ade20k.prepare import prepare_ade20k
 from llseg.data.cityscapes.prepare import TEST_SPLIT, prepare_cityscapes
 from llseg.data.imageio import PathLike
 from llseg.data.isprs.prepare import prepare_isprs
@@ -22,7 +23,7 @@ from llseg.data.manifest import Manifest
 from llseg.data.voc.prepare import prepare_voc
 from llseg.errors import ConfigError
 
-DATASETS = ("cityscapes", "voc", "isprs")
+DATASETS = ("cityscapes", "voc", "isprs", "ade20k")
 
 
 def prepare(
@@ -43,7 +44,7 @@ def prepare(
     ``"voc"`` (see :func:`llseg.data.voc.prepare.prepare_voc`; ``train_list`` / ``test_list`` name
     its lists, default ``train`` / ``val``) or ``"isprs"`` (see :func:`llseg.data.isprs.prepare.prepare_isprs`;
     ``isprs_options`` are its keyword arguments ``patch_size``, ``background``, ``clutter``,
-    ``eroded`` and ``colour_tolerance``).
+    ``eroded`` and ``colour_tolerance``) or ``"ade20k"`` (see :func:`llseg.data.ade20k.prepare.prepare_ade20k`).
 
     Raises:
         ConfigError: unknown dataset, or list names or ISPRS options given for another dataset;
@@ -62,6 +63,13 @@ def prepare(
                 "train and test tiles from the standard ISPRS lists: drop them"
             )
         return prepare_isprs(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, **(isprs_options or {}))
+    if dataset == "ade20k":
+        if train_list is not None or test_list is not None:
+            raise ConfigError(
+                "train_list and test_list (--train-list, --test-list) apply to dataset voc only; ade20k reads "
+                "images/training and images/validation: drop them"
+            )
+        return prepare_ade20k(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio)
     if dataset == "voc":
         return prepare_voc(
             root=root, split=split, out=out, seed=seed, train_ratio=train_ratio,

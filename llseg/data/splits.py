@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from llseg.data.labels import CITYSCAPES, IGNORE_INDEX, ISPRS, ISPRS_DOMAINS, ISPRS_NOBG
+from llseg.data.labels import ADE20K, CITYSCAPES, IGNORE_INDEX, ISPRS, ISPRS_DOMAINS, ISPRS_NOBG
 from llseg.errors import ConfigError, DataError
 
 Mode = Literal["overlap", "disjoint", "sequential"]
@@ -330,6 +330,7 @@ class ClassDomainIncrementalSpec(ClassIncrementalSpec):
 
 
 ISPRS_TASKS = ("4-1", "2-3", "2-2-1", "2-1")
+ADE_TASKS = ("100-50", "50-50", "100-10", "100-5")
 ISPRS_BACKGROUNDS = ("impervious", "none")
 
 
@@ -440,6 +441,14 @@ PRESETS: dict[str, Preset] = {
     # Vaihingen; clutter is never a class. Registered with impervious surfaces as the background;
     # `llseg prepare --background none` builds the variant without one (same class groups).
     **{f"isprs-{task}": isprs_split(task) for task in ISPRS_TASKS},
+    # ADE20K (151 ids, 0 = "other", the background channel), docs/methods.md §8.4: overlapped, classes in
+    # index order, as MiB, PLOP and SSUL; 50-50 has three steps.
+    **{
+        f"ade-{name}": ClassIncrementalSpec(
+            num_classes=ADE20K.num_classes, increments=name, mode="overlap", background_id=ADE20K.background_id
+        )
+        for name in ADE_TASKS
+    },
 }
 
 
@@ -449,3 +458,44 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise KeyError(f"unknown split preset {name!r}; valid: {', '.join(PRESETS)}") from None
+
+
+def preset_dataset(spec: Preset) -> str:
+    """The dataset (``llseg prepare --dataset``) a preset belongs to."""
+    if isinstance(spec, (CityClassIncrementalSpec, ClassDomainIncrementalSpec)):
+        return spec.dataset
+    if isinstance(spec, DomainIncrementalSpec):
+        return "cityscapes"
+    return {21: "voc", ADE20K.num_classes: "ade20k"}.get(spec.num_classes, "?")
+
+
+def describe_presets() -> str:
+    """Every preset, one block each: name, dataset, mode, steps and the classes (or domains) per step
+    (``llseg prepare --list-splits``)."""
+    from llseg.data.labels import get_dataset_info
+
+    blocks = []
+    for name, spec in PRESETS.items():
+        dataset = preset_dataset(spec)
+        if isinstance(spec, DomainIncrementalSpec):
+            head = f"{name}: dataset {dataset}, domain-incremental, {spec.num_steps} steps, all classes every step"
+            rows = [f"  step {t}: {', '.join(g)}" for t, g in enumerate(spec.tasks)]
+        else:
+            classes = spec.classes if isinstance(spec, CityClassIncrementalSpec) else spec
+            names = get_dataset_info(dataset).class_names
+            bg = classes.background_id
+            head = (f"{name}: dataset {dataset}, {classes.mode}, {classes.num_steps} steps "
+                    f"({'-'.join(str(len(t)) for t in classes.tasks)} classes), background "
+                    f"{'none' if bg is None else names[bg]}")
+            rows = []
+            for t, task in enumerate(classes.tasks):
+                where = ""
+                if isinstance(spec, CityClassIncrementalSpec):
+                    where = f" [cities {', '.join(spec.domains.groups[t])}]"
+                elif isinstance(spec, ClassDomainIncrementalSpec):
+                    where = f" [domain {spec.step_domains[t]}]"
+                shown = ", ".join(f"{k} {names[k]}" for k in task[:6]) + (f", ... {task[-1]} {names[task[-1]]}"
+                                                                          if len(task) > 6 else "")
+                rows.append(f"  step {t}: {len(task)} {'class' if len(task) == 1 else 'classes'} ({shown}){where}")
+        blocks.append("\n".join([head, *rows]))
+    return "\n".join(blocks)

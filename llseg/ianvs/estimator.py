@@ -93,6 +93,7 @@ class SegmentationEstimator:
                 classes=prediction.classes.tolist(),
                 group_sizes=prediction.group_sizes.tolist(),
                 num_classes=prediction.num_classes,
+                unscored=prediction.unscored,
             )
             written[image] = str(path)
         return [written[image] for image in images]

@@ -379,4 +379,5 @@ class ContinualLearner:
                 classes=np.asarray(self.classes),
                 group_sizes=np.asarray(sizes),
                 num_classes=self.info.num_classes,
+                unscored=tuple(sorted(self.info.unscored)),
             )

@@ -11,6 +11,9 @@ One :class:`IncrementalScorer` accumulates, over a whole dataset, the confusion 
   plain mIoU over all learned classes);
 * ``mIoU_old`` / ``mIoU_new`` / ``mIoU_all`` / ``hIoU``: one confusion matrix over the learned
   classes (ground truth of classes not learned yet ignored), old = the first group.
+
+Classes a record names ``unscored`` (ADE20K's "other") are left out of every score and their
+ground-truth pixels are ignored, as the class-incremental ADE20K papers score only the 150 classes.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class IncrementalScorer:
         self.learned = np.zeros_like(self.full)
         self.per_group: list[np.ndarray] = []
         self.per_prefix: list[np.ndarray] = []
+        self.unscored: tuple[int, ...] = ()
 
     def update(self, prediction: Prediction, target: np.ndarray) -> None:
         if prediction.pred.shape != target.shape:
@@ -44,8 +48,11 @@ class IncrementalScorer:
             self.groups = groups
             self.per_group = [np.zeros_like(self.full) for _ in groups]
             self.per_prefix = [np.zeros_like(self.full) for _ in groups]
+            self.unscored = tuple(prediction.unscored)
         elif groups != self.groups:
             raise ValueError(f"prediction records mix models: class groups {groups} vs {self.groups}")
+        if self.unscored:
+            target = np.where(np.isin(target, self.unscored), np.uint8(255), target).astype(target.dtype)
         maps = [prediction.pred[None], prediction.group_pred, prediction.prefix_pred]
         if any(m.shape[1:] != target.shape or len(m) != n for m, n in zip(maps, (1, len(groups), len(groups)))):
             raise ValueError(
@@ -94,14 +101,15 @@ class IncrementalScorer:
                 return None
 
         scores: dict[str, float | None] = {"accuracy": self.accuracy()}
+        groups = [[c for c in g if c not in self.unscored] for g in self.groups]
         union: list[int] = []
-        for k, classes in enumerate(self.groups, start=1):
+        for k, classes in enumerate(groups, start=1):
             union = union + classes
             scores[f"mIoU_task{k}"] = safe(self.per_group[k - 1], classes)
             if k > 1:
                 scores[union_name(k)] = safe(self.per_prefix[k - 1], union)
-        old = self.groups[0]
-        new = [c for g in self.groups[1:] for c in g]
+        old = groups[0]
+        new = [c for g in groups[1:] for c in g]
         old_score = safe(self.learned, old)
         new_score = safe(self.learned, new) if new else None
         scores["mIoU_old"], scores["mIoU_new"] = old_score, new_score

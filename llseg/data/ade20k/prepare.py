@@ -1,0 +1,109 @@
+"""``llseg prepare --dataset ade20k``: a class-incremental ADE20K split for Ianvs.
+
+Reads ADEChallengeData2016 (or a generated tree in its layout, :mod:`llseg.data.ade20k.synthetic`).
+Splits are the ``ade-*`` presets of :mod:`llseg.data.splits`: ``ade-100-50``, ``ade-50-50`` (three
+steps), ``ade-100-10`` and ``ade-100-5``, overlapped as in MiB, PLOP and SSUL: a step takes the
+training images with >= 1 pixel of its classes. Step k's training labels keep its classes and turn
+every other class into 0 ("other", the background channel); test labels are the annotations as
+they are, and the scores ignore 0 (:attr:`llseg.data.labels.DatasetInfo.unscored`).
+
+Output folder layout (paths in index files are relative to ``<out>``)::
+
+    labels/full/<id>.png      the annotations (uint8 0..150)
+    labels/task<k>/<id>.png   step k's training labels
+    train_index.txt   <image> <full_label> <task_label>; one chunk of ``chunk_size`` lines per step
+    val_index.txt     <image> <full_label> <full_label>; the eval-side images, for checkpoint choice
+    test_index.txt    <image> <full_label> <full_label>; the validation split (2,000 images)
+    manifest.json     what was written and why (see :class:`~llseg.data.manifest.Manifest`)
+
+Index scheme for the unequal steps (step 0 of 100-5 has thousands of images, a 5-class step a few
+hundred): :mod:`llseg.data.chunks`, shared with VOC and ISPRS. Every training image is on the train
+or the eval side in all its steps, steps are padded to equal chunks with repeated lines (one Ianvs
+chunk per step; training and scoring use a repeated line once).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from llseg.data.ade20k.layout import ADESample, find_ade_samples, load_ade_label
+from llseg.data.checks import check_seed, check_train_ratio
+from llseg.data.chunks import padded_chunks, padded_rows, write_padded_layout
+from llseg.data.imageio import PathLike
+from llseg.data.labels import ADE20K
+from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR
+from llseg.data.manifest import Manifest, SplitSummary, write_manifest
+from llseg.data.scan import scan_class_counts
+from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership, train_label_lut
+from llseg.errors import ConfigError
+
+TRAIN_SPLIT, TEST_SPLIT = "training", "validation"
+
+
+def ade_spec(split: str) -> ClassIncrementalSpec:
+    """The ADE20K split preset ``split``; ``ConfigError`` lists the valid ones."""
+    valid = {
+        name: spec
+        for name, spec in PRESETS.items()
+        if isinstance(spec, ClassIncrementalSpec) and spec.num_classes == ADE20K.num_classes
+    }
+    if split not in valid:
+        what = "is not an" if split in PRESETS else "is an unknown"
+        raise ConfigError(f"split {split!r} {what} ade20k split; valid: {', '.join(valid)}")
+    return valid[split]
+
+
+def _label_rel(kind: str, sample: ADESample) -> str:
+    return f"labels/{kind}/{sample.id}.png"
+
+
+def prepare_ade20k(*, root: PathLike, split: str, out: PathLike, seed: int = 0, train_ratio: float = 0.8) -> Manifest:
+    """Build the ADE20K split ``split`` of the ADEChallengeData2016 folder ``root`` into ``out``.
+
+    Raises:
+        ConfigError: unknown split, bad ``seed`` or ``train_ratio``, or a step with fewer than 2
+            images (names the step and its classes).
+        DataError: missing folders, images or annotations, or a bad annotation (see
+            :mod:`llseg.data.ade20k.layout`).
+    """
+    spec = ade_spec(split)
+    check_train_ratio(train_ratio)
+    seed = check_seed(seed)
+    root, out = Path(root), Path(out)
+    train_samples = find_ade_samples(root, TRAIN_SPLIT)
+    test_samples = find_ade_samples(root, TEST_SPLIT)
+    counts = scan_class_counts(
+        [s.label for s in train_samples], load_ade_label, ADE20K.num_classes, out / STATE_DIR / "scan_cache.json"
+    )
+    member = membership(spec, counts)
+    small = [t for t, n in enumerate(member.sum(axis=0)) if n < 2]
+    if small:
+        detail = "; ".join(
+            f"step {t + 1} (classes {spec.tasks[t][0]}..{spec.tasks[t][-1]}): {int(member[:, t].sum())} image(s)"
+            for t in small
+        )
+        raise ConfigError(
+            f"split {split} needs at least 2 training images per step (one for the train and one for the eval part of "
+            f"its chunk), got {detail}; check that {root}/annotations/{TRAIN_SPLIT} holds the full training set"
+        )
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
+    layout = padded_rows(chunks, spec.tasks, counts, ADE20K.class_names, train_samples, _label_rel, IDENTITY_LUT,
+                         [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
+    written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_ade_label,
+                                  IDENTITY_LUT, out)
+    return write_manifest(
+        out,
+        ADE20K,
+        spec=split,
+        root=root,
+        written=written.written,
+        seed=seed,
+        train_ratio=train_ratio,
+        chunk_size=chunks.size,
+        tasks=tuple(layout.summaries),
+        validation=SplitSummary("val_index.txt", TRAIN_SPLIT, (), written.val_images),
+        test=SplitSummary("test_index.txt", TEST_SPLIT, (), len(test_samples)),
+        files=written.files,
+        first_line_missing=layout.first_line_missing,
+        mode=spec.mode,
+        train_list=TRAIN_SPLIT,
+    )

@@ -85,3 +85,16 @@ def test_format_table_shows_every_stage_s_columns():
     assert header == "| | task1 | task2 | task1+2 | accuracy |"
     assert first == "| stage 1 | 50.0 | – | – | 50.0 |"
     assert second == "| stage 2 | 25.0 | 75.0 | 50.0 | 50.0 |"
+
+
+def test_unscored_classes_are_ignored_in_the_ground_truth_and_left_out_of_every_score():
+    # ADE20K's "other" (0): trained as the background channel, never scored (0-pixels ignored)
+    record = Prediction(PRED, GROUP, np.stack([GROUP[0], PRED]), np.array([0, 1, 2]), np.array([2, 1]), 4, unscored=(0,))
+    scorer = IncrementalScorer(4)
+    scorer.update(record, GT)
+    table = scorer.table()
+    # left: pixels 2..4 (GT 1, 2, 2; pred 1, 2, 0): class 1 IoU 1, class 2 IoU 1/2; class 0's false positive unscored
+    assert table["mIoU_old"] == pytest.approx(1.0)
+    assert table["mIoU_new"] == pytest.approx(0.5)
+    assert table["mIoU_all"] == table["accuracy"] == pytest.approx(0.75)
+    assert table["mIoU_task1"] == pytest.approx(1.0)

@@ -187,6 +187,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_jobs(args: argparse.Namespace) -> int:
+    from llseg.jobgen import stale, write_jobs
+
+    if args.check:
+        differ = stale(args.root)
+        for rel in differ:
+            print(f"out of date: {rel}")
+        print(f"{len(differ)} generated job file(s) out of date" + ("; run `llseg make-jobs`" if differ else ""))
+        return 1 if differ else 0
+    changed = write_jobs(args.root)
+    print(f"{len(changed)} job file(s) written or removed under {args.root}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from llseg.runner.job import run_job
 
@@ -294,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("make-jobs", help="write examples/*/lifelong_learning_bench/splits/<split>/: a ready Ianvs job for every "
+                       "VOC, ISPRS and ADE20K split, derived from each dataset's hand-written job")
+    p.add_argument("--root", type=Path, default=Path("."), help="repository root (default: the current folder)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a shipped file differs from what it would write")
+    p.set_defaults(func=_cmd_make_jobs)
 
     p = sub.add_parser("report", help="(re)build report.html and report.md of a benchmark from its workspace files")
     p.add_argument("workspace", type=Path, help="<workspace>/<job name> folder written by 'llseg bench' or 'ianvs'")

@@ -63,7 +63,7 @@ def test_prepare_one_chunk_per_step(ade: Path, tmp_path: Path, split: str) -> No
         chunk = rows[t * manifest.chunk_size : (t + 1) * manifest.chunk_size]
         assert not {str(r[0]) for r in chunk[:n_train]} & val  # eval-side images are never trained on
         lut = train_label_lut(spec, t)  # type: ignore[arg-type]
-        for image, full, task in chunk[:3]:
+        for _, full, task in chunk[:3]:
             full_ids, task_ids = read_label_png(full), read_label_png(task)
             np.testing.assert_array_equal(task_ids, lut[full_ids])
             assert set(np.unique(task_ids)) <= {0, *spec.tasks[t]}  # type: ignore[union-attr]

@@ -22,7 +22,14 @@ from pathlib import Path
 import yaml
 
 from llseg.data.labels import get_dataset_info
-from llseg.data.splits import PRESETS, ClassDomainIncrementalSpec, ClassIncrementalSpec, preset_dataset
+from llseg.data.splits import (
+    PRESETS,
+    CityClassIncrementalSpec,
+    ClassDomainIncrementalSpec,
+    ClassIncrementalSpec,
+    DomainIncrementalSpec,
+    preset_dataset,
+)
 
 SPLITS_DIR = "splits"
 
@@ -42,7 +49,11 @@ class JobFamily:
 
 
 def _family_splits(dataset: str, template: str) -> tuple[str, ...]:
-    return tuple(name for name, spec in PRESETS.items() if preset_dataset(spec) == dataset and name != template)
+    """The presets of ``dataset`` of the template's kind (class- or domain-incremental), the template excluded."""
+    domain = isinstance(PRESETS[template], DomainIncrementalSpec)
+    return tuple(name for name, spec in PRESETS.items()
+                 if preset_dataset(spec) == dataset and name != template and isinstance(spec, DomainIncrementalSpec) == domain
+                 and not isinstance(spec, CityClassIncrementalSpec))
 
 
 FAMILIES: tuple[JobFamily, ...] = (
@@ -55,6 +66,11 @@ FAMILIES: tuple[JobFamily, ...] = (
         _family_splits("isprs", "isprs-2-2-1"),
         "llseg prepare --dataset isprs --root <folder holding potsdam/ and vaihingen/> --split {split} --patch-size 600 "
         "--out data/{split}",
+    ),
+    JobFamily(
+        "examples/cityscapes/lifelong_learning_bench", "cityscapes-domain-11-5", "cityscapes",
+        "benchmarkingjob_cityscapes-domain-11-5.yaml", _family_splits("cityscapes", "cityscapes-domain-11-5"),
+        "llseg prepare --dataset cityscapes --root <your Cityscapes> --split {split} --out data/{split}",
     ),
     JobFamily(
         "examples/ade20k/lifelong_learning_bench", "ade-100-50", "ade20k", "benchmarkingjob.yaml",
@@ -72,6 +88,10 @@ def _token(split: str) -> re.Pattern[str]:
 def describe_steps(split: str) -> str:
     """``"background + classes 1-15, then 16, 17, ..."``-style text for comments."""
     spec = PRESETS[split]
+    if isinstance(spec, DomainIncrementalSpec):
+        groups = [", ".join(g) if len(g) <= 3 else f"{g[0]} .. {g[-1]} ({len(g)} domains)" for g in spec.tasks]
+        return f"domain-incremental, {spec.num_steps} steps, every class in every step: " + "; ".join(
+            f"round {t + 1}: {g}" for t, g in enumerate(groups))
     assert isinstance(spec, ClassIncrementalSpec)
     names = get_dataset_info(preset_dataset(spec)).class_names
 
@@ -121,8 +141,10 @@ def _testenv(family: JobFamily, split: str, template_text: str) -> str:
         + f'      name: "{model_metric["name"]}"\n      url: "{model_metric["url"]}"\n      mode: "{model_metric["mode"]}"\n'
         + f'    threshold: {env["model_eval"]["threshold"]}\n    operator: "{env["model_eval"]["operator"]}"\n'
         + "  metrics:\n"
-        + "    # old = step 0's classes (with the background where the dataset has one), new = the later steps'\n"
-        + "    # classes, all = both (class-count weighted), as in the papers' tables.\n"
+        + ("    # mIoU over every class on the test images of all domains, and per domain (mIoU_all_<domain>).\n"
+           if isinstance(PRESETS[split], DomainIncrementalSpec) else
+           "    # old = step 0's classes (with the background where the dataset has one), new = the later steps'\n"
+           "    # classes, all = both (class-count weighted), as in the papers' tables.\n")
         + metrics
         + f"  # Rounds 1..{steps} learn the {steps} steps (round 0 trains on the first line only).\n"
         + f"  incremental_rounds: {steps}\n"
@@ -140,7 +162,8 @@ def _moved(family: JobFamily, split: str, text: str) -> str:
 def _algorithm(family: JobFamily, split: str, name: str, template_text: str) -> str:
     body = _token(family.template).sub(split, _strip_header(template_text))
     spec = PRESETS[split]
-    assert isinstance(spec, ClassIncrementalSpec)
+    if not isinstance(spec, ClassIncrementalSpec):
+        return _header(family, split, f"testalgorithms/{name}") + body
     names = get_dataset_info(preset_dataset(spec)).class_names
     first = [k for k in ([spec.background_id] if spec.background_id is not None else []) + list(spec.tasks[0])]
     step0 = ", ".join(names[k] for k in first) if len(first) <= 4 else f"{names[first[0]]} .. {names[first[-1]]}"

@@ -20,10 +20,11 @@ def test_shipped_files_equal_the_generated_ones() -> None:
     assert stale(ROOT) == []  # on failure: run `llseg make-jobs` and commit examples/*/lifelong_learning_bench/splits
 
 
-def test_every_voc_isprs_and_ade20k_split_has_a_job() -> None:
+def test_every_voc_isprs_ade20k_and_cityscapes_domain_split_has_a_job() -> None:
     jobs = {rel.split("/")[-2] for rel in generate(ROOT) if rel.endswith("/benchmarkingjob.yaml")}
     templates = {f.template for f in FAMILIES}
     wanted = {name for name, spec in PRESETS.items() if preset_dataset(spec) in ("voc", "isprs", "ade20k")}
+    wanted |= {name for name in PRESETS if name.startswith("cityscapes-domain-")}
     assert jobs | templates == wanted and not jobs & templates
     assert len([n for n in wanted if n.startswith("voc-")]) == 10 and "voc-5-3-disjoint" in jobs
 

@@ -407,6 +407,24 @@ _CIL3_CLASS_GROUPS = (
 
 Preset = ClassIncrementalSpec | DomainIncrementalSpec | CityClassIncrementalSpec
 
+# PLOP's / RCIL's Cityscapes domain ids (the 18 train cities, then the 3 val cities; docs/methods.md §8.3).
+CITYSCAPES_DOMAIN_ORDER: tuple[str, ...] = (
+    "aachen", "bremen", "darmstadt", "erfurt", "hanover", "krefeld", "strasbourg", "tubingen", "weimar", "bochum",
+    "cologne", "dusseldorf", "hamburg", "jena", "monchengladbach", "stuttgart", "ulm", "zurich",
+    "frankfurt", "lindau", "munster",
+)
+CITYSCAPES_DOMAIN_TASKS = ("11-5", "11-1", "1-1")
+
+
+def cityscapes_domain_split(task: str) -> DomainIncrementalSpec:
+    """PLOP/RCIL's domain-incremental Cityscapes split ``task`` (``"11-5"``, ``"11-1"`` or ``"1-1"``):
+    the 21 cities in :data:`CITYSCAPES_DOMAIN_ORDER` as domains, all 19 classes labelled in every step."""
+    if task not in CITYSCAPES_DOMAIN_TASKS:
+        raise ConfigError(f"unknown cityscapes domain task {task!r}; valid: {', '.join(CITYSCAPES_DOMAIN_TASKS)}")
+    counts = parse_increments(task, len(CITYSCAPES_DOMAIN_ORDER))
+    bounds = np.cumsum([0, *counts])
+    return DomainIncrementalSpec([CITYSCAPES_DOMAIN_ORDER[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+
 # Pascal VOC settings: (mode, preset-name suffix)
 _VOC_MODES: tuple[tuple[Mode, str], ...] = (("overlap", ""), ("disjoint", "-disjoint"))
 
@@ -441,6 +459,8 @@ PRESETS: dict[str, Preset] = {
     # Vaihingen; clutter is never a class. Registered with impervious surfaces as the background;
     # `llseg prepare --background none` builds the variant without one (same class groups).
     **{f"isprs-{task}": isprs_split(task) for task in ISPRS_TASKS},
+    # Cityscapes domain-incremental (PLOP, RCIL; docs/methods.md §8.3): cities as domains, every class in every step.
+    **{f"cityscapes-domain-{task}": cityscapes_domain_split(task) for task in CITYSCAPES_DOMAIN_TASKS},
     # ADE20K (151 ids, 0 = "other", the background channel), docs/methods.md §8.4: overlapped, classes in
     # index order, as MiB, PLOP and SSUL; 50-50 has three steps.
     **{

@@ -10,7 +10,8 @@ ten metrics reads every file once.
 
 Per-domain scores (``mIoU_all_potsdam``, ``mIoU_old_vaihingen``, ...) are the same scores over the
 samples of one domain. A sample's domain is the name of the folder holding its label file:
-``llseg prepare --dataset isprs`` writes ``labels/<kind>/<domain>/<patch>.png`` (docs/metrics.md).
+``llseg prepare --dataset isprs`` writes ``labels/<kind>/<domain>/<patch>.png`` (docs/metrics.md), and
+the Cityscapes domain splits ``labels/full/<split>/<city>/<stem>.png`` (``mIoU_all_<city>``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 from llseg.data.imageio import read_label_png
 from llseg.data.labels import ISPRS_DOMAINS
 from llseg.data.predictions import load_prediction
+from llseg.data.splits import CITYSCAPES_DOMAIN_ORDER
 from llseg.ianvs.registry import GENERAL, register
 from llseg.metrics.incremental import IncrementalScorer, union_name
 
@@ -123,3 +125,6 @@ for _k in range(1, MAX_TASKS + 1):
 for _domain in ISPRS_DOMAINS:
     for _name in DOMAIN_SCORES:
         METRICS[f"{_name}_{_domain}"] = _domain_metric(_name, _domain)
+# Cityscapes domain-incremental (cityscapes-domain-*): every class in every step, so mIoU_all per city.
+for _domain in CITYSCAPES_DOMAIN_ORDER:
+    METRICS[f"mIoU_all_{_domain}"] = _domain_metric("mIoU_all", _domain)

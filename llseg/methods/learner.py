@@ -28,7 +28,7 @@ from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, lab
 from llseg.data.imageio import read_label_png
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
-from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, get_preset
+from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, DomainIncrementalSpec, get_preset
 from llseg.data.transforms import TrainAugment, normalize, resize_pair
 from llseg.errors import ConfigError, DataError
 from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
@@ -91,6 +91,8 @@ class ContinualLearner:
             preset = get_preset(cfg.split)
         except KeyError as exc:
             raise ConfigError(f"hyperparameter split: {exc.args[0]}") from None
+        if isinstance(preset, DomainIncrementalSpec):  # every class in every step: one group from step 0
+            return [list(range(info.num_classes))]
         spec = preset.classes if isinstance(preset, CityClassIncrementalSpec) else preset
         if not isinstance(spec, ClassIncrementalSpec) or spec.num_classes != info.num_classes:
             raise ConfigError(f"split {cfg.split!r} is not a class-incremental split of {info.name} ({info.num_classes} classes)")

@@ -32,14 +32,22 @@ from llseg.data.labels import CITYSCAPES
 from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR, LabelWriter
 from llseg.data.manifest import Manifest, SplitSummary, TaskSummary, write_manifest
 from llseg.data.scan import scan_class_counts
-from llseg.data.splits import PRESETS, CityClassIncrementalSpec, domain_membership, eval_covering_order, train_label_lut
+from llseg.data.splits import (
+    PRESETS,
+    CityClassIncrementalSpec,
+    DomainIncrementalSpec,
+    domain_membership,
+    eval_covering_order,
+    train_label_lut,
+)
 from llseg.errors import ConfigError
 
 TEST_SPLIT = "val"  # Cityscapes' val split is the benchmark's test set
 
 
-def _cityscapes_spec(split: str) -> CityClassIncrementalSpec:
-    valid = {n: s for n, s in PRESETS.items() if isinstance(s, CityClassIncrementalSpec) and s.dataset == "cityscapes"}
+def _cityscapes_spec(split: str) -> CityClassIncrementalSpec | DomainIncrementalSpec:
+    valid = {n: s for n, s in PRESETS.items()
+             if isinstance(s, DomainIncrementalSpec) or isinstance(s, CityClassIncrementalSpec) and s.dataset == "cityscapes"}
     if split not in valid:
         what = "is not a" if split in PRESETS else "is an unknown"
         raise ConfigError(f"split {split!r} {what} cityscapes split; valid: {', '.join(valid)}")
@@ -70,11 +78,18 @@ def prepare_cityscapes(
     train_ratio)`` lines (Ianvs' eval part) are chosen to cover the task's classes. Re-runs
     reuse the class scan and rewrite only changed label files.
 
+    Domain-incremental splits (``cityscapes-domain-*``) are built by
+    :func:`llseg.data.cityscapes.domain.prepare_cityscapes_domain`.
+
     Raises:
         ConfigError: unknown split, bad ``train_ratio``, or a task with fewer than 2 usable images.
         DataError: missing root, layout problems or bad label files (see :mod:`llseg.data.cityscapes.layout`).
     """
     spec = _cityscapes_spec(split)
+    if isinstance(spec, DomainIncrementalSpec):
+        from llseg.data.cityscapes.domain import prepare_cityscapes_domain
+
+        return prepare_cityscapes_domain(spec, name=split, root=root, out=out, seed=seed, train_ratio=train_ratio)
     check_train_ratio(train_ratio)
     root, out = Path(root), Path(out)
     classes = spec.classes

@@ -91,7 +91,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     }
     manifest = prepare(
         args.dataset, root=args.root, split=args.split, out=args.out, seed=args.seed,
-        train_list=args.train_list, test_list=args.test_list, isprs_options=isprs,
+        train_list=args.train_list, test_list=args.test_list, isprs_options=isprs, all_train=args.all_train,
     )
     print(manifest.summary())
     return 0
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ade-100-50 for ade20k); --list-splits lists them all")
     p.add_argument("--out", type=Path, help="output folder for labels, index files, manifest")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--all-train", action="store_true",
+                   help="the papers' protocol: every step trains on all its images (voc, isprs, ade20k, cityscapes-domain); "
+                        "Ianvs' per-round eval parts then repeat trained images and no validation images remain")
     p.add_argument("--train-list", default=None,
                    help="voc only: list in ImageSets/Segmentation/ to draw the tasks from (default train; SBD: train_aug)")
     p.add_argument("--test-list", default=None, help="voc only: list for test_index.txt (default val)")

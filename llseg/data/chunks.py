@@ -122,18 +122,31 @@ class PaddedChunks:
         return np.concatenate([_cycle(train_side, self.n_train), _cycle(eval_side, self.size - self.n_train)])
 
 
-def padded_chunks(member: np.ndarray, first_task_present: np.ndarray, train_ratio: float, seed: int) -> PaddedChunks:
+def padded_chunks(
+    member: np.ndarray, first_task_present: np.ndarray, train_ratio: float, seed: int, *, all_train: bool = False
+) -> PaddedChunks:
     """Lay out ``member`` (``bool (n_images, n_tasks)``, every task >= 2 images) as padded chunks.
 
     ``first_task_present`` (``bool (n_images, k)``: which of task 1's classes an image shows)
     picks the first line: the task-1 train-side image that shows the most of them.
+
+    ``all_train`` (the papers' protocol: every step trains on all its images): every image is on the
+    train side; a chunk's eval part, which Ianvs needs non-empty, repeats a seeded share
+    ``1 - train_ratio`` of the task's (trained) images, so Ianvs' per-round scores and its BWT/FWT
+    are measured on training images; the test-set scores are not affected. No validation images remain.
     """
     rng = np.random.default_rng(seed)
-    is_train = assign_sides(member, train_ratio, rng)
     sides = []
-    for t in range(member.shape[1]):
-        images = np.flatnonzero(member[:, t])
-        sides.append((rng.permutation(images[is_train[images]]), rng.permutation(images[~is_train[images]])))
+    if all_train:
+        is_train = np.asarray(member.any(axis=1), dtype=bool)
+        for t in range(member.shape[1]):
+            images = rng.permutation(np.flatnonzero(member[:, t]))
+            sides.append((images, images[: max(1, len(images) - int(len(images) * train_ratio))]))
+    else:
+        is_train = assign_sides(member, train_ratio, rng)
+        for t in range(member.shape[1]):
+            images = np.flatnonzero(member[:, t])
+            sides.append((rng.permutation(images[is_train[images]]), rng.permutation(images[~is_train[images]])))
     size = padded_chunk_size([len(a) for a, _ in sides], [len(e) for _, e in sides], train_ratio)
     # fwt_splitting's round 0 trains on the first line alone: let it show every task-1 class it can
     first_train = sides[0][0]
@@ -180,7 +193,8 @@ def padded_rows(
     train_rows, summaries = [], []
     for t, (classes, (train_side, eval_side)) in enumerate(zip(tasks, chunks.sides)):
         task = f"task{t + 1}"
-        for i in np.concatenate([train_side, eval_side]):
+        images = np.unique(np.concatenate([train_side, eval_side]))  # all_train: the eval side repeats train images
+        for i in images:
             outputs.setdefault(int(i), [(label_rel("full", samples[i]), full_lut)])
             outputs[int(i)].append((label_rel(task, samples[i]), task_luts[t]))
         for i in chunks.lines(t):
@@ -192,7 +206,7 @@ def padded_rows(
                 classes=tuple(classes),
                 class_names=tuple(class_names[k] for k in classes),
                 cities=(),
-                available=len(train_side) + len(eval_side),
+                available=len(images),
                 skipped=0,
                 used=chunks.size,
                 dropped=0,
@@ -200,7 +214,7 @@ def padded_rows(
                 eval_part_missing=missing(eval_side, classes),
                 train_images=len(train_side),
                 eval_images=len(eval_side),
-                repeated=chunks.size - len(train_side) - len(eval_side),
+                repeated=chunks.size - len(images),
                 domain=None if domains is None else domains[t],
             )
         )
@@ -228,7 +242,8 @@ def write_padded_layout(
     out: Path,
 ) -> WrittenLayout:
     """Write the label files of ``layout`` (and the full labels of ``test_samples``) and the three
-    index files: train_index.txt, val_index.txt (the eval-side images) and test_index.txt (VOC and ISPRS).
+    index files: train_index.txt, val_index.txt (the eval-side images; not written when there are none,
+    ``all_train``) and test_index.txt (VOC, ISPRS, ADE20K).
 
     ``samples`` / ``test_samples`` have ``.image`` and ``.label``; ``read_label`` reads a source label.
     """
@@ -246,7 +261,10 @@ def write_padded_layout(
     }
     write_index(out / "train_index.txt", layout.train_rows)
     for name, rows in eval_rows.items():
-        write_index(out / name, rows)
+        if rows:
+            write_index(out / name, rows)
+        else:  # all_train: no validation image; a stale file from an earlier run must not be read
+            (out / name).unlink(missing_ok=True)
     file_counts = {"train_index.txt": len(layout.train_rows), **{k: len(v) for k, v in eval_rows.items()},
                    "labels/full": len(layout.outputs) + len(test_samples),
                    **{f"labels/task{summary.task}": summary.available for summary in layout.summaries}}

@@ -153,15 +153,20 @@ class Manifest:
                 "  padding: every chunk is as long as the largest task needs; smaller tasks repeat their images "
                 "(train lines cycle through the task's train images, eval lines through its eval images). Training "
                 "de-duplicates repeated lines and the metrics count each (label, prediction) pair once, so padding "
-                "changes neither training nor scores. Every image is on the same side in all tasks: no image is "
-                "both trained on and evaluated"
+                "changes neither training nor scores. "
+                + ("all_train: every image is trained on; each chunk's eval part repeats some of the task's trained "
+                   "images (Ianvs needs one), so Ianvs' per-round scores and BWT/FWT are on training images"
+                   if self.options.get("all_train") else
+                   "Every image is on the same side in all tasks: no image is both trained on and evaluated")
             )
         if self.options:
             lines.append("  options: " + ", ".join(f"{key} {value}" for key, value in self.options.items()))
         for domain, counts in self.domains.items():
             lines.append(f"  {domain}: " + ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in counts.items()))
         for role, s in (("validation (checkpoint selection)", self.validation), ("test", self.test)):
-            if s.cities:
+            if not s.images:
+                lines.append(f"  {role}: none (every image is trained on)")
+            elif s.cities:
                 lines.append(f"  {role}: {s.index}, {s.images} images of the {s.split} split ({', '.join(s.cities)})")
             else:
                 what = "eval-side images (never trained on)" if s is self.validation else "images"

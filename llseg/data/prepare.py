@@ -37,6 +37,7 @@ def prepare(
     train_list: str | None = None,
     test_list: str | None = None,
     isprs_options: dict[str, Any] | None = None,
+    all_train: bool = False,
 ) -> Manifest:
     """Build the incremental split ``split`` of the ``dataset`` at ``root`` into ``out``.
 
@@ -45,6 +46,10 @@ def prepare(
     its lists, default ``train`` / ``val``) or ``"isprs"`` (see :func:`llseg.data.isprs.prepare.prepare_isprs`;
     ``isprs_options`` are its keyword arguments ``patch_size``, ``background``, ``clutter``,
     ``eroded`` and ``colour_tolerance``) or ``"ade20k"`` (see :func:`llseg.data.ade20k.prepare.prepare_ade20k`).
+
+    ``all_train``: every training image of a step is trained on (the papers' protocol; padded index
+    scheme only: voc, isprs, ade20k and the cityscapes-domain splits), see
+    :func:`llseg.data.chunks.padded_chunks`.
 
     Raises:
         ConfigError: unknown dataset, or list names or ISPRS options given for another dataset;
@@ -62,17 +67,18 @@ def prepare(
                 "train_list and test_list (--train-list, --test-list) apply to dataset voc only; isprs takes its "
                 "train and test tiles from the standard ISPRS lists: drop them"
             )
-        return prepare_isprs(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, **(isprs_options or {}))
+        return prepare_isprs(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, all_train=all_train,
+                             **(isprs_options or {}))
     if dataset == "ade20k":
         if train_list is not None or test_list is not None:
             raise ConfigError(
                 "train_list and test_list (--train-list, --test-list) apply to dataset voc only; ade20k reads "
                 "images/training and images/validation: drop them"
             )
-        return prepare_ade20k(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio)
+        return prepare_ade20k(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, all_train=all_train)
     if dataset == "voc":
         return prepare_voc(
-            root=root, split=split, out=out, seed=seed, train_ratio=train_ratio,
+            root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, all_train=all_train,
             train_list="train" if train_list is None else train_list,
             test_list="val" if test_list is None else test_list,
         )
@@ -83,4 +89,4 @@ def prepare(
             "train_list and test_list (--train-list, --test-list) apply to dataset voc only; "
             f"cityscapes always reads its train split and its {TEST_SPLIT} split as test set: drop them"
         )
-    return prepare_cityscapes(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio)
+    return prepare_cityscapes(root=root, split=split, out=out, seed=seed, train_ratio=train_ratio, all_train=all_train)

@@ -56,8 +56,11 @@ def _label_rel(kind: str, sample: ADESample) -> str:
     return f"labels/{kind}/{sample.id}.png"
 
 
-def prepare_ade20k(*, root: PathLike, split: str, out: PathLike, seed: int = 0, train_ratio: float = 0.8) -> Manifest:
-    """Build the ADE20K split ``split`` of the ADEChallengeData2016 folder ``root`` into ``out``.
+def prepare_ade20k(
+    *, root: PathLike, split: str, out: PathLike, seed: int = 0, train_ratio: float = 0.8, all_train: bool = False
+) -> Manifest:
+    """Build the ADE20K split ``split`` of the ADEChallengeData2016 folder ``root`` into ``out``;
+    ``all_train``: every image trains (see :func:`llseg.data.chunks.padded_chunks`).
 
     Raises:
         ConfigError: unknown split, bad ``seed`` or ``train_ratio``, or a step with fewer than 2
@@ -85,7 +88,7 @@ def prepare_ade20k(*, root: PathLike, split: str, out: PathLike, seed: int = 0, 
             f"split {split} needs at least 2 training images per step (one for the train and one for the eval part of "
             f"its chunk), got {detail}; check that {root}/annotations/{TRAIN_SPLIT} holds the full training set"
         )
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
     layout = padded_rows(chunks, spec.tasks, counts, ADE20K.class_names, train_samples, _label_rel, IDENTITY_LUT,
                          [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
     written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_ade_label,
@@ -106,4 +109,5 @@ def prepare_ade20k(*, root: PathLike, split: str, out: PathLike, seed: int = 0, 
         first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list=TRAIN_SPLIT,
+        options={"all_train": True} if all_train else None,
     )

@@ -50,10 +50,12 @@ def _label_rel(sample: CityscapesSample) -> str:
 
 
 def prepare_cityscapes_domain(
-    spec: DomainIncrementalSpec, *, name: str, root: PathLike, out: PathLike, seed: int = 0, train_ratio: float = 0.8
+    spec: DomainIncrementalSpec, *, name: str, root: PathLike, out: PathLike, seed: int = 0, train_ratio: float = 0.8,
+    all_train: bool = False,
 ) -> Manifest:
     """Build the domain-incremental split ``spec`` (registered as ``name``) of the Cityscapes-layout
-    dataset at ``root`` into ``out`` (see the module docstring).
+    dataset at ``root`` into ``out`` (see the module docstring); ``all_train``: every image of the 80 %
+    trains (see :func:`llseg.data.chunks.padded_chunks`).
 
     Raises:
         ConfigError: bad ``seed`` or ``train_ratio``, or a city with fewer than 3 images (one test
@@ -88,7 +90,7 @@ def prepare_cityscapes_domain(
     counts = scan_class_counts([s.label for s in train_side], lambda p: load_train_ids(by_label[Path(p)]),
                                CITYSCAPES.num_classes, out / STATE_DIR / "scan_cache.json")
     member = np.asarray([[s.city in group for group in spec.groups] for s in train_side], dtype=bool)
-    chunks = padded_chunks(member, counts > 0, train_ratio, seed)
+    chunks = padded_chunks(member, counts > 0, train_ratio, seed, all_train=all_train)
 
     writer = LabelWriter(out)
     for s in train_side + test_side:
@@ -101,7 +103,10 @@ def prepare_cityscapes_domain(
     train_rows = [row(train_side[i]) for t in range(spec.num_steps) for i in chunks.lines(t)]
     val = [train_side[i] for i in np.flatnonzero(~chunks.is_train & member.any(axis=1))]
     write_index(out / "train_index.txt", train_rows)
-    write_index(out / "val_index.txt", [row(s) for s in val])
+    if val:
+        write_index(out / "val_index.txt", [row(s) for s in val])
+    else:  # all_train
+        (out / "val_index.txt").unlink(missing_ok=True)
     write_index(out / "test_index.txt", [row(s) for s in test_side])
 
     all_classes = tuple(range(CITYSCAPES.num_classes))
@@ -128,4 +133,5 @@ def prepare_cityscapes_domain(
         files={"train_index.txt": len(train_rows), "val_index.txt": len(val), "test_index.txt": len(test_side),
                "labels/full": len(train_side) + len(test_side)},
         first_line_missing=absent(first), mode="domain", train_list="train+val",
+        options={"all_train": True} if all_train else None,
     )

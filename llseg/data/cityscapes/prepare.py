@@ -69,7 +69,7 @@ def _label_rel(kind: str, sample: CityscapesSample) -> str:
 
 
 def prepare_cityscapes(
-    *, root: PathLike, split: str, out: PathLike, seed: int = 0, train_ratio: float = 0.8
+    *, root: PathLike, split: str, out: PathLike, seed: int = 0, train_ratio: float = 0.8, all_train: bool = False
 ) -> Manifest:
     """Build the incremental split ``split`` of the Cityscapes-layout dataset at ``root`` into ``out``.
 
@@ -79,7 +79,7 @@ def prepare_cityscapes(
     reuse the class scan and rewrite only changed label files.
 
     Domain-incremental splits (``cityscapes-domain-*``) are built by
-    :func:`llseg.data.cityscapes.domain.prepare_cityscapes_domain`.
+    :func:`llseg.data.cityscapes.domain.prepare_cityscapes_domain` (``all_train`` applies to them only).
 
     Raises:
         ConfigError: unknown split, bad ``train_ratio``, or a task with fewer than 2 usable images.
@@ -89,7 +89,10 @@ def prepare_cityscapes(
     if isinstance(spec, DomainIncrementalSpec):
         from llseg.data.cityscapes.domain import prepare_cityscapes_domain
 
-        return prepare_cityscapes_domain(spec, name=split, root=root, out=out, seed=seed, train_ratio=train_ratio)
+        return prepare_cityscapes_domain(spec, name=split, root=root, out=out, seed=seed, train_ratio=train_ratio,
+                                         all_train=all_train)
+    if all_train:
+        raise ConfigError(f"all_train (--all-train) applies to the padded index scheme; {split} cuts equal chunks: drop it")
     check_train_ratio(train_ratio)
     root, out = Path(root), Path(out)
     classes = spec.classes

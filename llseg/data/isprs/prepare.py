@@ -118,10 +118,12 @@ def prepare_isprs(
     clutter: str | None = None,
     eroded: bool = False,
     colour_tolerance: int = 0,
+    all_train: bool = False,
 ) -> Manifest:
     """Build the ISPRS split ``split`` of the tiles under ``root`` (holding ``potsdam/`` and
     ``vaihingen/``) into ``out``, as the module docstring describes.
 
+    ``all_train``: every patch trains (see :func:`llseg.data.chunks.padded_chunks`).
     ``clutter`` defaults to ``"background"`` with ``background="impervious"`` and to
     ``"ignore"`` with ``"none"``. Re-runs re-cut only changed tiles and rewrite only changed labels.
 
@@ -154,7 +156,7 @@ def prepare_isprs(
     counts = np.array([p.counts[: ISPRS.num_classes] for p in train_patches], dtype=np.int64).reshape(-1, ISPRS.num_classes)
     member = spec.membership(counts, [p.domain for p in train_patches])
     _check_step_sizes(spec, member, split)
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
     to_train = clutter_lut(clutter)
     layout = padded_rows(chunks, spec.tasks, counts, ISPRS.class_names, train_patches, _label_rel, ISPRS_SOURCE_TO_TRAIN,
                        [train_label_lut(spec, t)[to_train] for t in range(spec.num_steps)], out, spec.step_domains)
@@ -192,6 +194,7 @@ def prepare_isprs(
             "patch_size": patch_size,
             "eroded": eroded,
             "colour_tolerance": colour_tolerance,
+            **({"all_train": True} if all_train else {}),
         },
         domains=domains,
     )

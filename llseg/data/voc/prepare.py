@@ -85,11 +85,13 @@ def prepare_voc(
     train_ratio: float = 0.8,
     train_list: str = "train",
     test_list: str = "val",
+    all_train: bool = False,
 ) -> Manifest:
     """Build the VOC split ``split`` of the dataset at ``root`` (the folder holding
     ``JPEGImages/``) into ``out``, with the padded index scheme of
     :mod:`llseg.data.chunks`.
 
+    ``all_train``: every image trains (see :func:`llseg.data.chunks.padded_chunks`).
     ``train_list`` / ``test_list`` name lists in ``<root>/ImageSets/Segmentation/`` (SBD:
     ``train_aug``). Re-runs reuse the class scan and rewrite only changed label files.
 
@@ -116,7 +118,7 @@ def prepare_voc(
     )
     member = membership(spec, counts)
     _check_task_sizes(spec, member, split, train_list)
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed)
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
     layout = padded_rows(chunks, spec.tasks, counts, VOC.class_names, train_samples, _label_rel, IDENTITY_LUT,
                        [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
     written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_voc_label,
@@ -138,4 +140,5 @@ def prepare_voc(
         first_line_missing=layout.first_line_missing,
         mode=spec.mode,
         train_list=train_list,
+        options={"all_train": True} if all_train else None,
     )

@@ -128,3 +128,19 @@ def test_list_splits(capsys: pytest.CaptureFixture[str]) -> None:
     assert "  step 1: 1 class (16 pottedplant)" in out
     assert "isprs-2-2-1: dataset isprs, overlap, 3 steps" in out and "[domain vaihingen]" in out
     assert out.count("\n") == len(PRESETS) + sum(s.num_steps for s in PRESETS.values())
+
+
+def test_all_train_trains_on_every_image(ade: Path, tmp_path: Path) -> None:
+    """The papers' protocol: each step's train part holds all its images; the eval part repeats trained ones."""
+    manifest = prepare_ade20k(root=ade, split="ade-50-50", out=tmp_path, all_train=True)
+    spec = PRESETS["ade-50-50"]
+    rows = read_index(tmp_path / "train_index.txt", columns=3)
+    n, n_train = manifest.chunk_size, int(manifest.chunk_size * manifest.train_ratio)
+    counts = np.stack([np.bincount(load_ade_label(s.label).ravel(), minlength=151) for s in find_ade_samples(ade, "training")])
+    for t, classes in enumerate(spec.tasks):  # type: ignore[union-attr]
+        chunk = rows[t * n : (t + 1) * n]
+        trained = {Path(str(r[0])).stem for r in chunk[:n_train]}
+        wanted = {f"ADE_train_{i + 1:08d}" for i in np.flatnonzero(counts[:, classes].sum(axis=1) > 0)}
+        assert trained == wanted and {Path(str(r[0])).stem for r in chunk[n_train:]} <= trained
+    assert not (tmp_path / "val_index.txt").exists() and manifest.options == {"all_train": True}
+    assert "validation (checkpoint selection): none" in manifest.summary()

@@ -130,8 +130,8 @@ def test_prepare_is_idempotent_and_cleans_stale_labels(tree: Path, tmp_path: Pat
 
 
 def test_prepare_bad_arguments(tree: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown dataset 'ade20k'; valid: cityscapes, voc"):
-        prepare("ade20k", root=tree, split="cil-3", out=tmp_path / "o")
+    with pytest.raises(ConfigError, match=r"unknown dataset 'coco'; valid: cityscapes, voc, isprs, ade20k"):
+        prepare("coco", root=tree, split="cil-3", out=tmp_path / "o")
     with pytest.raises(ConfigError, match=r"'cil-9' is an unknown cityscapes split; valid: cil-3"):
         prepare("cityscapes", root=tree, split="cil-9", out=tmp_path / "o")
     with pytest.raises(ConfigError, match=r"'voc-15-1' is not a cityscapes split; valid: cil-3"):

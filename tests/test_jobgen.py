@@ -63,3 +63,15 @@ def test_every_generated_job_validates(family, tmp_path: Path, monkeypatch: pyte
                 assert hps["split"] == split and hps["dataset"].startswith(preset_dataset(PRESETS[split]))
                 config = resolve_config(hps)
                 assert config.split == split
+
+
+def test_cli_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from llseg.cli import main
+
+    assert main(["make-jobs", "--check", "--root", str(ROOT)]) == 0
+    assert "0 generated job file(s) out of date" in capsys.readouterr().out
+    for family in FAMILIES:
+        shutil.copytree(ROOT / family.folder, tmp_path / family.folder)
+    (tmp_path / FAMILIES[0].folder / SPLITS_DIR / "voc-15-5" / "benchmarkingjob.yaml").unlink()
+    assert main(["make-jobs", "--check", "--root", str(tmp_path)]) == 1
+    assert "out of date: examples/voc/lifelong_learning_bench/splits/voc-15-5/benchmarkingjob.yaml" in capsys.readouterr().out

@@ -108,10 +108,14 @@ def test_segmentation_pairs_map_ids_and_saliency(tmp_path: Path) -> None:
     expected = np.where(raw == 0, 0, np.where(raw == 7, 1, 255))
     np.testing.assert_array_equal(label.numpy(), expected)
     torch.testing.assert_close(image, normalize(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255))
-    # SSUL-style: non-salient pixels of train id 0 get channel 5
-    with_saliency = SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=lut,
+    # SSUL-style: non-salient pixels of channel 0 get channel 5, whichever train id the lut mapped there
+    lut_bg = lut.copy()
+    lut_bg[3] = 0  # train id 3 (an old class of the step) is background too
+    with_saliency = SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=lut_bg,
                                       saliency=[tmp_path / "sal.png"], relabel=(0, 5))
     _, label = with_saliency[0]
-    np.testing.assert_array_equal(label.numpy(), np.where((raw == 0) & (salient == 0), 5, expected))
+    step_labels = np.where(np.isin(raw, [0, 3]), 0, expected)
+    np.testing.assert_array_equal(label.numpy(), np.where((step_labels == 0) & (salient == 0), 5, step_labels))
+    assert ((raw == 3) & (salient == 0)).any()
     with pytest.raises(ValueError, match="channel_lut"):
         SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=np.arange(300))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -41,12 +42,12 @@ from torch import nn
 
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.transforms import upsample_scores
-from llseg.metrics.confusion import confusion_matrix, mean_iou
 from llseg.methods.losses import bce_with_ignore, labelled_cross_entropy
 from llseg.methods.recipes import klingner as ll_klingner
 from llseg.methods.recipes import mib as ll_mib
 from llseg.methods.recipes import plop as ll_plop
 from llseg.methods.recipes import ssul as ll_ssul
+from llseg.metrics.confusion import confusion_matrix, mean_iou
 
 IGNORE = 255
 # (old channels incl. background, new channels): VOC 15-5, 15-1, 10-1, 5-3 at their first later step
@@ -208,17 +209,18 @@ def check_mib(root: Path, seed: int) -> list[Row]:
                "mib.unbiased_cross_entropy")
     unkd = Row("MiB", "unbiased distillation (UNKD), α = 1 and 2", "utils/loss.py UnbiasedKnowledgeDistillationLoss",
                "mib.unbiased_distillation")
-    init = Row("MiB", "init_balanced (weights, biases)", "segmentation_module.py IncrementalSegmentationModule.init_new_classifier",
-               "mib.init_balanced")
+    init = Row("MiB", "init_balanced (weights, biases)",
+               "segmentation_module.py IncrementalSegmentationModule.init_new_classifier", "mib.init_balanced")
     miou = Row("MiB", "mean IoU", "metrics/stream_metrics.py StreamSegMetrics.get_results", "metrics.confusion.mean_iou")
     for _, old, new, b in cases(seed):
         criterion = loss.UnbiasedCrossEntropy(old_cl=old, ignore_index=IGNORE, reduction="none")
-        compare_loss(unce, lambda x: criterion(x, b["target"]).mean(),
-                     lambda x: ll_mib.unbiased_cross_entropy(x, b["target"], old), b["logits"])
+        t = b["target"]
+        compare_loss(unce, lambda x, f=criterion, t=t: f(x, t).mean(),
+                     lambda x, t=t, old=old: ll_mib.unbiased_cross_entropy(x, t, old), b["logits"])
         for alpha in (1.0, 2.0):
             kd = loss.UnbiasedKnowledgeDistillationLoss(alpha=alpha)
-            compare_loss(unkd, lambda x: kd(x, b["teacher"]),
-                         lambda x: ll_mib.unbiased_distillation(x, b["teacher"], alpha=alpha), b["logits"])
+            compare_loss(unkd, lambda x, f=kd, t=b["teacher"]: f(x, t),
+                         lambda x, t=b["teacher"], a=alpha: ll_mib.unbiased_distillation(x, t, alpha=a), b["logits"])
         # init_balanced: their per-step heads vs llseg's one grown 1x1 conv
         torch.manual_seed(seed + old)
         heads = nn.ModuleList([nn.Conv2d(8, old, 1), nn.Conv2d(8, new, 1)])
@@ -303,6 +305,12 @@ class _FakeModel:
         pass
 
 
+def _recording_ce(seen: dict[str, torch.Tensor], outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PLOP's criterion (CE, reduction none) that also records the labels it is handed."""
+    seen["labels"] = labels.clone()
+    return F.cross_entropy(outputs, labels, ignore_index=IGNORE, reduction="none")
+
+
 class _Loader(list):
     sampler = types.SimpleNamespace(set_epoch=lambda epoch: None)
 
@@ -337,7 +345,7 @@ def check_plop(root: Path, seed: int) -> list[Row]:
               "train.py features_distillation (PLOP's pod_options)", "plop.pod_loss(released=True)")
     pod_paper = Row("PLOP", "local POD, mode corrected", "train.py features_distillation (PLOP's pod_options)",
                     "plop.pod_loss")
-    for name, old, new, b in cases(seed):
+    for _, old, new, b in cases(seed):
         channels = old + new
         trainer = plop_trainer(train, argparser, old, new, b)
         probs = torch.softmax(b["teacher"], 1)
@@ -360,13 +368,7 @@ def check_plop(root: Path, seed: int) -> list[Row]:
         trainer.max_entropy = torch.log(torch.tensor(float(channels)))
         trainer.pod = None
         seen: dict[str, torch.Tensor] = {}
-        ce = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
-
-        def criterion(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            seen["labels"] = labels.clone()
-            return ce(outputs, labels)
-
-        trainer.criterion = criterion
+        trainer.criterion = functools.partial(_recording_ce, seen)
         trainer.model = _FakeModel(b["logits"])
         trainer.model_old = _FakeModel(b["teacher"])
         data = _Loader([(torch.zeros(len(b["target"]), 3, 2, 2), b["target"].clone())])
@@ -464,7 +466,7 @@ def check_ssul(root: Path, seed: int) -> list[Row]:
         # BCE: unknown layout (channel 0 unknown), all channels
         criterion = loss.BCEWithLogitsLossWithIgnoreIndex(reduction="mean")
         target = b["target"]
-        compare_loss(bce, lambda x: criterion(x, target), lambda x: bce_with_ignore(x, target), b["logits"])
+        compare_loss(bce, lambda x, f=criterion, t=target: f(x, t), lambda x, t=target: bce_with_ignore(x, t), b["logits"])
         all_ignored = torch.full_like(target, IGNORE)
         v_theirs = criterion(b["logits"], all_ignored)
         bce_edge.add(max_diff(v_theirs, bce_with_ignore(b["logits"], all_ignored)), None,
@@ -564,28 +566,36 @@ def check_klingner(root: Path, seed: int) -> list[Row]:
     up_row = Row("Klingner", "evaluation upsampling (nearest)", "evaluate_erfnet.py F.interpolate(mode='nearest')",
                  "data.transforms.upsample_scores(mode='nearest')")
     device = torch.device("cpu")
-    for _, old, new, b in cases(seed):
+    for _, old, _, b in cases(seed):
         # Klingner's labels: no background; step target = new classes at old.., 255 elsewhere
         target = torch.where(b["target"] == 0, IGNORE, b["target"])
         criterion = losses.CrossEntropyLoss(ignore_background=True, train_id_0=old, device=device)
-        compare_loss(ce_row, lambda x: criterion(F.log_softmax(x, 1)[:, old:], target.clone()),
-                     lambda x: labelled_cross_entropy(x, target), b["logits"])
+        compare_loss(ce_row, lambda x, f=criterion, t=target, old=old: f(F.log_softmax(x, 1)[:, old:], t.clone()),
+                     lambda x, t=target: labelled_cross_entropy(x, t), b["logits"])
         for temp in (1, 2):
             for gs in (0.0, 1.0):
                 kd = losses.KnowledgeDistillationCELossWithGradientScaling(temp=temp, device=device, gs=gs)
                 soft = F.softmax(b["teacher"] / temp, 1)
-                compare_loss(kd_row, lambda x: kd(F.log_softmax(x / temp, 1)[:, :old], soft, targets_new=target),
-                             lambda x: ll_klingner.entropy_weighted_distillation(
-                                 x, b["teacher"], target == IGNORE, temperature=temp, lambda_gs=gs), b["logits"])
+                theirs = functools.partial(_klingner_kd, kd, old=old, temp=temp, soft=soft, target=target)
+                ours = functools.partial(ll_klingner.entropy_weighted_distillation, teacher_logits=b["teacher"],
+                                         unlabelled=target == IGNORE, temperature=temp, lambda_gs=gs)
+                compare_loss(kd_row, theirs, ours, b["logits"])
         labelled = torch.full_like(target, 3)  # no unlabelled pixel
         kd = losses.KnowledgeDistillationCELossWithGradientScaling(temp=1, device=device, gs=1.0)
-        compare_loss(kd_edge, lambda x: kd(F.log_softmax(x, 1)[:, :old], F.softmax(b["teacher"], 1), targets_new=labelled),
-                     lambda x: ll_klingner.entropy_weighted_distillation(x, b["teacher"], labelled == IGNORE),
-                     b["logits"], "0/0 = NaN in the code, 0 in llseg")
+        theirs = functools.partial(_klingner_kd, kd, old=old, temp=1, soft=F.softmax(b["teacher"], 1), target=labelled)
+        ours = functools.partial(ll_klingner.entropy_weighted_distillation, teacher_logits=b["teacher"],
+                                 unlabelled=labelled == IGNORE)
+        compare_loss(kd_edge, theirs, ours, b["logits"], "0/0 = NaN in the code, 0 in llseg")
         size = (b["logits"].shape[2] * 2 + 1, b["logits"].shape[3] * 3)
         theirs = F.interpolate(b["logits"], size, mode="nearest")
         up_row.add(max_diff(theirs, upsample_scores(b["logits"], size, mode="nearest")))
     return [ce_row, kd_row, kd_edge, up_row]
+
+
+def _klingner_kd(kd: Any, x: torch.Tensor, *, old: int, temp: int, soft: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Their distillation as their trainer calls it: log-softmax over all channels at temperature T,
+    cut to the old channels; targets = softmax(teacher / T); ``targets_new`` = the step's labels."""
+    return kd(F.log_softmax(x / temp, 1)[:, :old], soft, targets_new=target)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -303,7 +303,8 @@ class DeepLabV3(nn.Module):
         trains the heads but sends no gradient into the body (IDEC/LAG with ``bce_on_body`` false).
         ``preactivation`` (ResNet only): ``"layer1".."layer4"`` are each stage's output before the
         last block's final ReLU (residual sum), as PLOP's backbone hands them to POD
-        (docs/methods.md §6); the network's computation is unchanged.
+        (docs/methods.md §6), and ``"aspp_before_dropout"`` is the ASPP output before its dropout
+        (PLOP's head has none); the network's computation is unchanged.
 
         Returns:
             ``"layer1"`` N×256×H/4×W/4, ``"layer2"`` N×512×H/8, ``"layer3"`` N×1024×H/s,
@@ -312,8 +313,15 @@ class DeepLabV3(nn.Module):
             layer's resolution, ``"logits_lowres"`` N×C×H/s×W/s and ``"logits"`` N×C×H×W
             (identical to ``forward(x)``). Strides are ceil-divisions for odd sizes.
         """
-        feats = resnet_preactivation_stages(self.backbone, x) if preactivation else dict(self.backbone(x))
-        feats["aspp"] = self.aspp(feats["layer4"] if not preactivation else torch.relu(feats["layer4"]))
+        if preactivation:
+            feats = resnet_preactivation_stages(self.backbone, x)
+            branches = torch.cat([conv(torch.relu(feats["layer4"])) for conv in self.aspp.convs], dim=1)
+            project = cast(nn.Sequential, self.aspp.project)
+            feats["aspp_before_dropout"] = project[:-1](branches)
+            feats["aspp"] = project[-1](feats["aspp_before_dropout"])
+        else:
+            feats = dict(self.backbone(x))
+            feats["aspp"] = self.aspp(feats["layer4"])
         for name, aspp in self.aspp_taps.items():
             feats[f"aspp_{name}"] = aspp(feats[name])
         feats["logits_lowres"] = self.classifier(feats["aspp"].detach() if detach_head else feats["aspp"])

@@ -16,7 +16,8 @@ Two modes (option ``mode``, docs/methods.md §6.2; measured against the authors'
   its count to the running sum (:func:`released_median_thresholds`); ν = #accepted /
   (#background + 1e-6), so an image without background pixels gets ν = 0 (its loss vanishes); POD
   reads each ResNet stage before the last ReLU (PLOP's ``ResidualBlock(last=True)`` returns the
-  pre-activation) and cuts square regions of side ⌊W/s⌋ (rows beyond s·⌊W/s⌋ ignored; maps wider
+  pre-activation) and the ASPP output before llseg's ASPP dropout (PLOP's head has no dropout),
+  and cuts square regions of side ⌊W/s⌋ (rows beyond s·⌊W/s⌋ ignored; maps wider
   than tall are refused, the released code fails on their empty regions).
 """
 from __future__ import annotations
@@ -40,6 +41,8 @@ from llseg.models import ExpandingClassifierModel, FeatureModel
 POD_SCALES = (1, 2, 4)
 # forward_features maps distilled with pod_factor; the low-resolution logits use pod_logits_factor.
 POD_FEATURES = ("layer1", "layer2", "layer3", "layer4", "aspp")
+# mode released: forward_features(preactivation=True) maps, the ASPP output before llseg's dropout
+RELEASED_POD_FEATURES = ("layer1", "layer2", "layer3", "layer4", "aspp_before_dropout")
 ENTROPY_BINS = 100  # histogram resolution of the per-class median entropy
 
 
@@ -283,6 +286,16 @@ class Plop(ExpandingRecipe):
         super().__init__(*args, **kwargs)
         self.thresholds: torch.Tensor | None = None
 
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        super().check_config(config)
+        if config.options.mode == "released" and not config.model.startswith("deeplabv3_resnet"):
+            raise ConfigError(f"mode: released needs a ResNet backbone (PLOP distils its stages before the last "
+                              f"ReLU), got model {config.model}; use mode: corrected")
+        if config.options.mode == "released" and (config.crop_size is None or config.crop_size[0] < config.crop_size[1]):
+            raise ConfigError(f"mode: released needs a crop_size at least as tall as wide (PLOP trains on 512x512 "
+                              f"crops; its POD fails on wider maps), got {config.crop_size}; set crop_size: 512x512")
+
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Per-class thresholds from the teacher's entropy over the stage's training data."""
         super().begin_stage(stage, teacher_outputs)
@@ -317,9 +330,10 @@ class Plop(ExpandingRecipe):
         if not opts.classif_adaptive_factor:
             nu = torch.ones_like(nu)
         loss = weighted_cross_entropy(features["logits"], target, nu)
-        new_maps = [features[k] for k in POD_FEATURES]
+        names = RELEASED_POD_FEATURES if released else POD_FEATURES
+        new_maps = [features[k] for k in names]
         new_maps.append(sum_extra_channels(features["logits_lowres"], self.stage.old_classes))
-        old_maps = [old[k] for k in POD_FEATURES] + [old["logits_lowres"]]
+        old_maps = [old[k] for k in names] + [old["logits_lowres"]]
         factors = [opts.pod_factor] * len(POD_FEATURES) + [opts.pod_logits_factor]
         return loss + pod_loss(new_maps, old_maps, factors, channels=self.stage.classes,
                                new_channels=self.stage.new_classes, released=released)

@@ -7,7 +7,8 @@ The authors' repositories are NOT part of llseg: clone them yourself and pass th
     git clone https://github.com/arthurdouillard/CVPR2021_PLOP
     git clone https://github.com/clovaai/SSUL
     git clone https://github.com/ifnspaml/CIL_Segmentation
-    python benchmarks/parity.py --mib MiB --plop CVPR2021_PLOP --ssul SSUL --klingner CIL_Segmentation
+    git clone https://github.com/YBIO/IDEC
+    python benchmarks/parity.py --mib MiB --plop CVPR2021_PLOP --ssul SSUL --klingner CIL_Segmentation --idec IDEC
 
 Their modules are imported from those paths at run time. Heavy imports they do not need for the
 compared functions (apex, inplace_abn, sklearn, their model packages) are replaced by empty
@@ -43,6 +44,7 @@ from torch import nn
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.transforms import upsample_scores
 from llseg.methods.losses import bce_with_ignore, labelled_cross_entropy
+from llseg.methods.recipes import feature_kd as ll_feature_kd
 from llseg.methods.recipes import klingner as ll_klingner
 from llseg.methods.recipes import mib as ll_mib
 from llseg.methods.recipes import plop as ll_plop
@@ -592,6 +594,82 @@ def check_klingner(root: Path, seed: int) -> list[Row]:
     return [ce_row, kd_row, kd_edge, up_row]
 
 
+# ---------------------------------------------------------------------------------------------
+# IDEC (YBIO/IDEC; LAG's YBIO/LAG builds on the same main.py)
+
+
+def idec_statements(root: Path) -> types.CodeType:
+    """The DADA block of IDEC's training loop (main.py): ``lamb = ...``, the ``if
+    opts.use_KD_layer_weight:`` block and ``KD_loss_ret = ...``, compiled in that order."""
+    tree = ast.parse((root / "main.py").read_text())
+    picked: list[ast.stmt] = []
+    for node in ast.walk(tree):
+        names = {t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)}
+        initial = isinstance(getattr(node, "value", None), ast.Call | ast.Constant)  # KD_loss_ret = torch.tensor(0.)
+        if isinstance(node, ast.Assign) and ("lamb" in names or "KD_loss_ret" in names and not initial):
+            picked.append(node)
+        body = ast.unparse(node) if isinstance(node, ast.If) else ""
+        if body.startswith("if opts.use_KD_layer_weight:") and "KD_loss_ret_l1" in body:
+            picked.append(node)
+    picked.sort(key=lambda n: n.lineno)
+    if len(picked) != 3:
+        raise SystemExit(f"IDEC's DADA block not found in {root / 'main.py'} ({len(picked)} statements)")
+    return compile(ast.Module(body=picked, type_ignores=[]), str(root / "main.py"), "exec")
+
+
+def check_idec(root: Path, seed: int) -> list[Row]:
+    with upstream(root):
+        loss = load(root, "utils/loss.py", "idec_loss")
+    dada_code = idec_statements(root)
+    rows = {
+        kind: Row("IDEC", f"feature distance {kind}", upstream_fn, f"feature_kd.feature_distance('{kind}')")
+        for kind, upstream_fn in (
+            ("KD_loss", "utils/loss.py KnowledgeDistillationLoss(alpha=2.0)"),
+            ("KLDiv_loss", "main.py torch.nn.KLDivLoss() on raw features"),
+            ("L1_loss", "main.py torch.nn.L1Loss()"),
+            ("L2_loss", "main.py torch.nn.BCELoss() (named L2_loss)"))
+    }
+    dada_w = Row("IDEC", "DADA sum, use_KD_layer_weight, λ = 0.9, e = 1..3 of 3", "main.py training loop (lamb, "
+                 "KD_layer_weight, KD_loss_ret)", "feature_kd.dada_loss")
+    dada_u = Row("IDEC", "DADA sum without use_KD_layer_weight", "main.py training loop", "feature_kd.dada_loss")
+    criteria = {"KD_loss": loss.KnowledgeDistillationLoss(alpha=2.0), "KLDiv_loss": nn.KLDivLoss(reduction="mean"),
+                "L1_loss": nn.L1Loss(), "L2_loss": nn.BCELoss()}
+    gen = torch.Generator().manual_seed(seed)
+    taps = {"l1": "aspp_layer1", "l2": "aspp_layer2", "l3": "aspp_layer3", "out": "aspp"}
+    for shape in ((6, 6), (5, 9)):
+        feats = {k: torch.relu(torch.randn(2, 8, *shape, generator=gen)) for k in taps}
+        prev = {k: torch.relu(v + 0.5 * torch.randn(v.shape, generator=gen)) for k, v in feats.items()}
+        for kind, row in rows.items():
+            a, b = feats["out"], prev["out"]
+            if kind == "L2_loss":  # BCELoss needs values in [0, 1]
+                a, b = torch.sigmoid(a), torch.sigmoid(b)
+            note = {"KLDiv_loss": "the code applies KLDivLoss to raw features (no softmax; not 0 for equal inputs)",
+                    "L2_loss": "the code's L2_loss is BCELoss; llseg computes the mean squared error"}.get(kind)
+            compare_loss(row, functools.partial(_swap, criteria[kind], b), functools.partial(
+                ll_feature_kd.feature_distance, teacher=b, KD_loss_type=kind), a, note)
+        for weighted, row in ((True, dada_w), (False, dada_u)):
+            for epoch in (1, 2, 3):
+                opts = types.SimpleNamespace(lamb=0.9 if weighted else 1.0, train_epoch=3, use_KD_layer_weight=weighted)
+                scope = {"math": math, "opts": opts, "cur_epochs": epoch, "criterion_KD": criteria["KD_loss"],
+                         "ret_features": {f"feature_{k}": v for k, v in feats.items()},
+                         "ret_features_prev": {f"feature_{k}": v for k, v in prev.items()},
+                         "KD_layer_weight": {"l1": 0.5, "l2": 1.0, "l3": 2.0, "out": 1.0},
+                         "KD_loss_ret_l3": torch.tensor(0.0)}  # its initial value before the loop
+                exec(dada_code, scope)
+                ours = ll_feature_kd.dada_loss({taps[k]: v for k, v in feats.items()}, {taps[k]: v for k, v in prev.items()},
+                                               KD_loss_type="KD_loss", use_KD_layer_weight=weighted, lamb=opts.lamb,
+                                               epoch=epoch, epochs=3)
+                note = None if weighted else ("the code's unweighted branch assigns the l3 term to KD_loss_ret_l2 and "
+                                              "leaves KD_loss_ret_l3 at 0: l1 + l3 + out; llseg: l1 + l2 + l3 + out")
+                row.add(max_diff(scope["KD_loss_ret"], ours), None, note)
+    return [*rows.values(), dada_w, dada_u]
+
+
+def _swap(criterion: Any, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """IDEC calls criterion_KD(new features, old features)."""
+    return criterion(student, teacher)
+
+
 def _klingner_kd(kd: Any, x: torch.Tensor, *, old: int, temp: int, soft: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Their distillation as their trainer calls it: log-softmax over all channels at temperature T,
     cut to the old channels; targets = softmax(teacher / T); ``targets_new`` = the step's labels."""
@@ -617,11 +695,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--plop", type=Path, help="checkout of arthurdouillard/CVPR2021_PLOP")
     parser.add_argument("--ssul", type=Path, help="checkout of clovaai/SSUL")
     parser.add_argument("--klingner", type=Path, help="checkout of ifnspaml/CIL_Segmentation")
+    parser.add_argument("--idec", type=Path, help="checkout of YBIO/IDEC")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     torch.set_default_dtype(torch.float64)
-    checks = [(args.mib, check_mib), (args.plop, check_plop), (args.ssul, check_ssul), (args.klingner, check_klingner)]
+    checks = [(args.mib, check_mib), (args.plop, check_plop), (args.ssul, check_ssul), (args.klingner, check_klingner),
+              (args.idec, check_idec)]
     if not any(path for path, _ in checks):
         parser.error("pass at least one repository path")
     rows = [row for path, check in checks if path for row in check(path.resolve(), args.seed)]

@@ -180,9 +180,10 @@ def released_median_thresholds(histogram: torch.Tensor, floor: float) -> torch.T
     Its loop walks bin k = 0, 1, …, but adds the bin's *index* int(k/bins · bins) to the running
     sum S instead of the bin's count, stops at the first k with S ≤ half ≤ S + count_k and returns
     k/bins + (half − S)/count_k/bins (0/0 = NaN and x/0 = ±inf when that count is 0; the last
-    bin's values when no bin qualifies). A class with no pixel keeps 0. Then τ_c = max(median_c, floor), where a NaN median
-    stays NaN (Python's ``max`` keeps its first argument), so that class accepts no pixel.
-    The thresholds compare with :func:`released_entropy`.
+    bin's values when no bin qualifies); a class with no pixel gets 0. Then τ_c = max(median_c,
+    floor), where a NaN median stays NaN (Python's ``max`` keeps its first argument), so that class
+    accepts no pixel. The thresholds compare with :func:`released_entropy`; the histogram's pixels
+    (``target`` < old) are PLOP's (label 0), as a step's labels turn old classes into background.
     """
     classes, bins = histogram.shape
     thresholds = []

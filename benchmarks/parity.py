@@ -216,30 +216,41 @@ def check_mib(root: Path, seed: int) -> list[Row]:
     miou = Row("MiB", "mean IoU", "metrics/stream_metrics.py StreamSegMetrics.get_results", "metrics.confusion.mean_iou")
     for _, old, new, b in cases(seed):
         criterion = loss.UnbiasedCrossEntropy(old_cl=old, ignore_index=IGNORE, reduction="none")
-        t = b["target"]
-        compare_loss(unce, lambda x, f=criterion, t=t: f(x, t).mean(),
-                     lambda x, t=t, old=old: ll_mib.unbiased_cross_entropy(x, t, old), b["logits"])
+        compare_loss(unce, functools.partial(_mean_of, criterion, b["target"]),
+                     functools.partial(ll_mib.unbiased_cross_entropy, target=b["target"], old_channels=old), b["logits"])
         for alpha in (1.0, 2.0):
             kd = loss.UnbiasedKnowledgeDistillationLoss(alpha=alpha)
-            compare_loss(unkd, lambda x, f=kd, t=b["teacher"]: f(x, t),
-                         lambda x, t=b["teacher"], a=alpha: ll_mib.unbiased_distillation(x, t, alpha=a), b["logits"])
+            compare_loss(unkd, functools.partial(_swap, kd, b["teacher"]),
+                         functools.partial(ll_mib.unbiased_distillation, teacher_logits=b["teacher"], alpha=alpha),
+                         b["logits"])
         # init_balanced: their per-step heads vs llseg's one grown 1x1 conv
         torch.manual_seed(seed + old)
-        heads = nn.ModuleList([nn.Conv2d(8, old, 1), nn.Conv2d(8, new, 1)])
-        fake = types.SimpleNamespace(cls=heads, classes=[old, new])
+        heads = [nn.Conv2d(8, old, 1), nn.Conv2d(8, new, 1)]
+        fake = types.SimpleNamespace(cls=nn.ModuleList(heads), classes=[old, new])
         with torch.no_grad():
             segmod.IncrementalSegmentationModule.init_new_classifier(fake, torch.device("cpu"))
         conv = nn.Conv2d(8, old + new, 1)
         with torch.no_grad():
             torch.manual_seed(seed + old)
             first = nn.Conv2d(8, old, 1)
-            conv.weight[:old], conv.bias[:old] = first.weight, first.bias
+            conv.weight[:old] = first.weight
+            _bias(conv)[:old] = _bias(first)
         ll_mib.init_balanced(conv, new)
         theirs_w = torch.cat([heads[0].weight, heads[1].weight]).detach()
-        theirs_b = torch.cat([heads[0].bias, heads[1].bias]).detach()
-        init.add(max(max_diff(theirs_w, conv.weight.detach()), max_diff(theirs_b, conv.bias.detach())))
+        theirs_b = torch.cat([_bias(heads[0]), _bias(heads[1])]).detach()
+        init.add(max(max_diff(theirs_w, conv.weight.detach()), max_diff(theirs_b, _bias(conv).detach())))
         compare_miou(miou, metrics.StreamSegMetrics(old + new), b, old + new, absent="skipped")
     return [unce, unkd, init, miou]
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    assert conv.bias is not None
+    return conv.bias
+
+
+def _mean_of(criterion: Any, target: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MiB's criterion (reduction none) averaged over all pixels, as its trainer does."""
+    return criterion(x, target).mean()
 
 
 def compare_miou(row: Row, metric: Any, b: dict[str, torch.Tensor], classes: int, *, absent: str) -> None:
@@ -468,7 +479,8 @@ def check_ssul(root: Path, seed: int) -> list[Row]:
         # BCE: unknown layout (channel 0 unknown), all channels
         criterion = loss.BCEWithLogitsLossWithIgnoreIndex(reduction="mean")
         target = b["target"]
-        compare_loss(bce, lambda x, f=criterion, t=target: f(x, t), lambda x, t=target: bce_with_ignore(x, t), b["logits"])
+        compare_loss(bce, functools.partial(_swap, criterion, target), functools.partial(bce_with_ignore, target=target),
+                     b["logits"])
         all_ignored = torch.full_like(target, IGNORE)
         v_theirs = criterion(b["logits"], all_ignored)
         bce_edge.add(max_diff(v_theirs, bce_with_ignore(b["logits"], all_ignored)), None,
@@ -572,8 +584,8 @@ def check_klingner(root: Path, seed: int) -> list[Row]:
         # Klingner's labels: no background; step target = new classes at old.., 255 elsewhere
         target = torch.where(b["target"] == 0, IGNORE, b["target"])
         criterion = losses.CrossEntropyLoss(ignore_background=True, train_id_0=old, device=device)
-        compare_loss(ce_row, lambda x, f=criterion, t=target, old=old: f(F.log_softmax(x, 1)[:, old:], t.clone()),
-                     lambda x, t=target: labelled_cross_entropy(x, t), b["logits"])
+        compare_loss(ce_row, functools.partial(_klingner_ce, criterion, old=old, target=target),
+                     functools.partial(labelled_cross_entropy, target=target), b["logits"])
         for temp in (1, 2):
             for gs in (0.0, 1.0):
                 kd = losses.KnowledgeDistillationCELossWithGradientScaling(temp=temp, device=device, gs=gs)
@@ -589,8 +601,8 @@ def check_klingner(root: Path, seed: int) -> list[Row]:
                                  unlabelled=labelled == IGNORE)
         compare_loss(kd_edge, theirs, ours, b["logits"], "0/0 = NaN in the code, 0 in llseg")
         size = (b["logits"].shape[2] * 2 + 1, b["logits"].shape[3] * 3)
-        theirs = F.interpolate(b["logits"], size, mode="nearest")
-        up_row.add(max_diff(theirs, upsample_scores(b["logits"], size, mode="nearest")))
+        nearest = F.interpolate(b["logits"], size, mode="nearest")
+        up_row.add(max_diff(nearest, upsample_scores(b["logits"], size, mode="nearest")))
     return [ce_row, kd_row, kd_edge, up_row]
 
 
@@ -608,8 +620,8 @@ def idec_statements(root: Path) -> types.CodeType:
         initial = isinstance(getattr(node, "value", None), ast.Call | ast.Constant)  # KD_loss_ret = torch.tensor(0.)
         if isinstance(node, ast.Assign) and ("lamb" in names or "KD_loss_ret" in names and not initial):
             picked.append(node)
-        body = ast.unparse(node) if isinstance(node, ast.If) else ""
-        if body.startswith("if opts.use_KD_layer_weight:") and "KD_loss_ret_l1" in body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "opts.use_KD_layer_weight" \
+                and "KD_loss_ret_l1" in ast.unparse(node):
             picked.append(node)
     picked.sort(key=lambda n: n.lineno)
     if len(picked) != 3:
@@ -621,14 +633,13 @@ def check_idec(root: Path, seed: int) -> list[Row]:
     with upstream(root):
         loss = load(root, "utils/loss.py", "idec_loss")
     dada_code = idec_statements(root)
-    rows = {
-        kind: Row("IDEC", f"feature distance {kind}", upstream_fn, f"feature_kd.feature_distance('{kind}')")
-        for kind, upstream_fn in (
-            ("KD_loss", "utils/loss.py KnowledgeDistillationLoss(alpha=2.0)"),
-            ("KLDiv_loss", "main.py torch.nn.KLDivLoss() on raw features"),
-            ("L1_loss", "main.py torch.nn.L1Loss()"),
-            ("L2_loss", "main.py torch.nn.BCELoss() (named L2_loss)"))
-    }
+    upstream_fns: tuple[tuple[ll_feature_kd.KDLossType, str], ...] = (
+        ("KD_loss", "utils/loss.py KnowledgeDistillationLoss(alpha=2.0)"),
+        ("KLDiv_loss", "main.py torch.nn.KLDivLoss() on raw features"),
+        ("L1_loss", "main.py torch.nn.L1Loss()"),
+        ("L2_loss", "main.py torch.nn.BCELoss() (named L2_loss)"))
+    rows = {kind: Row("IDEC", f"feature distance {kind}", fn, f"feature_kd.feature_distance('{kind}')")
+            for kind, fn in upstream_fns}
     dada_w = Row("IDEC", "DADA sum, use_KD_layer_weight, λ = 0.9, e = 1..3 of 3", "main.py training loop (lamb, "
                  "KD_layer_weight, KD_loss_ret)", "feature_kd.dada_loss")
     dada_u = Row("IDEC", "DADA sum without use_KD_layer_weight", "main.py training loop", "feature_kd.dada_loss")
@@ -668,6 +679,11 @@ def check_idec(root: Path, seed: int) -> list[Row]:
 def _swap(criterion: Any, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     """IDEC calls criterion_KD(new features, old features)."""
     return criterion(student, teacher)
+
+
+def _klingner_ce(criterion: Any, x: torch.Tensor, *, old: int, target: torch.Tensor) -> torch.Tensor:
+    """Their CE as their trainer calls it: log-softmax over all channels, cut to the new ones."""
+    return criterion(F.log_softmax(x, 1)[:, old:], target.clone())
 
 
 def _klingner_kd(kd: Any, x: torch.Tensor, *, old: int, temp: int, soft: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -274,6 +274,11 @@ class DeepLabV3(nn.Module):
                 m.momentum = bn_momentum
 
     @property
+    def preactivation_stages(self) -> bool:
+        """Whether ``forward_features(preactivation=True)`` works (a ResNet backbone)."""
+        return all(hasattr(self.backbone, f"layer{i}") for i in range(1, 5))
+
+    @property
     def num_classes(self) -> int:
         """Real classes, background included (the unknown channel is not counted)."""
         return self.logit_classes - int(self.unknown)

@@ -330,5 +330,6 @@ def test_preactivation_features_are_the_stages_before_their_last_relu() -> None:
     dropped = feats["aspp"] == 0
     assert dropped.any() and torch.allclose(feats["aspp"][~dropped], feats["aspp_before_dropout"][~dropped] / 0.9)
     mobilenet = _build("deeplabv3_mobilenet_v3_large", 4, head="expanding").eval()
+    assert model.preactivation_stages and not mobilenet.preactivation_stages
     with pytest.raises(ValueError, match="ResNet"):
         mobilenet.forward_features(x, preactivation=True)

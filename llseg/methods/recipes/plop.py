@@ -290,9 +290,6 @@ class Plop(ExpandingRecipe):
     @classmethod
     def check_config(cls, config: Any) -> None:
         super().check_config(config)
-        if config.options.mode == "released" and not config.model.startswith("deeplabv3_resnet"):
-            raise ConfigError(f"mode: released needs a ResNet backbone (PLOP distils its stages before the last "
-                              f"ReLU), got model {config.model}; use mode: corrected")
         if config.options.mode == "released" and (config.crop_size is None or config.crop_size[0] < config.crop_size[1]):
             raise ConfigError(f"mode: released needs a crop_size at least as tall as wide (PLOP trains on 512x512 "
                               f"crops; its POD fails on wider maps), got {config.crop_size}; set crop_size: 512x512")
@@ -309,6 +306,13 @@ class Plop(ExpandingRecipe):
             if histogram is not None:
                 median = released_median_thresholds if self.released_channels else median_thresholds
                 self.thresholds = median(histogram, self.options.threshold)
+
+    def check_model(self, model: nn.Module) -> None:
+        super().check_model(model)
+        if self.options.mode == "released" and not getattr(model, "preactivation_stages", False):
+            raise ConfigError(f"mode: released needs a model whose backbone stages are available before their last "
+                              f"ReLU (a ResNet DeepLabV3: PLOP distils those), got {self.config.model}; "
+                              f"use mode: corrected")
 
     @property
     def released_channels(self) -> int | None:

@@ -150,8 +150,9 @@ def test_plop_released_mode_runs_the_released_terms(make_rows, monkeypatch):
     pods = [c for c in calls if c[0] == "pod"]
     assert pods and all(released for _, _, released in pods)
     assert min(low for _, low, _ in pods) < 0  # pre-activation maps keep negative values
-    with pytest.raises(ConfigError, match="mode: released needs a ResNet"):
-        TrainConfig.from_hyperparameters(dict(PLOP, mode="released", crop_size="64x64"))
+    mobilenet = ContinualLearner(TrainConfig.from_hyperparameters(dict(PLOP, mode="released", crop_size="32x32")))
+    with pytest.raises(ConfigError, match=r"mode: released needs .*\(a ResNet DeepLabV3"):
+        _learn(mobilenet, voc_rows(make_rows, "m", 2, [0, 1, 2], keep={0, 1, 2}))
     with pytest.raises(ConfigError, match="crop_size at least as tall as wide"):
         TrainConfig.from_hyperparameters(dict(settings, crop_size="32x48"))
 

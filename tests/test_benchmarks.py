@@ -86,3 +86,30 @@ def test_precision_append_refuses_a_record_made_with_other_settings(tmp_path: Pa
         accuracy.precision_record(record, {"epochs": 4, "lr": 0.001}, "fp32")
     with pytest.raises(SystemExit, match="run without --append first"):
         accuracy.precision_record(tmp_path / "none.json", {}, "bf16")
+
+
+def test_parity_helpers_without_the_authors_code(tmp_path: Path) -> None:
+    """benchmarks/parity.py needs the authors' checkouts for its rows; its own pieces are checked here:
+    NaN-aware differences, the loader refusing a wrong path, the generated edge cases and the table."""
+    parity = _load("parity")
+    assert parity.max_diff(torch.tensor([1.0, float("nan")]), torch.tensor([1.5, float("nan")])) == 0.5
+    assert torch.isnan(torch.tensor(parity.max_diff(torch.tensor([1.0]), torch.tensor([float("nan")]))))
+    with pytest.raises(SystemExit, match="not found"):
+        with parity.upstream(tmp_path):
+            parity.load(tmp_path, "utils/loss.py", "missing")
+    assert str(tmp_path) not in sys.path
+    batches = list(parity.cases(0))
+    assert [(old, new) for _, old, new, _ in batches] == [(o, n) for o, n in parity.SPLITS for _ in parity.SHAPES]
+    for _, old, new, b in batches:
+        target = b["target"]
+        assert not ((target[1] == 0).any())  # an image without background
+        assert (target == 255).any() and target[target != 255].max() < old + new
+        if new > 1:
+            assert not (target == old).any()  # an empty new class
+    row = parity.Row("M", "term", "up.py f", "llseg.f")
+    row.add(1e-7, 2e-9)
+    row.add(float("nan"), None, "why")
+    table = parity.markdown([row])
+    assert "| M | term | up.py f | `llseg.f` | 2 | nan | 2.0e-09 | why |" in table
+    with pytest.raises(SystemExit):
+        parity.main([])

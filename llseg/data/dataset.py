@@ -160,8 +160,9 @@ class SegmentationPairs(Dataset):
         size: (H, W) to resize to when ``augment`` is ``None`` (evaluation input size).
         seed: base seed; sample ``i`` of epoch ``e`` uses seed ``(seed, e, i)`` so runs repeat exactly.
         saliency: optional saliency map per image (grey PNG, > 0 = salient, same size as the
-            label); pixels of train id ``relabel[0]`` that are not salient get channel
-            ``relabel[1]`` (SSUL's unknown labelling: salient background stays unknown).
+            label); pixels that ``lut`` maps to channel ``relabel[0]`` and that are not salient get
+            channel ``relabel[1]`` (SSUL's unknown labelling: every pixel the step labels background,
+            old and future classes included, is unknown where salient and background elsewhere).
     """
 
     def __init__(
@@ -206,7 +207,7 @@ class SegmentationPairs(Dataset):
         label = torch.from_numpy(np.take(self.lut, raw))  # uint8 until the end: cheaper flips and resizes
         if self.saliency is not None:
             salient = self.cache.get("label", self.saliency[index], size)
-            plain = torch.from_numpy((raw == self.relabel[0]) & (salient == 0))
+            plain = (label == self.relabel[0]) & torch.from_numpy(salient == 0)
             label = torch.where(plain, self.relabel[1], label)
         if self.augment is not None:
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)

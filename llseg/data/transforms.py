@@ -46,6 +46,21 @@ def resize_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
 
 
+UPSAMPLE_MODES = ("bilinear", "nearest")
+
+
+def upsample_scores(scores: torch.Tensor, size: tuple[int, int], *, mode: str = "bilinear") -> torch.Tensor:
+    """N×K×h×w class scores -> N×K×H×W at the label size ``size`` = (H, W) for evaluation:
+    ``bilinear`` (llseg's default) or ``nearest`` (Klingner et al.'s evaluation, docs/methods.md §1.5)."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    if mode == "nearest":
+        return F.interpolate(scores, size=size, mode="nearest")
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
 def to_unit_float(image: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 -> float32 0..1; float images pass unchanged."""
     return image.float().div_(255) if image.dtype == torch.uint8 else image

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from llseg.data.transforms import UPSAMPLE_MODES
 from llseg.errors import ConfigError
 from llseg.methods.optim import LR_POLICIES, OPTIMIZERS
 from llseg.methods.recipe import RecipeOptions
@@ -75,6 +76,8 @@ class TrainConfig:
         loss_type: ``ce`` (softmax cross-entropy) or ``bce`` (per-class sigmoid BCE).
         input_size: (H, W) images are resized to before augmentation and for prediction; None keeps
             each image's size. ``crop_size``: random training crop; None trains on whole images.
+        eval_upsample: how prediction scores at ``input_size`` are resized to the label size:
+            ``bilinear`` or ``nearest`` (Klingner et al.'s evaluation, docs/methods.md §1.5).
         scale, flip, jitter: random down-rescale range (image shrinks by 1/s), horizontal flip,
             colour jitter strength.
         data_ratio: steps ≥ 1 train on round(δ · N) of their N images (LAG's data-limited protocol,
@@ -104,6 +107,7 @@ class TrainConfig:
     loss_type: str = "ce"
     input_size: tuple[int, int] | None = None
     crop_size: tuple[int, int] | None = None
+    eval_upsample: str = "bilinear"
     scale: tuple[float, float] = (1.0, 1.5)
     flip: bool = True
     jitter: float = 0.2
@@ -129,7 +133,7 @@ class TrainConfig:
         elif type(self.options) is not recipe.Options:
             raise ConfigError(f"recipe {self.recipe} takes {recipe.Options.__name__}, got {type(self.options).__name__}")
         choices = (("loss_type", LOSS_TYPES), ("optimizer", OPTIMIZERS), ("lr_policy", LR_POLICIES),
-                   ("precision", PRECISIONS))
+                   ("precision", PRECISIONS), ("eval_upsample", UPSAMPLE_MODES))
         for key, valid in choices:
             if getattr(self, key) not in valid:
                 raise ConfigError(f"{key} must be one of {', '.join(valid)}, got {getattr(self, key)!r}")

@@ -29,7 +29,7 @@ from llseg.data.imageio import read_label_png
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, DomainIncrementalSpec, get_preset
-from llseg.data.transforms import TrainAugment, normalize, resize_pair
+from llseg.data.transforms import TrainAugment, normalize, resize_pair, upsample_scores
 from llseg.errors import ConfigError, DataError
 from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
 from llseg.methods.config import TrainConfig, resolve_config
@@ -372,7 +372,7 @@ class ContinualLearner:
             with self.engine.autocast():
                 batch = normalize(image)[None].to(self.device).contiguous(memory_format=torch.channels_last)
                 scores = self.class_scores(self.model(batch))
-            scores = torch.nn.functional.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+            scores = upsample_scores(scores, rgb.shape[:2], mode=self.config.eval_upsample)
             pred, group_pred, prefix_pred = predictions_from_logits(scores, self.classes, sizes)
             yield Prediction(
                 pred=pred[0].cpu().numpy(),

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import mobilenet_v3_large, resnet50, resnet101
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.resnet import Bottleneck
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from .registry import GrowInit, fp32_logits, grow_classifier, load_weights, register_model
@@ -196,6 +197,28 @@ class PerStepHeads(nn.Module):
         self.heads.append(head)
 
 
+def resnet_preactivation_stages(backbone: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """``"layer1".."layer4"`` of a torchvision ResNet body for x N×3×H×W, each taken before the
+    final ReLU of its stage's last bottleneck (conv-bn branch + shortcut); the next stage reads the
+    ReLU of it, so the network computes what ``backbone(x)`` computes."""
+    if not all(hasattr(backbone, f"layer{i}") for i in range(1, 5)):
+        raise ValueError("preactivation features need a ResNet backbone")
+    for name in ("conv1", "bn1", "relu", "maxpool"):
+        x = getattr(backbone, name)(x)
+    out: dict[str, Tensor] = {}
+    for i in range(1, 5):
+        blocks = list(cast(nn.Sequential, getattr(backbone, f"layer{i}")))
+        for block in blocks[:-1]:
+            x = block(x)
+        last = cast(Bottleneck, blocks[-1])
+        shortcut = x if last.downsample is None else last.downsample(x)
+        branch = last.relu(last.bn1(last.conv1(x)))
+        branch = last.relu(last.bn2(last.conv2(branch)))
+        out[f"layer{i}"] = last.bn3(last.conv3(branch)) + shortcut
+        x = torch.relu(out[f"layer{i}"])  # not the block's in-place ReLU: the map is kept
+    return out
+
+
 class DeepLabV3(nn.Module):
     """DeepLabV3 with a growable classifier; ``forward``: N×3×H×W -> logits N×C×H×W.
 
@@ -251,6 +274,11 @@ class DeepLabV3(nn.Module):
                 m.momentum = bn_momentum
 
     @property
+    def preactivation_stages(self) -> bool:
+        """Whether ``forward_features(preactivation=True)`` works (a ResNet backbone)."""
+        return all(hasattr(self.backbone, f"layer{i}") for i in range(1, 5))
+
+    @property
     def num_classes(self) -> int:
         """Real classes, background included (the unknown channel is not counted)."""
         return self.logit_classes - int(self.unknown)
@@ -273,11 +301,15 @@ class DeepLabV3(nn.Module):
             raise RuntimeError(f"backbone keys not in the classification network: {sorted(own.keys() - state.keys())[:3]}")
         return {**state, **own}
 
-    def forward_features(self, x: Tensor, *, detach_head: bool = False) -> dict[str, Tensor]:
+    def forward_features(self, x: Tensor, *, detach_head: bool = False, preactivation: bool = False) -> dict[str, Tensor]:
         """Intermediate maps of x N×3×H×W (s = output stride; channel counts are ResNet's).
 
         ``detach_head``: the classifier reads the ASPP output detached, so a loss on the logits
         trains the heads but sends no gradient into the body (IDEC/LAG with ``bce_on_body`` false).
+        ``preactivation`` (ResNet only): ``"layer1".."layer4"`` are each stage's output before the
+        last block's final ReLU (residual sum), as PLOP's backbone hands them to POD
+        (docs/methods.md §6), and ``"aspp_before_dropout"`` is the ASPP output before its dropout
+        (PLOP's head has none); the network's computation is unchanged.
 
         Returns:
             ``"layer1"`` N×256×H/4×W/4, ``"layer2"`` N×512×H/8, ``"layer3"`` N×1024×H/s,
@@ -286,8 +318,15 @@ class DeepLabV3(nn.Module):
             layer's resolution, ``"logits_lowres"`` N×C×H/s×W/s and ``"logits"`` N×C×H×W
             (identical to ``forward(x)``). Strides are ceil-divisions for odd sizes.
         """
-        feats = dict(self.backbone(x))
-        feats["aspp"] = self.aspp(feats["layer4"])
+        if preactivation:
+            feats = resnet_preactivation_stages(self.backbone, x)
+            branches = torch.cat([conv(torch.relu(feats["layer4"])) for conv in self.aspp.convs], dim=1)
+            project = cast(nn.Sequential, self.aspp.project)
+            feats["aspp_before_dropout"] = project[:-1](branches)
+            feats["aspp"] = project[-1](feats["aspp_before_dropout"])
+        else:
+            feats = dict(self.backbone(x))
+            feats["aspp"] = self.aspp(feats["layer4"])
         for name, aspp in self.aspp_taps.items():
             feats[f"aspp_{name}"] = aspp(feats[name])
         feats["logits_lowres"] = self.classifier(feats["aspp"].detach() if detach_head else feats["aspp"])

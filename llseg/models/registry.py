@@ -69,11 +69,12 @@ class FeatureModel(Protocol):
 
     ``forward_features(x)`` returns at least ``"layer1".."layer4"``, ``"aspp"``, ``"logits_lowres"``
     and ``"logits"`` (identical to ``forward(x)``), plus ``"aspp_layer1".."aspp_layer3"`` when built
-    with taps; ``detach_head`` makes the classifier read detached features. ``body_parameters()``:
+    with taps; ``detach_head`` makes the classifier read detached features; ``preactivation`` gives
+    the backbone stages before their last ReLU (PLOP's released POD inputs). ``body_parameters()``:
     every parameter upstream of the classifier (backbone, ASPP, taps).
     """
 
-    def forward_features(self, x: Tensor, *, detach_head: bool = False) -> dict[str, Tensor]: ...
+    def forward_features(self, x: Tensor, *, detach_head: bool = False, preactivation: bool = False) -> dict[str, Tensor]: ...
 
     def body_parameters(self) -> Iterator[nn.Parameter]: ...
 

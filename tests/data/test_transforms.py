@@ -11,7 +11,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from llseg.data.dataset import SegmentationPairs, channel_lut
 from llseg.data.imageio import write_label_png
-from llseg.data.transforms import TrainAugment, adjust_hue, normalize, resize_pair, to_unit_float
+from llseg.data.transforms import TrainAugment, adjust_hue, normalize, resize_pair, to_unit_float, upsample_scores
+from llseg.errors import ConfigError
+from llseg.methods.config import TrainConfig
 
 
 def hue_test_image() -> torch.Tensor:
@@ -108,10 +110,28 @@ def test_segmentation_pairs_map_ids_and_saliency(tmp_path: Path) -> None:
     expected = np.where(raw == 0, 0, np.where(raw == 7, 1, 255))
     np.testing.assert_array_equal(label.numpy(), expected)
     torch.testing.assert_close(image, normalize(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255))
-    # SSUL-style: non-salient pixels of train id 0 get channel 5
-    with_saliency = SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=lut,
+    # SSUL-style: non-salient pixels of channel 0 get channel 5, whichever train id the lut mapped there
+    lut_bg = lut.copy()
+    lut_bg[3] = 0  # train id 3 (an old class of the step) is background too
+    with_saliency = SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=lut_bg,
                                       saliency=[tmp_path / "sal.png"], relabel=(0, 5))
     _, label = with_saliency[0]
-    np.testing.assert_array_equal(label.numpy(), np.where((raw == 0) & (salient == 0), 5, expected))
+    step_labels = np.where(np.isin(raw, [0, 3]), 0, expected)
+    np.testing.assert_array_equal(label.numpy(), np.where((step_labels == 0) & (salient == 0), 5, step_labels))
+    assert ((raw == 3) & (salient == 0)).any()
     with pytest.raises(ValueError, match="channel_lut"):
         SegmentationPairs([tmp_path / "img.png"], [tmp_path / "lab.png"], lut=np.arange(300))
+
+
+def test_upsample_scores_bilinear_or_nearest() -> None:
+    scores = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    nearest = upsample_scores(scores, (4, 4), mode="nearest")
+    assert nearest[0, 0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    bilinear = upsample_scores(scores, (4, 4))
+    assert bilinear[0, 0, 0].tolist() == [0.0, 0.25, 0.75, 1.0]  # half-pixel centres, edges clamped
+    assert upsample_scores(scores, (2, 2), mode="nearest") is scores
+    with pytest.raises(ValueError, match="bilinear, nearest"):
+        upsample_scores(scores, (4, 4), mode="bicubic")
+    assert TrainConfig.from_hyperparameters({"eval_upsample": "nearest"}).eval_upsample == "nearest"
+    with pytest.raises(ConfigError, match="eval_upsample must be one of bilinear, nearest"):
+        TrainConfig.from_hyperparameters({"eval_upsample": "area"})

@@ -129,3 +129,20 @@ def test_without_grad_clip_nothing_is_clipped(make_rows, monkeypatch):
         make_rows("a", 2, [0, 1], keep={0, 1}),
     )
     assert calls == []
+
+
+def test_eval_upsample_nearest_predicts_at_input_size_then_repeats(make_rows):
+    """eval_upsample: nearest (Klingner's evaluation): scores at input_size (16x32) become 2x2 blocks
+    of the 32x64 prediction; the default bilinear prediction is not blocky."""
+    rows = make_rows("a", 2, [0, 5, 10], keep={0, 5, 10})
+    preds = {}
+    for mode in ("nearest", "bilinear"):
+        settings = dict(recipe="finetune", input_size="16x32", eval_upsample=mode, **dict(FAST, epochs=1))
+        learner = ContinualLearner(TrainConfig.from_hyperparameters(settings))
+        _learn(learner, rows)
+        preds[mode] = next(learner.predict([rows.x[0, 0]])).pred
+    nearest = torch.from_numpy(preds["nearest"].astype("int64"))
+    assert nearest.shape == (32, 64)
+    assert torch.equal(nearest, nearest[::2, ::2].repeat_interleave(2, 0).repeat_interleave(2, 1))
+    bilinear = torch.from_numpy(preds["bilinear"].astype("int64"))
+    assert not torch.equal(bilinear, bilinear[::2, ::2].repeat_interleave(2, 0).repeat_interleave(2, 1))

@@ -307,3 +307,29 @@ def test_dilated_depthwise_convs_get_right_bf16_gradients_in_channels_last() -> 
         g.bfloat16().float())
     for got, want in ((conv.weight.grad, weight.grad), (x.grad, inputs.grad)):
         assert (got.float() - want).abs().max() <= 0.02 * want.abs().max()
+
+
+def test_preactivation_features_are_the_stages_before_their_last_relu() -> None:
+    model = _build("deeplabv3_resnet50", 4, head="expanding").eval()
+    for m in model.modules():  # zero-initialised residual BN would make the pre-activation ReLU-free
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight)
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        post = model.forward_features(x)
+        pre = model.forward_features(x, preactivation=True)
+    for i in range(1, 5):
+        name = f"layer{i}"
+        assert (pre[name] < 0).any(), name  # PLOP's POD inputs keep the negative part
+        assert torch.allclose(torch.relu(pre[name]), post[name], atol=1e-5), name
+    for name in ("aspp", "logits_lowres", "logits"):  # the network computes the same
+        assert torch.allclose(pre[name], post[name], atol=1e-5), name
+    assert torch.equal(pre["aspp_before_dropout"], pre["aspp"])  # eval mode: dropout is the identity
+    model.train()
+    feats = model.forward_features(x.expand(2, -1, -1, -1), preactivation=True)  # BatchNorm needs 2 samples
+    dropped = feats["aspp"] == 0
+    assert dropped.any() and torch.allclose(feats["aspp"][~dropped], feats["aspp_before_dropout"][~dropped] / 0.9)
+    mobilenet = _build("deeplabv3_mobilenet_v3_large", 4, head="expanding").eval()
+    assert model.preactivation_stages and not mobilenet.preactivation_stages
+    with pytest.raises(ValueError, match="ResNet"):
+        mobilenet.forward_features(x, preactivation=True)

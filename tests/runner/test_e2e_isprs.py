@@ -110,7 +110,8 @@ def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o
     monkeypatch.chdir(tmp_path)
     _copy_repo(tmp_path)
     fast = {"model": "deeplabv3_mobilenet_v3_large", "model_kwargs": {"output_stride": 16, "bn_momentum": 0.1},
-            "epochs": 1, "batch_size": 4, "crop_size": "32x32", "num_workers": 0, "device": "cpu"}
+            "epochs": 1, "batch_size": 4, "crop_size": "32x32", "num_workers": 0, "device": "cpu",
+            "mode": "corrected"}  # PLOP's released mode needs a ResNet
     for path in sorted((tmp_path / EXAMPLE / "testalgorithms").glob("*_isprs.yaml")):
         shipped = _set(path, fast)
         cfg = DeepLabV3Estimator(**shipped).config  # checks every value; the weights load at the first train
@@ -122,6 +123,8 @@ def test_real_isprs_job_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, o
             assert (cfg.options.pseudo_thresh, cfg.options.unknown, cfg.options.freeze, cfg.options.mem_size) == (
                 0.7, True, True, 0
             ), path.name
+        if cfg.recipe == "plop":
+            assert cfg.options.mode == "released", path.name
         if cfg.recipe == "lag":
             assert (cfg.options.rho, cfg.options.lambda_nsc, cfg.options.kd_on_frozen, cfg.options.feature_decoupling) == (
                 0.5, 0.1, False, True

@@ -128,7 +128,8 @@ def test_synthetic_voc_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
 REAL_JOB = f"{EXAMPLE}/benchmarkingjob.yaml"
 # The paper-scale files with a CPU-sized model and budget; every other value stays as shipped.
 REAL_FAST = {"model": "deeplabv3_mobilenet_v3_large", "model_kwargs": {"output_stride": 16, "bn_momentum": 0.1},
-             "epochs": 1, "batch_size": 4, "crop_size": "32x32", "num_workers": 0, "device": "cpu"}
+             "epochs": 1, "batch_size": 4, "crop_size": "32x32", "num_workers": 0, "device": "cpu",
+             "mode": "corrected"}  # PLOP's released mode needs a ResNet
 
 
 def test_real_voc_job_runs_six_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
@@ -148,6 +149,10 @@ def test_real_voc_job_runs_six_rounds(tmp_path: Path, monkeypatch: pytest.Monkey
         assert shipped["model_kwargs"]["backbone_weights"], path.name
         crop = "x".join(map(str, cfg.crop_size))
         assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.backbone_lr, cfg.lr_incremental, crop) == PAPER[cfg.recipe], path.name
+        released = {"plop": ("mode", "released"), "idec": ("kd_on_frozen", True), "lag": ("kd_on_frozen", True)}
+        if cfg.recipe in released:  # the paper-settings files run the released code's behaviour
+            key, value = released[cfg.recipe]
+            assert getattr(cfg.options, key) == value, path.name
         for item in hps:
             ((name, spec),) = item.items()
             if name in REAL_FAST:

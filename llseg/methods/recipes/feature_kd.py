@@ -124,7 +124,8 @@ def dada_loss(
 
     D = :func:`feature_distance` (``KD_loss_type``), l1..l3 = ``aspp_layer1..3``, out = ``aspp``,
     λ = ``lamb``, e = ``epoch`` (1-based), E = ``epochs``. The released code's unweighted branch
-    overwrites the l2 term with the l3 one (so it sums l1 + 2·l3 + out); llseg does not reproduce
+    assigns the l3 term to the l2 variable and leaves the l3 one at its initial 0 (so it sums
+    l1 + l3 + out; measured by benchmarks/parity.py); llseg does not reproduce
     that copy-paste bug. One LAG v1 ``run.py`` also decays the ``out`` term; IDEC's and
     docs/methods.md's form (used here) does not. (LAG's dev logs used λ = 1, where both agree.)
     """

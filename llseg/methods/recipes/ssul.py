@@ -222,8 +222,9 @@ class Ssul(Recipe):
         return unknown_lut(lut, 0) if self.options.unknown else lut
 
     def dataset_options(self, pairs: Sequence[Pair]) -> dict[str, Any]:
-        """Saliency maps (``<image stem>.png`` in ``saliency_dir``): non-salient background pixels
-        become the background channel, salient ones stay unknown."""
+        """Saliency maps (``<image stem>.png`` in ``saliency_dir``): non-salient unknown pixels (the
+        step's background: background, old and future classes) become the background channel,
+        salient ones stay unknown, as SSUL's ``VOCSegmentation.__getitem__``."""
         if not self.options.saliency_dir:
             return {}
         saliency = [Path(self.options.saliency_dir) / f"{Path(i).stem}.png" for i, _ in pairs]
@@ -231,7 +232,7 @@ class Ssul(Recipe):
         if missing:
             raise DataError(f"{len(missing)} saliency maps are missing, e.g. {missing[0]}; saliency_dir must hold "
                               "<image stem>.png for every training image (or drop saliency_dir)")
-        return {"saliency": saliency, "relabel": (self.info.background_id or 0, 1)}
+        return {"saliency": saliency, "relabel": (UNKNOWN, 1)}
 
     def replay_pairs(self) -> list[Pair]:
         return self.memory

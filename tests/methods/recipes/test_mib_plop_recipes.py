@@ -131,7 +131,30 @@ def test_plop_computes_thresholds_and_distils_six_maps(make_rows, monkeypatch):
     # MobileNetV3 stages (24, 40, 112, 960 ch), ASPP 256, logits with the 5 new channels summed into bg
     new, old, factors, kw = maps[0]
     assert new == old == [24, 40, 112, 960, 256, 16]
-    assert factors == [0.01] * 5 + [0.0005] and kw == {"channels": 21, "new_channels": 5}
+    assert factors == [0.01] * 5 + [0.0005] and kw == {"channels": 21, "new_channels": 5, "released": False}
+
+
+def test_plop_released_mode_runs_the_released_terms(make_rows, monkeypatch):
+    """mode: released feeds pre-activation stages to POD with the released regions, and computes the
+    thresholds and ν as PLOP's code does (the terms themselves: test_plop.py and benchmarks/parity.py)."""
+    calls = []
+    original_pod, original_median = plop.pod_loss, plop.released_median_thresholds
+    monkeypatch.setattr(plop, "pod_loss", lambda new, old, factors, **kw: calls.append(
+        ("pod", min(float(m.min()) for m in new[:4]), kw["released"])) or original_pod(new, old, factors, **kw))
+    monkeypatch.setattr(plop, "released_median_thresholds", lambda h, f: calls.append(("median",)) or original_median(h, f))
+    settings = dict(PLOP, model="deeplabv3_resnet50", mode="released", crop_size="64x64")
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(settings))
+    _learn(learner, voc_rows(make_rows, "a", 2, [0, 1, 2], keep={0, 1, 2}))
+    _learn(learner, voc_rows(make_rows, "c", 2, [0, 16, 2], keep={0, 16}))
+    assert calls[0] == ("median",)
+    pods = [c for c in calls if c[0] == "pod"]
+    assert pods and all(released for _, _, released in pods)
+    assert min(low for _, low, _ in pods) < 0  # pre-activation maps keep negative values
+    mobilenet = ContinualLearner(TrainConfig.from_hyperparameters(dict(PLOP, mode="released", crop_size="32x32")))
+    with pytest.raises(ConfigError, match=r"mode: released needs .*\(a ResNet DeepLabV3"):
+        _learn(mobilenet, voc_rows(make_rows, "m", 2, [0, 1, 2], keep={0, 1, 2}))
+    with pytest.raises(ConfigError, match="crop_size at least as tall as wide"):
+        TrainConfig.from_hyperparameters(dict(settings, crop_size="32x48"))
 
 
 def test_data_ratio_subsets_later_steps(make_rows):

@@ -110,3 +110,79 @@ def test_weighted_cross_entropy_averages_over_all_pixels():
     ce = lambda z, c: -math.log(math.exp(z[c]) / sum(math.exp(v) for v in z))  # noqa: E731
     expected = (0.5 * ce([0.0, 1.0], 1) + 0.0 + ce([2.0, 0.0], 0) + ce([0.0, 0.0], 1)) / 4
     assert plop.weighted_cross_entropy(logits, target, nu).item() == pytest.approx(expected, rel=1e-6)
+
+
+# ---- mode: released (PLOP's released code; cross-checked against it by benchmarks/parity.py)
+
+
+def test_released_entropy_is_the_codes_scale():
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).reshape(1, 3, 1, 1)
+    p = torch.softmax(logits[0, :, 0, 0], 0)
+    h = -(p * p.log()).sum()
+    # mean over channels (1e-8 inside the log), / log C_old, / log |C_1:t|
+    expected = -(p * (p + 1e-8).log()).mean() / math.log(3 + 1e-8) / math.log(5)
+    got = plop.released_entropy(logits, channels=5)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert got.item() == pytest.approx((h / math.log(3) / (3 * math.log(5))).item(), rel=1e-4)
+
+
+def test_released_median_adds_bin_indices_to_the_running_sum():
+    # one class, 10 bins, counts 4, 4, 4, 4: total 16, half 8.
+    # The true median is at the end of bin 1 (0.2). The released loop adds indices 0, 1, 2 to the
+    # running sum: S = 0, 0, 1, 3 at bins 0..3; bin 0 holds [0, 4], bin 1 [0, 4], bin 2 [1, 5],
+    # bin 3 [3, 7] -- none reaches 8 -- then bin 4 (count 0) at S = 6 fails too, ... until the
+    # running sum passes 8 at bin 5 (S = 10): no bin qualifies, the loop ends at k = 9 with
+    # S = 0+1+...+8 = 36 and count_9 = 0: (8 - 36) / 0 = -inf, so max(-inf, floor) = floor.
+    hist = torch.tensor([[4, 4, 4, 4, 0, 0, 0, 0, 0, 0]])
+    assert plop.median_thresholds(hist, 0.001).item() == pytest.approx(0.2)
+    assert plop.released_median_thresholds(hist, 0.001).item() == pytest.approx(0.001)
+    # 100 pixels in bin 3 of 10: S = 0, 0, 1, 3 -> bin 3 holds [3, 103] ∋ 50: 0.3 + (50 - 3) / 100 / 10
+    hist = torch.zeros(1, 10, dtype=torch.long)
+    hist[0, 3] = 100
+    assert plop.released_median_thresholds(hist, 0.001).item() == pytest.approx(0.3 + 0.047)
+    assert plop.median_thresholds(hist, 0.001).item() == pytest.approx(0.35)
+    # a bin reached exactly with count 0: 0/0 = NaN, kept by max(); an empty class gets the floor
+    hist = torch.tensor([[0, 2, 0, 0], [0, 0, 0, 0]])  # half = 1: bin 0 holds [0, 0]; bin 1 [0, 2] ∋ 1
+    out = plop.released_median_thresholds(hist, 0.01)
+    assert out[0].item() == pytest.approx(0.25 + 1 / 2 / 4) and out[1].item() == pytest.approx(0.01)
+    hist = torch.tensor([[1, 0, 0, 0, 0]])  # half 0.5: bin 0 holds [0, 1] ∋ 0.5
+    assert plop.released_median_thresholds(hist, 0.0).item() == pytest.approx(0.5 / 5)
+    exact = torch.tensor([[0, 0, 2, 0]])  # half 1: S = 0, 0, 1 -> bin 2 holds [1, 3] ∋ 1 -> 2/4 + 0
+    assert plop.released_median_thresholds(exact, 0.0).item() == pytest.approx(0.5)
+    zero_count = torch.tensor([[0, 0, 0, 2, 0]])  # half 1: S = 0, 0, 1 at bin 2 with count 0: 0/0
+    assert math.isnan(plop.released_median_thresholds(zero_count, 0.001).item())
+
+
+def test_released_adaptive_factor_is_zero_without_background():
+    teacher = torch.zeros(2, 2, 1, 2)
+    teacher[:, 1] = 10.0  # confident old class 1 everywhere
+    target = torch.tensor([[[0, 2]], [[2, 255]]])  # image 1: no background pixel
+    thresholds = torch.ones(2)
+    labels, nu = plop.entropy_pseudo_labels(target, teacher, thresholds)
+    assert nu.tolist() == [1.0, 1.0]
+    labels_r, nu_r = plop.entropy_pseudo_labels(target, teacher, thresholds, channels=3)
+    assert torch.equal(labels, labels_r) and labels[0, 0].tolist() == [1, 2]
+    assert nu_r[0].item() == pytest.approx(1 / (1 + 1e-6)) and nu_r[1].item() == 0.0
+
+
+def test_released_pod_regions_are_square_of_side_w_over_s():
+    x = torch.arange(36.0).reshape(1, 1, 6, 6)
+    # s = 4: k = 1, only the top-left 4x4 block is pooled (rows/columns 4, 5 dropped)
+    emb = plop.released_local_pod_embedding(x, scales=(4,))
+    block = x[0, 0, :4, :4]
+    assert sorted(emb[0].tolist()) == sorted(block.flatten().tolist() * 2)
+    # square maps that every scale divides: the same values as the adaptive regions
+    y = torch.rand(2, 3, 8, 8)
+    a, b = plop.released_local_pod_embedding(y), plop.local_pod_embedding(y)
+    assert torch.allclose(a.sort(1).values, b.sort(1).values)
+    # taller than wide: the extra rows are ignored; wider than tall: refused (the code fails there)
+    assert plop.released_local_pod_embedding(torch.rand(1, 1, 10, 8)).shape == plop.released_local_pod_embedding(
+        torch.rand(1, 1, 8, 8)).shape
+    with pytest.raises(ValueError, match="mode: corrected"):
+        plop.released_local_pod_embedding(torch.rand(1, 1, 6, 8))
+
+
+def test_mode_option_is_checked():
+    assert plop.PlopOptions().mode == "corrected"
+    with pytest.raises(Exception, match="mode must be"):
+        plop.PlopOptions(mode="paper")

@@ -10,10 +10,13 @@ from pathlib import Path
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``."""
+    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``. Ranks
+    other than 0 of a torchrun job log warnings only."""
     env = os.environ.get("LLSEG_LOGLEVEL")
     if env:
         level = getattr(logging, env.upper(), level)
+    if int(os.environ.get("RANK", "0")) > 0:
+        level = max(level, logging.WARNING)
     log = logging.getLogger("llseg")
     if not log.handlers:
         handler = logging.StreamHandler()
@@ -123,9 +126,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ConfigError("llseg train: --out is required (or --print-config)")
-    results = train_stages(args.prepared, args.out, hyperparameters)
-    print(format_table(results))
-    print(f"checkpoints and results in {args.out}")
+    from llseg import distributed
+
+    try:
+        results = train_stages(args.prepared, args.out, hyperparameters)
+    finally:
+        distributed.shutdown()
+    if distributed.env_world_size() <= 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(format_table(results))
+        print(f"checkpoints and results in {args.out}")
     return 0
 
 

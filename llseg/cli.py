@@ -213,6 +213,11 @@ def _cmd_make_jobs(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from llseg.runner.job import run_job
 
+    if args.plan:
+        from llseg.runner.plan import format_plan, plan_job
+
+        print(format_plan(plan_job(str(args.file))))
+        return 0
     return 1 if run_job(str(args.file)).failed else 0
 
 
@@ -319,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an Ianvs benchmarkingjob.yaml without Ianvs (lifelong no-inference mode); exit 1 if a test case failed",
     )
     p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
+    p.add_argument("--plan", action="store_true", help="print per test case and round the images x epochs, FLOPs and the "
+                   "estimated time on this machine (a short calibration), then exit without training")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("make-jobs", help="write examples/*/lifelong_learning_bench/splits/<split>/: a ready Ianvs job for every "

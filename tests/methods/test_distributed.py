@@ -79,15 +79,16 @@ def _worker(rank: int, world: int, port: int, hps: dict[str, Any], rows: list[tu
     _register_tiny()
     from llseg import distributed
 
+    die = hps.pop("die_after_learn", False)
     learner = ContinualLearner(resolve_config(hps))
     summary = learner.learn(*(list(c) for c in zip(*rows)))
     learner.save(out / f"checkpoint-rank{rank}.pt")  # only rank 0 writes
-    if hps.get("die_after_learn") and rank == 1:
+    if die and rank == 1:
         os._exit(3)
     scores = learner.evaluate([r[0] for r in rows], [r[1] for r in rows])
     state = {k: v.clone() for k, v in learner.model.state_dict().items()}  # type: ignore[union-attr]
     torch.save({"loss": summary["final_loss"], "state": state, "scores": scores}, out / f"result-rank{rank}.pt")
-    if hps.get("die_after_learn"):  # rank 0 waits for rank 1, which died: the launcher must stop it
+    if die:  # rank 0 waits for rank 1, which died: the launcher must stop it
         distributed.barrier()
     distributed.shutdown()
 

@@ -6,12 +6,14 @@ the evaluation images of the round (every eval chunk, the report samples; the te
 the end), the counted FLOPs (``torch.utils.flop_counter`` on the model's forward at the size a
 training sample really has after augmentation; training = 3 × forward, + 1 forward with a teacher)
 and the estimated time from a short calibration on this machine: a few timed training steps
-(forward, backward, optimiser; the engine's device and precision) plus the loading of real samples,
-and timed single-image predictions. Replay batches (SSUL-family memories) are not counted.
+(loading real samples, forward, backward, optimiser; the engine's device and precision) and timed
+evaluations of one image as Ianvs runs them (prediction, record, two scorings). Replay batches
+(SSUL-family memories) are not counted.
 """
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from llseg.data.dataset import SegmentationPairs, channel_lut
-from llseg.data.imageio import image_size
+from llseg.data.imageio import image_size, read_label_png
 from llseg.data.labels import get_dataset_info
+from llseg.data.predictions import load_prediction, save_prediction
 from llseg.data.transforms import TrainAugment
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine
+from llseg.methods.learner import ContinualLearner
 from llseg.methods.registry import make_recipe
+from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
 from llseg.report.capture import SAMPLE_COUNT
 from llseg.runner.config import BASEMODEL, load_job
@@ -74,7 +79,8 @@ def _forward_flops(model: torch.nn.Module, image: torch.Tensor) -> float:
 
 def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) -> Calibration:
     """Time ``CALIBRATION_STEPS`` training steps at ``batch_size`` on samples of ``row`` (after one
-    warm-up step), and as many single-image predictions at the prediction size."""
+    warm-up step), and as many evaluations of its image as Ianvs runs them (prediction at the image's
+    size, record written, scored twice)."""
     engine = Engine(config)
     augment = TrainAugment(base_size=config.input_size, crop_size=config.crop_size, scale=config.scale,
                            flip=config.flip, jitter=config.jitter)
@@ -102,16 +108,23 @@ def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) 
             loads, steps = loads + loaded - start, steps + time.perf_counter() - loaded
     train_flops = _forward_flops(model, image[:1])
     model.eval()
-    eval_size = config.input_size or image_size(Path(row[0]))
-    probe = torch.zeros(1, 3, *eval_size, device=engine.device).contiguous(memory_format=torch.channels_last)
+    learner = ContinualLearner(config)
+    learner.model, learner.groups = model, [list(range(num_classes))]
     eval_seconds = 0.0
-    with torch.no_grad():
-        for step in range(CALIBRATION_STEPS + 1):
+    with tempfile.TemporaryDirectory(prefix="llseg-plan-") as tmp:
+        record = Path(tmp) / "record.npz"
+        for step in range(CALIBRATION_STEPS + 1):  # as an Ianvs evaluation: predict, write, score twice
             start = time.perf_counter()
-            with engine.autocast():
-                model(probe).argmax(1).cpu()
+            (prediction,) = learner.predict([row[0]])
+            save_prediction(record, pred=prediction.pred, group_pred=prediction.group_pred,
+                            prefix_pred=prediction.prefix_pred, classes=prediction.classes.tolist(),
+                            group_sizes=prediction.group_sizes.tolist(), num_classes=num_classes)
+            for _ in range(2):
+                IncrementalScorer(num_classes).update(load_prediction(record), read_label_png(Path(row[1])))
             if step:
                 eval_seconds += time.perf_counter() - start
+    eval_size = config.input_size or image_size(Path(row[0]))
+    probe = torch.zeros(1, 3, *eval_size, device=engine.device)
     n = CALIBRATION_STEPS
     return Calibration((loads + steps) / (n * batch), eval_seconds / n, train_flops, _forward_flops(model, probe))
 

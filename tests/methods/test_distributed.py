@@ -193,3 +193,14 @@ def test_torchrun_runs_llseg_train(tmp_path: Path) -> None:
     assert done.stdout.count("checkpoints and results in") == 1  # rank 0 alone reports
     assert "rank 1 of 2 joined (gloo" not in done.stderr  # rank 1 logs warnings only
     assert "rank 0 of 2 joined (gloo, cpu)" in done.stderr
+
+
+def test_devices_worker_error_is_reported_with_its_rank(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
+    from llseg.ianvs.estimator import ERFNetEstimator
+
+    data = make_rows("bad", 4, [0, 1], {0, 1}, size=(16, 32))
+    Path(data.x[0][0]).write_bytes(b"not an image")  # every worker reads it in its first epoch
+    estimator = ERFNetEstimator(epochs=1, batch_size=4, precision="fp32", device="cpu", devices=2)
+    with pytest.raises(RuntimeError, match=r"devices: 2: worker [01] failed \(llseg\.errors\.DataError: .*bad0\.png"):
+        estimator.train(data)
+    assert estimator.learner.model is None  # nothing half-trained was kept

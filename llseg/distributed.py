@@ -122,6 +122,9 @@ class GlobalBatchSampler(Sampler[list[int]]):
             for part in parts[self.rank * self.accumulate:(self.rank + 1) * self.accumulate]:
                 yield [order[i] for i in part]
             start += size
+        # a shuffling DataLoader's RandomSampler draws one more permutation when exhausted: so do we,
+        # so that later epochs' orders stay those of one process
+        torch.randperm(self.n, generator=self.generator)
 
 
 def broadcast_module(module: nn.Module) -> None:

@@ -149,6 +149,8 @@ class Engine:
                 scaler.update()
                 schedule.step()
                 total += step_loss
+            if next(batches, None) is not None:  # exhausting the loader advances its generator as it always did
+                raise RuntimeError(f"{label}: the data loader yielded more batches than the {len(steps)} steps planned")
             if distributed.world_size() > 1 and not cfg.sync_bn:
                 distributed.average_buffers(student)  # BatchNorm running statistics of every rank's batches
             epoch_losses.append(total / max(len(steps), 1))

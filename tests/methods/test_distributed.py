@@ -113,20 +113,23 @@ def scenes(tmp_path: Path) -> list[tuple[str, str, str]]:
 
 
 def test_global_batch_sampler_splits_the_single_process_order() -> None:
-    """Micro-batches of every rank, in rank order, are the batches one process draws at batch B."""
-    single = list(torch.utils.data.DataLoader(range(10), batch_size=4, shuffle=True, drop_last=False,
-                                              generator=torch.Generator().manual_seed(5)))
+    """Micro-batches of every rank, in rank order, are the batches one process draws at batch B, epoch
+    after epoch (two epochs of the same loaders)."""
+    single_loader = torch.utils.data.DataLoader(range(10), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(5))
+    single = [[b.tolist() for b in single_loader] for _ in range(2)]
+    assert single[0] != single[1]
     for world, accumulate in ((2, 1), (1, 2), (2, 2)):
-        parts = []
+        loaders = []
         for r in range(world):
             gen = torch.Generator().manual_seed(5)
             sampler = GlobalBatchSampler(10, 4, gen, accumulate=accumulate, rank=r, world=world)
-            loader = torch.utils.data.DataLoader(range(10), batch_sampler=sampler, generator=gen)
-            parts.append([b.tolist() for b in loader])
-        steps = [sum((parts[r][s * accumulate + a] for r in range(world) for a in range(accumulate)), [])
-                 for s in range(len(parts[0]) // accumulate)]
-        # the last 2-sample batch is split in two, but not in four (dropped, as a 1-sample batch is)
-        assert steps == [b.tolist() for b in single][: 3 if world * accumulate == 2 else 2]
+            loaders.append(torch.utils.data.DataLoader(range(10), batch_sampler=sampler, generator=gen))
+        for epoch in range(2):
+            parts = [[b.tolist() for b in loader] for loader in loaders]
+            steps = [sum((parts[r][s * accumulate + a] for r in range(world) for a in range(accumulate)), [])
+                     for s in range(len(parts[0]) // accumulate)]
+            # the last 2-sample batch is split in two, but not in four (dropped, as a 1-sample batch is)
+            assert steps == single[epoch][: 3 if world * accumulate == 2 else 2]
 
 
 def test_two_processes_and_accumulation_equal_one_process(scenes: list[tuple[str, str, str]], tmp_path: Path) -> None:
@@ -176,8 +179,8 @@ def test_devices_hyperparameter_trains_on_two_workers(make_rows: Callable[..., R
 
 def test_torchrun_runs_llseg_train(tmp_path: Path) -> None:
     """The README's command: torchrun --standalone --nproc_per_node 2 -m llseg train ... on gloo."""
-    from llseg.data.prepare import prepare
     from llseg.data.cityscapes.synthetic import generate_city_dataset
+    from llseg.data.prepare import prepare
 
     root = tmp_path / "city"
     generate_city_dataset(root, images_per_city=2, size=(32, 64), seed=0)

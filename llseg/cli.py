@@ -10,10 +10,13 @@ from pathlib import Path
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``."""
+    """Log llseg messages to stderr once (idempotent); LLSEG_LOGLEVEL overrides ``level``. Ranks
+    other than 0 of a torchrun job log warnings only."""
     env = os.environ.get("LLSEG_LOGLEVEL")
     if env:
         level = getattr(logging, env.upper(), level)
+    if int(os.environ.get("RANK", "0")) > 0:
+        level = max(level, logging.WARNING)
     log = logging.getLogger("llseg")
     if not log.handlers:
         handler = logging.StreamHandler()
@@ -123,9 +126,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ConfigError("llseg train: --out is required (or --print-config)")
-    results = train_stages(args.prepared, args.out, hyperparameters)
-    print(format_table(results))
-    print(f"checkpoints and results in {args.out}")
+    from llseg import distributed
+
+    try:
+        results = train_stages(args.prepared, args.out, hyperparameters)
+    finally:
+        distributed.shutdown()
+    if distributed.env_world_size() <= 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(format_table(results))
+        print(f"checkpoints and results in {args.out}")
     return 0
 
 
@@ -204,6 +213,11 @@ def _cmd_make_jobs(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from llseg.runner.job import run_job
 
+    if args.plan:
+        from llseg.runner.plan import format_plan, plan_job
+
+        print(format_plan(plan_job(str(args.file))))
+        return 0
     return 1 if run_job(str(args.file)).failed else 0
 
 
@@ -310,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an Ianvs benchmarkingjob.yaml without Ianvs (lifelong no-inference mode); exit 1 if a test case failed",
     )
     p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
+    p.add_argument("--plan", action="store_true", help="print per test case and round the images x epochs, FLOPs and the "
+                   "estimated time on this machine (a short calibration), then exit without training")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("make-jobs", help="write examples/*/lifelong_learning_bench/splits/<split>/: a ready Ianvs job for every "

@@ -1,11 +1,13 @@
-"""Process-level helpers: device choice, seeding, mixed precision and the CPU allocator."""
+"""Process-level helpers: device choice, seeding, mixed precision, the CPU allocator and progress lines."""
 from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
 import platform
 import random
+import time
 from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
@@ -107,3 +109,55 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+PROGRESS_ENV = "LLSEG_PROGRESS_SECONDS"  # seconds between progress lines (default 10)
+_progress_log = logging.getLogger("llseg.progress")
+
+
+def format_seconds(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """INFO lines ``<what>: i/n <unit>s, r <unit>s/s, ETA t`` for a loop of ``total`` items, at most
+    every ``$LLSEG_PROGRESS_SECONDS`` seconds (default 10), plus a last line when any was written.
+    Plain log lines, not a terminal bar, so they reach files and Ianvs' console alike."""
+
+    def __init__(self, what: str, total: int, unit: str) -> None:
+        self.what, self.total, self.unit = what, total, unit
+        self.interval = float(os.environ.get(PROGRESS_ENV, "10"))
+        self.start = self.last = time.perf_counter()
+        self.done, self.logged = 0, False
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` finished items."""
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval or (self.done >= self.total and self.logged):
+            self.last, self.logged = now, True
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            _progress_log.info("%s: %d/%d %ss, %.1f %ss/s, ETA %s", self.what, self.done, self.total, self.unit,
+                               rate, self.unit, format_seconds(eta))
+
+
+def ensure_log_handler(level: int = logging.INFO) -> None:
+    """Show llseg's log records (``llseg.*``) at ``level`` on stderr when nothing else would.
+
+    Under ``ianvs -f`` only Ianvs' and Sedna's own loggers have handlers, so llseg's INFO records
+    (progress, stage summaries) reached no handler. This adds one stderr handler to the ``llseg``
+    logger, only if neither it nor the root logger has one; Ianvs' and Sedna's loggers are not touched.
+    """
+    logger = logging.getLogger("llseg")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)

@@ -94,3 +94,38 @@ def test_keep_freed_memory_lets_training_steps_reuse_their_buffers():
     (kept, with_faults), (off, without_faults) = run("1"), run("0")
     assert kept and not off
     assert sum(with_faults[2:]) < 0.25 * sum(without_faults[2:]), (with_faults, without_faults)
+
+
+def test_llseg_logs_reach_stderr_under_a_host_that_configures_only_its_own_loggers():
+    """As under ianvs -f: Ianvs' logger has a handler and does not propagate, root has none; importing
+    llseg's estimators makes llseg's INFO lines visible and leaves the host's logger alone."""
+    code = (
+        "import logging\n"
+        "host = logging.getLogger('ianvs'); host.addHandler(logging.StreamHandler()); host.propagate = False\n"
+        "import llseg.ianvs.estimator\n"
+        "logging.getLogger('llseg.runner').info('round 1 done')\n"
+        "logging.getLogger('llseg.runner').debug('hidden')\n"
+        "assert len(host.handlers) == 1 and host.level == logging.NOTSET\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "INFO llseg.runner: round 1 done" in done.stderr and "hidden" not in done.stderr
+
+
+def test_ensure_log_handler_adds_nothing_when_the_root_logger_has_a_handler():
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from llseg.runtime import ensure_log_handler; ensure_log_handler()\n"
+        "assert not logging.getLogger('llseg').handlers\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_progress_lines_have_counts_rate_and_eta(monkeypatch, caplog):
+    monkeypatch.setenv(runtime.PROGRESS_ENV, "0")
+    caplog.set_level("INFO", logger="llseg.progress")
+    progress = runtime.Progress("predict", 3, "image")
+    for _ in range(3):
+        progress.update()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and lines[-1].startswith("predict: 3/3 images, ") and lines[-1].endswith("images/s, ETA 0s")
+    assert runtime.format_seconds(3725) == "1h02m" and runtime.format_seconds(185) == "3m05s"

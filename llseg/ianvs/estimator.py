@@ -26,8 +26,10 @@ from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.methods.config import resolve_config
 from llseg.methods.learner import ContinualLearner
+from llseg.runtime import ensure_log_handler
 
 log = logging.getLogger("llseg.estimator")
+ensure_log_handler()  # llseg's progress under ianvs -f, whose loggers do not propagate (docs/ianvs-sedna.md)
 
 def _rows(data: Any) -> np.ndarray:
     """x rows (n, k) of str from a Sedna data source, an ndarray or a list of rows."""
@@ -67,13 +69,19 @@ class SegmentationEstimator:
 
     # ---------------------------------------------------------------- Sedna API
     def train(self, train_data: Any, valid_data: Any = None, **kwargs: Any) -> dict[str, Any]:
-        """One stage on ``train_data`` (x rows [image, full_label], y = train label paths)."""
+        """One stage on ``train_data`` (x rows [image, full_label], y = train label paths); with the
+        ``devices`` hyperparameter N > 1, on N local data-parallel workers (``llseg.methods.launch``)."""
         rows = _rows(train_data)
         if rows.shape[1] < 2 or getattr(train_data, "y", None) is None:
             raise ValueError("training data needs x rows [image, full_label] and y = train labels; "
                              "write index files with 'llseg prepare'")
         images, full = [str(v) for v in rows[:, 0]], [str(v) for v in rows[:, 1]]
-        return self.learner.learn(images, full, [str(v) for v in np.asarray(train_data.y).reshape(-1)])
+        train = [str(v) for v in np.asarray(train_data.y).reshape(-1)]
+        if self.config.devices > 1:
+            from llseg.methods.launch import learn_on_devices
+
+            return learn_on_devices(self.learner, images, full, train)
+        return self.learner.learn(images, full, train)
 
     def predict(self, data: Any, **kwargs: Any) -> list[str]:
         """Write one prediction record per distinct image and return the records' paths in row

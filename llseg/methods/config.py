@@ -87,6 +87,12 @@ class TrainConfig:
             ``bf16`` or ``fp16``. device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         num_workers: DataLoader workers; ``auto``: none on CPU, min(4, cores − 1) with CUDA.
         seed: seeds initialisation, data order and augmentation (drawn per sample).
+        accumulate: micro-batches per optimiser step: each step still sees ``batch_size`` samples
+            (the global batch, split over ``accumulate`` × the data-parallel processes;
+            ``llseg.distributed``). sync_bn: SyncBatchNorm across the processes (CUDA only).
+        devices: processes a stage trains on when run in one process (the estimators, ``llseg
+            bench``): N > 1 launches N local data-parallel workers (one GPU each on CUDA, gloo on
+            CPU; ``llseg.methods.launch``). Under ``torchrun`` the world size comes from torchrun.
         options: the recipe's options (``get_recipe(recipe).Options``).
     """
 
@@ -117,6 +123,9 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int | str = "auto"
     seed: int = 1234
+    accumulate: int = 1
+    sync_bn: bool = False
+    devices: int = 1
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
 
@@ -139,6 +148,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be one of {', '.join(valid)}, got {getattr(self, key)!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.step_size < 1:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
+        if self.accumulate < 1 or self.devices < 1:
+            raise ConfigError(f"accumulate and devices must be >= 1, got {self.accumulate} and {self.devices}")
         if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
                                            or self.num_workers < 0):
             raise ConfigError(f"num_workers must be 'auto' or an integer >= 0, got {self.num_workers!r}")

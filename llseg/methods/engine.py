@@ -6,6 +6,8 @@ optimiser and schedule of the config, mixed precision, gradient clipping and a p
 """
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import cast
@@ -15,14 +17,18 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from llseg import distributed
 from llseg.data.dataset import SegmentationPairs
+from llseg.distributed import GlobalBatchSampler
+from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig
 from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipe import Recipe, Stage, TeacherBatch, TeacherOutputs
 from llseg.models import FeatureModel
-from llseg.runtime import autocast, keep_freed_memory, pick_device, resolve_num_workers, resolve_precision
+from llseg.runtime import autocast, format_seconds, keep_freed_memory, pick_device, resolve_num_workers, resolve_precision
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+log = logging.getLogger("llseg.engine")
 
 
 class Engine:
@@ -31,7 +37,9 @@ class Engine:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.device = pick_device(config.device)
+        self.device = distributed.init_from_env(pick_device(config.device))  # cuda:LOCAL_RANK under torchrun
+        if config.sync_bn and distributed.world_size() > 1 and self.device.type != "cuda":
+            raise ConfigError("sync_bn: SyncBatchNorm runs on CUDA only; drop sync_bn on CPU (gloo) runs")
         self.precision = resolve_precision(config.precision, self.device)
         self.num_workers = resolve_num_workers(config.num_workers, self.device)
         if self.device.type == "cpu" and self.num_workers == 0:
@@ -43,17 +51,32 @@ class Engine:
         """The mixed-precision context of this engine (a no-op in fp32)."""
         return autocast(self.precision, self.device)
 
-    def loader(self, data: SegmentationPairs, batch_size: int, seed: int) -> DataLoader:
-        """Shuffled batches of ``data`` in a seeded order; no 1-sample last batch (BatchNorm)."""
+    def loader(self, data: SegmentationPairs, batch_size: int, seed: int, *, shard: bool = True) -> DataLoader:
+        """Shuffled batches of ``data`` in a seeded order; no 1-sample last batch (BatchNorm).
+
+        Data-parallel or with ``accumulate`` > 1 (and ``shard``), the batches are this rank's
+        micro-batches of global batches of ``batch_size`` (:class:`GlobalBatchSampler`), drawn from
+        the same seeded permutation as one process at ``batch_size``."""
+        generator = torch.Generator().manual_seed(seed)
+        pin = self.device.type == "cuda"  # lets .to(device, non_blocking=True) overlap the copy
+        if shard and self.parallel:
+            sampler = GlobalBatchSampler(len(data), batch_size, generator, accumulate=self.config.accumulate,
+                                         rank=distributed.rank(), world=distributed.world_size())
+            return DataLoader(data, batch_sampler=sampler, generator=generator, num_workers=self.num_workers, pin_memory=pin)
         return DataLoader(
             data,
             batch_size=min(batch_size, len(data)),
             shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
+            generator=generator,
             num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",  # lets .to(device, non_blocking=True) overlap the copy
+            pin_memory=pin,
             drop_last=len(data) > batch_size and len(data) % batch_size == 1,
         )
+
+    @property
+    def parallel(self) -> bool:
+        """Whether optimiser steps are split into micro-batches (data-parallel ranks or ``accumulate``)."""
+        return distributed.world_size() > 1 or self.config.accumulate > 1
 
     def teacher_outputs(self, teacher: nn.Module, loader: DataLoader, names: Sequence[str]) -> TeacherOutputs:
         """A :class:`TeacherBatch` (targets, teacher logits, the ``forward_features`` maps ``names``)
@@ -73,42 +96,100 @@ class Engine:
             loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage") -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
-        per epoch. ``recipe.begin_stage`` must have been called."""
+        per epoch (of the global batches when data-parallel). ``recipe.begin_stage`` must have been
+        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory."""
         cfg = self.config
         data: SegmentationPairs = loader.dataset  # type: ignore[assignment]
         student.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and CUDA
+        if self.parallel:
+            if cfg.sync_bn and distributed.world_size() > 1:
+                student = nn.SyncBatchNorm.convert_sync_batchnorm(student)  # replaces the BatchNorm children in place
+            distributed.broadcast_module(student)
+            steps: list[int | None] = list(cast(GlobalBatchSampler, loader.batch_sampler).global_sizes())
+        else:
+            steps = [None] * len(loader)
+        micro = cfg.accumulate if self.parallel else 1
         student.train()
         optimizer = make_optimizer(cfg.optimizer, recipe.param_groups(student), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(loader), power=cfg.lr_power, step_size=cfg.step_size)
+        schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(steps), power=cfg.lr_power, step_size=cfg.step_size)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         epoch_losses: list[float] = []
-        bar = tqdm(range(cfg.epochs), desc=label, unit="epoch", disable=None, leave=False)
+        progress = EpochProgress(label, cfg.epochs, self.device)
+        bar = tqdm(range(cfg.epochs), desc=label, unit="epoch", disable=None if distributed.is_main() else True, leave=False)
         for epoch in bar:
             data.epoch = epoch
             recipe.begin_epoch(epoch + 1, cfg.epochs)
-            total, batches = 0.0, 0
-            for image, target in loader:
-                if replay is not None:
-                    extra_image, extra_target = next(replay)
-                    image, target = torch.cat([image, extra_image]), torch.cat([target, extra_target])
-                image = image.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                target = target.to(self.device, non_blocking=True)
-                with self.autocast():
-                    loss = recipe.loss(student, teacher, image, target)
+            progress.begin_epoch(recipe)
+            lr = optimizer.param_groups[-1]["lr"]
+            total, images = 0.0, 0
+            batches = iter(loader)
+            for global_size in steps:
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                step_loss = 0.0
+                for _ in range(micro):
+                    image, target = next(batches)
+                    weight = 1.0 if global_size is None else len(image) / global_size
+                    images += len(image)
+                    if replay is not None:
+                        extra_image, extra_target = next(replay)
+                        image, target = torch.cat([image, extra_image]), torch.cat([target, extra_target])
+                    image = image.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                    target = target.to(self.device, non_blocking=True)
+                    with self.autocast():
+                        loss = recipe.loss(student, teacher, image, target)
+                    scaler.scale(loss if weight == 1.0 else loss * weight).backward()
+                    step_loss += float(loss.detach()) * weight
+                if global_size is not None:  # sum the weighted gradients and losses of every rank
+                    step_loss = float(distributed.sum_gradients(trainable, torch.tensor([step_loss]))[0])
                 if cfg.grad_clip is not None:  # clip the true gradients: unscale fp16 first (else a no-op)
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()
-                total += float(loss.detach())
-                batches += 1
-            epoch_losses.append(total / max(batches, 1))
+                total += step_loss
+            if next(batches, None) is not None:  # exhausting the loader advances its generator as it always did
+                raise RuntimeError(f"{label}: the data loader yielded more batches than the {len(steps)} steps planned")
+            if distributed.world_size() > 1 and not cfg.sync_bn:
+                distributed.average_buffers(student)  # BatchNorm running statistics of every rank's batches
+            epoch_losses.append(total / max(len(steps), 1))
+            progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
         return epoch_losses
+
+
+class EpochProgress:
+    """One INFO line per epoch (rank 0): loss and the recipe's terms over the epoch, learning rate,
+    images/s, ETA of the stage, and peak CUDA memory."""
+
+    def __init__(self, label: str, epochs: int, device: torch.device) -> None:
+        self.label, self.epochs, self.device = label, epochs, device
+        self.start = time.perf_counter()
+        self.epoch, self.epoch_start = 0, self.start
+        self.terms: dict[str, tuple[float, int]] = {}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def begin_epoch(self, recipe: Recipe) -> None:
+        self.epoch += 1
+        self.epoch_start = time.perf_counter()
+        self.terms = recipe.term_totals()
+
+    def end_epoch(self, recipe: Recipe, loss: float, lr: float, images: int) -> None:
+        now = time.perf_counter()
+        if not distributed.is_main():
+            return
+        seconds = now - self.epoch_start
+        eta = (now - self.start) / self.epoch * (self.epochs - self.epoch)
+        before = self.terms
+        terms = {k: (total - before.get(k, (0.0, 0))[0]) / (count - before.get(k, (0.0, 0))[1])
+                 for k, (total, count) in recipe.term_totals().items() if count > before.get(k, (0.0, 0))[1]}
+        parts = [f"loss {loss:.4f}"] + [f"{k} {v:.4g}" for k, v in terms.items()]
+        parts += [f"lr {lr:.3g}", f"{images / max(seconds, 1e-9):.1f} img/s", f"ETA {format_seconds(eta)}"]
+        if self.device.type == "cuda":
+            parts.append(f"peak CUDA memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB")
+        log.info("%s epoch %d/%d: %s", self.label, self.epoch, self.epochs, ", ".join(parts))
 
 
 def cycle(loader: DataLoader) -> Iterator[Batch]:

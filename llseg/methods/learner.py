@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from llseg import __version__
+from llseg import __version__, distributed
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
 from llseg.data.imageio import read_label_png
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
@@ -38,7 +38,7 @@ from llseg.methods.recipe import Pair, Row, Stage
 from llseg.methods.registry import make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import SegmentationModel, create_model
-from llseg.runtime import seed_everything
+from llseg.runtime import Progress, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
@@ -157,7 +157,10 @@ class ContinualLearner:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`state_dict` to ``path`` (parent folders are created)."""
+        """Write :meth:`state_dict` to ``path`` (parent folders are created); data-parallel, only
+        rank 0 writes (every rank holds the same state)."""
+        if not distributed.is_main():
+            return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), path)
@@ -337,8 +340,9 @@ class ContinualLearner:
             replay_batches = cycle(engine.loader(memory, cfg.batch_size // 2, cfg.seed + self.stages + 500))
         teacher_outputs = None
         if teacher is not None:  # a separate loader, so the training order does not depend on its use
-            teacher_outputs = engine.teacher_outputs(teacher, engine.loader(data, main_batch, cfg.seed + self.stages),
-                                                     self.recipe.teacher_maps)
+            # every rank passes over all the data: stage statistics (thresholds, prototypes) need no reduction
+            whole = engine.loader(data, main_batch, cfg.seed + self.stages, shard=False)
+            teacher_outputs = engine.teacher_outputs(teacher, whole, self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
                           label=f"stage {self.stages} {cfg.recipe}")
@@ -346,12 +350,26 @@ class ContinualLearner:
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:
         """Klingner table, accuracy and old/new/all on labelled images (see IncrementalScorer);
-        repeated (image, label) pairs are scored once."""
-        pairs = list(dict.fromkeys(zip(images, labels)))
+        repeated (image, label) pairs are scored once. Data-parallel, each rank scores every
+        world-size-th pair and the confusion matrices are summed over the ranks."""
+        pairs = list(dict.fromkeys(zip(images, labels)))[distributed.rank()::distributed.world_size()]
         scorer = IncrementalScorer(self.info.num_classes)
         for (_, label), prediction in zip(pairs, self.predict([i for i, _ in pairs])):
             scorer.update(prediction, read_label_png(Path(label)))
+        if distributed.is_distributed():
+            self._sum_over_ranks(scorer)
         return scorer.table()
+
+    def _sum_over_ranks(self, scorer: IncrementalScorer) -> None:
+        """Sum ``scorer``'s confusion matrices over the ranks (a rank without images adds zeros)."""
+        if scorer.groups is None:
+            scorer.groups = [list(g) for g in self.channel_groups]
+            scorer.per_group = [np.zeros_like(scorer.full) for _ in scorer.groups]
+            scorer.per_prefix = [np.zeros_like(scorer.full) for _ in scorer.groups]
+        total = distributed.all_reduce_sum(np.stack([scorer.full, scorer.learned, *scorer.per_group, *scorer.per_prefix]))
+        g = len(scorer.groups)
+        scorer.full, scorer.learned = total[0], total[1]
+        scorer.per_group, scorer.per_prefix = list(total[2:2 + g]), list(total[2 + g:])
 
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """N×K×H×W scores whose argmax is the prediction, channel k = ``classes[k]`` (the recipe's)."""
@@ -364,6 +382,7 @@ class ContinualLearner:
             raise RuntimeError("cannot predict: the model has not been trained or loaded yet")
         self.model.eval()
         sizes = [len(g) for g in self.channel_groups]
+        progress = Progress("predict", len(images), "image")
         for path in images:
             rgb = self.cache.get("rgb", Path(path))
             image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
@@ -383,3 +402,4 @@ class ContinualLearner:
                 num_classes=self.info.num_classes,
                 unscored=tuple(sorted(self.info.unscored)),
             )
+            progress.update()

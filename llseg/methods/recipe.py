@@ -187,6 +187,10 @@ class Recipe:
             self._term_sums[name] = self._term_sums[name] + value if name in self._term_sums else value
             self._term_counts[name] = self._term_counts.get(name, 0) + 1
 
+    def term_totals(self) -> dict[str, tuple[float, int]]:
+        """(sum, batches) of each recorded term so far in the stage (the engine's per-epoch means)."""
+        return {k: (float(v), self._term_counts[k]) for k, v in self._term_sums.items()}
+
     def stage_report(self) -> dict[str, Any]:
         """``loss_terms``: mean of each recorded term over the stage's batches; ``aux_gradient``
         (whether an auxiliary term reached a trainable parameter; None without one)."""

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from llseg import distributed
 from llseg.data.indexfile import read_index
 from llseg.data.manifest import Manifest
 from llseg.errors import ConfigError
@@ -49,6 +50,7 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
     Writes ``<out>/stage<k>.pt`` after each stage and ``<out>/results.json`` / ``results.md`` with
     the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
     stage, so its last stage is the all-classes baseline). Returns the score table per stage name.
+    Under ``torchrun`` every rank trains and scores its share; only rank 0 writes.
     """
     config = train_config(prepared, hyperparameters)
     chunks = task_train_rows(prepared)
@@ -62,8 +64,9 @@ def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> 
         results[f"stage {k}"] = learner.evaluate([str(r[0]) for r in test], [str(r[1]) for r in test])
         log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt",
                  format_table({f"stage {k}": results[f"stage {k}"]}))
-    (out / "results.json").write_text(json.dumps({"hyperparameters": config.to_dict(), "scores": results}, indent=2) + "\n")
-    (out / "results.md").write_text(format_table(results) + "\n")
+    if distributed.is_main():
+        (out / "results.json").write_text(json.dumps({"hyperparameters": config.to_dict(), "scores": results}, indent=2) + "\n")
+        (out / "results.md").write_text(format_table(results) + "\n")
     return results
 
 

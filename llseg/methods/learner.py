@@ -31,7 +31,7 @@ from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, DomainIncrementalSpec, get_preset
 from llseg.data.transforms import TrainAugment, normalize, resize_pair, upsample_scores
 from llseg.errors import ConfigError, DataError
-from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint
+from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, write_checkpoint
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine, cycle
 from llseg.methods.recipe import Pair, Row, Stage
@@ -157,13 +157,11 @@ class ContinualLearner:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`state_dict` to ``path`` (parent folders are created); data-parallel, only
-        rank 0 writes (every rank holds the same state)."""
+        """Write :meth:`state_dict` to ``path`` atomically (parent folders are created); data-parallel,
+        only rank 0 writes (every rank holds the same state)."""
         if not distributed.is_main():
             return
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path)
+        write_checkpoint(path, self.state_dict())
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | None = None) -> ContinualLearner:

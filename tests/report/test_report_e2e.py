@@ -162,3 +162,23 @@ def test_report_errors_name_the_folder(bench: tuple[Path, JobResult], tmp_path: 
     assert f"{root / 'workspace'} has no rank/all_rank.csv" in err and f"benchmark folders {NAME}: pass one" in err
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert f"benchmark folder {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_report_runs_no_code_from_a_crafted_model_file(bench: tuple[Path, JobResult], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Ianvs workspace's last model file is read for its dataset name, never unpickled with code."""
+    from tests.methods.test_checkpoint import evil_checkpoint
+
+    monkeypatch.delenv("LLSEG_ALLOW_PICKLE", raising=False)
+    root, _ = bench
+    job_dir = shutil.copytree(_job_dir(root), tmp_path / NAME)
+    marker = tmp_path / "pwned"
+    models = sorted(job_dir.glob("*/*-*-*/output/train/*/seen_task/global.model"))
+    assert models
+    for case_dir in job_dir.glob("*/*-*-*"):  # an Ianvs case: the dataset name comes from the model file
+        (case_dir / "results.json").unlink()
+        shutil.rmtree(case_dir / "report")
+    for model in models:
+        evil_checkpoint(model, marker)
+    assert main(["report", str(job_dir)]) == 0
+    assert not marker.exists()

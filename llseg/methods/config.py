@@ -93,6 +93,8 @@ class TrainConfig:
         devices: processes a stage trains on when run in one process (the estimators, ``llseg
             bench``): N > 1 launches N local data-parallel workers (one GPU each on CUDA, gloo on
             CPU; ``llseg.methods.launch``). Under ``torchrun`` the world size comes from torchrun.
+        checkpoint_every: epochs between resumable training checkpoints, when the caller names a
+            file for them (``llseg train --out``, ``llseg bench``); 0 = none. No effect on results.
         options: the recipe's options (``get_recipe(recipe).Options``).
     """
 
@@ -126,6 +128,7 @@ class TrainConfig:
     accumulate: int = 1
     sync_bn: bool = False
     devices: int = 1
+    checkpoint_every: int = 1
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
 
@@ -150,6 +153,8 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
         if self.accumulate < 1 or self.devices < 1:
             raise ConfigError(f"accumulate and devices must be >= 1, got {self.accumulate} and {self.devices}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0 (0: no training checkpoints), got {self.checkpoint_every}")
         if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
                                            or self.num_workers < 0):
             raise ConfigError(f"num_workers must be 'auto' or an integer >= 0, got {self.num_workers!r}")

@@ -7,11 +7,15 @@ optimiser and schedule of the config, mixed precision, gradient clipping and a p
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import cast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -21,6 +25,7 @@ from llseg import distributed
 from llseg.data.dataset import SegmentationPairs
 from llseg.distributed import GlobalBatchSampler
 from llseg.errors import ConfigError
+from llseg.methods.checkpoint import load_weights_file, write_checkpoint
 from llseg.methods.config import TrainConfig
 from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipe import Recipe, Stage, TeacherBatch, TeacherOutputs
@@ -29,6 +34,38 @@ from llseg.runtime import autocast, format_seconds, keep_freed_memory, pick_devi
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 log = logging.getLogger("llseg.engine")
+EPOCH_FORMAT = "llseg-epoch/1"
+
+
+@dataclass(frozen=True)
+class EpochCheckpoints:
+    """Where :meth:`Engine.fit` keeps its resumable state: ``path`` after every ``every``-th and the
+    last epoch; ``fingerprint`` identifies the stage (config, data, model state before it), so a
+    file of another run is refused instead of resumed."""
+
+    path: Path
+    fingerprint: str
+    every: int = 1
+
+
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states (dropout, anything drawing from Python, NumPy or torch), as tensors and
+    plain containers (loadable with ``weights_only``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                             "numpy": (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Engine:
@@ -93,11 +130,17 @@ class Engine:
             yield TeacherBatch(target.to(self.device), logits.float(), maps)
 
     def fit(self, student: nn.Module, teacher: nn.Module | None, recipe: Recipe, stage: Stage,
-            loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage") -> list[float]:
+            loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage",
+            checkpoints: EpochCheckpoints | None = None) -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
         per epoch (of the global batches when data-parallel). ``recipe.begin_stage`` must have been
-        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory."""
+        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory.
+
+        With ``checkpoints``, an existing file of the same stage is resumed from (weights,
+        optimiser, scaler, schedule, data order, RNG states, loss records), and the state is saved
+        atomically (rank 0) after every ``every``-th and the last epoch: a resumed stage ends with the
+        same weights as an uninterrupted one (one process)."""
         cfg = self.config
         data: SegmentationPairs = loader.dataset  # type: ignore[assignment]
         student.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and CUDA
@@ -115,8 +158,30 @@ class Engine:
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         epoch_losses: list[float] = []
+        replayed = 0
+        parts: dict[str, Any] = {"model": student, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
+        if checkpoints is not None and checkpoints.path.is_file():
+            state = load_weights_file(checkpoints.path)
+            if state.get("format") != EPOCH_FORMAT or state.get("fingerprint") != checkpoints.fingerprint:
+                raise ConfigError(
+                    f"{checkpoints.path} is the training checkpoint of another configuration or data (the config, the "
+                    "index files or the earlier stages changed); delete it to train this stage from its start"
+                )
+            for name, part in parts.items():
+                part.load_state_dict(state[name])
+            assert loader.generator is not None
+            loader.generator.set_state(state["loader"])
+            _set_rng_state(state["rng"])
+            recipe.load_records(state["records"])
+            epoch_losses, replayed = list(state["losses"]), int(state["replayed"])
+            if replay is not None:  # the endless replay stream, back at its position
+                for _ in range(replayed):
+                    next(replay)
+            log.info("%s: resumed from %s after epoch %d of %d", label, checkpoints.path, len(epoch_losses), cfg.epochs)
         progress = EpochProgress(label, cfg.epochs, self.device)
-        bar = tqdm(range(cfg.epochs), desc=label, unit="epoch", disable=None if distributed.is_main() else True, leave=False)
+        progress.epoch = len(epoch_losses)
+        bar = tqdm(range(len(epoch_losses), cfg.epochs), desc=label, unit="epoch", leave=False, initial=len(epoch_losses),
+                   total=cfg.epochs, disable=None if distributed.is_main() else True)
         for epoch in bar:
             data.epoch = epoch
             recipe.begin_epoch(epoch + 1, cfg.epochs)
@@ -133,6 +198,7 @@ class Engine:
                     images += len(image)
                     if replay is not None:
                         extra_image, extra_target = next(replay)
+                        replayed += 1
                         image, target = torch.cat([image, extra_image]), torch.cat([target, extra_target])
                     image = image.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                     target = target.to(self.device, non_blocking=True)
@@ -156,6 +222,14 @@ class Engine:
             epoch_losses.append(total / max(len(steps), 1))
             progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+            if checkpoints is not None and checkpoints.every > 0 and distributed.is_main() and (
+                    (epoch + 1) % checkpoints.every == 0 or epoch + 1 == cfg.epochs):
+                assert loader.generator is not None
+                write_checkpoint(checkpoints.path, {
+                    "format": EPOCH_FORMAT, "fingerprint": checkpoints.fingerprint, "losses": epoch_losses,
+                    "replayed": replayed, "loader": loader.generator.get_state(), "rng": _rng_state(),
+                    "records": recipe.records(), **{name: part.state_dict() for name, part in parts.items()},
+                })
         return epoch_losses
 
 

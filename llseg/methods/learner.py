@@ -13,7 +13,10 @@ steps with repeats so that Ianvs' equal chunks hold one step each.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +36,7 @@ from llseg.data.transforms import TrainAugment, normalize, resize_pair, upsample
 from llseg.errors import ConfigError, DataError
 from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, write_checkpoint
 from llseg.methods.config import TrainConfig, resolve_config
-from llseg.methods.engine import Engine, cycle
+from llseg.methods.engine import Engine, EpochCheckpoints, cycle
 from llseg.methods.recipe import Pair, Row, Stage
 from llseg.methods.registry import make_recipe
 from llseg.metrics.incremental import IncrementalScorer
@@ -42,6 +45,7 @@ from llseg.runtime import Progress, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
+RUNTIME_KEYS = ("device", "num_workers", "checkpoint_every")  # hyperparameters that do not change results
 
 
 class ContinualLearner:
@@ -218,14 +222,35 @@ class ContinualLearner:
             raise DataError(f"training labels contain {outside}, which no step of split {self.config.split!r} learns")
         return [self.split_steps[t] for t in sorted({step_of[c] for c in new})]
 
-    def learn(self, images: Sequence[str], full_labels: Sequence[str], train_labels: Sequence[str]) -> dict[str, Any]:
-        """Run one stage on image/label file lists and return a picklable summary."""
+    def fingerprint(self, rows: Sequence[Row]) -> str:
+        """Hash of what a stage's result depends on: the config (without runtime keys), the learner's
+        state before the stage (stage count, groups, recipe state, weights) and the rows (paths, sizes)."""
+        digest = hashlib.sha256()
+        config = {k: v for k, v in self.config.to_dict().items() if k not in RUNTIME_KEYS}
+        sizes = [[os.path.getsize(p) if os.path.exists(p) else -1 for p in row] for row in rows]
+        plain = [config, self.stages, self.groups, self.pending, self.recipe.state_dict(), rows, sizes]
+        digest.update(json.dumps(plain, sort_keys=True, default=str).encode())
+        for name, tensor in (self.model.state_dict() if self.model is not None else {}).items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+    def learn(self, images: Sequence[str], full_labels: Sequence[str], train_labels: Sequence[str],
+              *, checkpoints: str | Path | None = None) -> dict[str, Any]:
+        """Run one stage on image/label file lists and return a picklable summary.
+
+        ``checkpoints``: a file for resumable training checkpoints (every ``checkpoint_every``
+        epochs); when it exists and belongs to this stage (same fingerprint), training continues
+        after its epoch with identical results. The caller deletes it once the stage is saved."""
         if not images:
             raise ValueError("a training stage needs at least one image")
         if not len(images) == len(full_labels) == len(train_labels):
             raise ValueError(f"{len(images)} images, {len(full_labels)} full labels, {len(train_labels)} train labels")
         rows: list[Row] = list(dict.fromkeys(zip(images, full_labels, train_labels)))  # repeats used once, order kept
         cfg, recipe = self.config, self.recipe
+        resume = None
+        if checkpoints is not None and cfg.checkpoint_every > 0:
+            resume = EpochCheckpoints(Path(checkpoints), self.fingerprint(rows), cfg.checkpoint_every)
         self.stages += 1
         seed_everything(cfg.seed + self.stages)
         n_old = sum(len(g) for g in self.groups)
@@ -253,7 +278,7 @@ class ContinualLearner:
         stage = Stage(step=len(self.groups) - 1, old_classes=old, classes=len(self.classes))
 
         start = time.perf_counter()
-        losses = self._fit(student, teacher, pairs, stage)
+        losses = self._fit(student, teacher, pairs, stage, resume)
         self.model = student
         recipe.end_stage(used, self.classes, lambda label: self._counts(label) > 0, seed=cfg.seed + self.stages)
         summary = {
@@ -322,7 +347,8 @@ class ContinualLearner:
             **self.recipe.dataset_options(pairs),
         )
 
-    def _fit(self, student: nn.Module, teacher: nn.Module | None, pairs: Sequence[Pair], stage: Stage) -> list[float]:
+    def _fit(self, student: nn.Module, teacher: nn.Module | None, pairs: Sequence[Pair], stage: Stage,
+             checkpoints: EpochCheckpoints | None = None) -> list[float]:
         """Build the stage's data (and the recipe's replay of earlier steps) and run the engine."""
         cfg, engine = self.config, self.engine
         replay = self.recipe.replay_pairs() if stage.step >= 1 else []
@@ -343,7 +369,7 @@ class ContinualLearner:
             teacher_outputs = engine.teacher_outputs(teacher, whole, self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
-                          label=f"stage {self.stages} {cfg.recipe}")
+                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints)
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:

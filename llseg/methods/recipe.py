@@ -191,6 +191,17 @@ class Recipe:
         """(sum, batches) of each recorded term so far in the stage (the engine's per-epoch means)."""
         return {k: (float(v), self._term_counts[k]) for k, v in self._term_sums.items()}
 
+    def records(self) -> dict[str, Any]:
+        """The recorded loss terms so far (for a resumable training checkpoint)."""
+        sums = {k: float(v) for k, v in self._term_sums.items()}
+        return {"sums": sums, "counts": dict(self._term_counts), "aux_gradient": self.aux_gradient}
+
+    def load_records(self, records: Mapping[str, Any]) -> None:
+        """Restore :meth:`records` (0-dim CPU tensors: they add to terms on any device)."""
+        self._term_sums = {k: torch.tensor(v) for k, v in records["sums"].items()}
+        self._term_counts = dict(records["counts"])
+        self.aux_gradient = records["aux_gradient"]
+
     def stage_report(self) -> dict[str, Any]:
         """``loss_terms``: mean of each recorded term over the stage's batches; ``aux_gradient``
         (whether an auxiliary term reached a trainable parameter; None without one)."""

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from llseg import __version__
+from llseg.atomic import write_text
 from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.labels import DatasetInfo, get_dataset_info
 from llseg.data.predictions import load_prediction
@@ -175,7 +176,7 @@ def capture_case(
         ious = None
         manifest["notes"].append(f"per-class IoU not computed: {exc}")
     path = Path(case_dir) / CASE_DIR / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(manifest, indent=2) + "\n")
     for note in manifest["notes"]:
         log.warning("  report material incomplete: %s", note)
     return CaseExtras(manifest["dataset"], ious)

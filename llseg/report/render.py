@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llseg.atomic import write_text
+
 FILES_DIR = "report_files"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -150,6 +152,6 @@ def write_document(doc: Document, folder: Path, stem: str = "report") -> tuple[P
     for picture in doc.pictures():
         (files / f"{picture.name}.png").write_bytes(picture.png)
     html_path, md_path = folder / f"{stem}.html", folder / f"{stem}.md"
-    html_path.write_text(render_html(doc), encoding="utf-8")
-    md_path.write_text(render_markdown(doc), encoding="utf-8")
+    write_text(html_path, render_html(doc))
+    write_text(md_path, render_markdown(doc))
     return html_path, md_path

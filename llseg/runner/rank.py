@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llseg.atomic import atomic_write
 from llseg.errors import DataError
 from llseg.runner.config import Rank
 
@@ -168,9 +169,7 @@ def write_rank(
 
 
 def _write_csv(path: str, header: Sequence[str], rows: Sequence[dict[str, str]]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([row.get(col, "") for col in header] for row in rows)
-    os.replace(tmp, path)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from llseg.atomic import write_text
 from llseg.metrics.continual import ianvs_bwt, ianvs_fwt, summarize
 from llseg.runner.paradigm import LifelongResult
 
@@ -157,8 +158,5 @@ def render_markdown(report: dict[str, Any]) -> str:
 def write_report(case_dir: str, report: dict[str, Any]) -> None:
     """Write ``results.json`` and ``results.md`` into ``case_dir``."""
     report = jsonable(report)
-    with open(os.path.join(case_dir, JSON_NAME), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
-        handle.write("\n")
-    with open(os.path.join(case_dir, MD_NAME), "w", encoding="utf-8") as handle:
-        handle.write(render_markdown(report))
+    write_text(os.path.join(case_dir, MD_NAME), render_markdown(report))
+    write_text(os.path.join(case_dir, JSON_NAME), json.dumps(report, indent=2) + "\n")  # last: marks the case finished

@@ -48,6 +48,14 @@ def write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
+def remove_leftovers(path: str | Path) -> None:
+    """Delete the temporary files that killed writes of ``path`` left (``.<name>.*.tmp``); call it
+    only where no other process writes ``path``."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def _fsync_dir(folder: Path) -> None:
     """Persist a rename (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:

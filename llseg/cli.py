@@ -4,9 +4,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt so that the same cleanup runs."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -129,7 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from llseg import distributed
 
     try:
-        results = train_stages(args.prepared, args.out, hyperparameters)
+        results = train_stages(args.prepared, args.out, hyperparameters, resume=args.resume)
     finally:
         distributed.shutdown()
     if distributed.env_world_size() <= 1 or int(os.environ.get("RANK", "0")) == 0:
@@ -285,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hyperparameter, e.g. --set epochs=20 --set crop_size=64x128 (repeatable)")
     p.add_argument("--print-config", action="store_true",
                    help="print the fully resolved hyperparameters (YAML) and exit without training")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same arguments): finished stages are kept, the "
+                        "interrupted stage continues after its last saved epoch (identical results)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="score a checkpoint on an index file: mIoU per task and on their unions, old/new/all mIoU")
@@ -341,16 +357,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace, argv: list[str]) -> str:
+    """How to continue an interrupted command (one line)."""
+    if args.command in ("train", "bench") and not getattr(args, "print_config", False):
+        again = argv if "--resume" in argv else [*argv, "--resume"]
+        kept = "finished stages and the last saved epoch" if args.command == "train" else "finished test cases and rounds"
+        return f"{kept} are kept; continue with: {shlex.join(['llseg', *again])}"
+    return "nothing was kept; rerun the command"
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        # Data and configuration errors carry a message that names the file and the fix.
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, code = ("SIGTERM", EXIT_SIGTERM) if isinstance(exc, Terminated) else ("SIGINT", EXIT_SIGINT)
+        print(f"\nllseg {args.command}: stopped by {name}; {_resume_hint(args, argv)}", file=sys.stderr)
+        return code
+    except MemoryError:
+        print(f"llseg {args.command}: error: out of memory; use smaller sizes or batches", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        # Data and configuration errors carry a message that names the file and the fix; OSError
+        # (e.g. a disk that filled up) names the path.
         print(f"llseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

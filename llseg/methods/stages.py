@@ -6,17 +6,19 @@ evaluate_erfnet scripts: one checkpoint per stage, each scored on the test index
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from llseg import distributed
+from llseg.atomic import atomic_write, check_output_dir, check_output_file, remove_leftovers, write_text
 from llseg.data.indexfile import read_index
 from llseg.data.manifest import Manifest
 from llseg.errors import ConfigError
 from llseg.methods.config import TrainConfig, resolve_config
-from llseg.methods.learner import ContinualLearner
+from llseg.methods.learner import RUNTIME_KEYS, ContinualLearner
 from llseg.metrics.incremental import format_table, table_columns
 
 log = logging.getLogger("llseg.stages")
@@ -43,30 +45,73 @@ def train_config(prepared: Path, hyperparameters: dict[str, Any]) -> TrainConfig
     return resolve_config(hps, source="llseg train")
 
 
-def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def run_fingerprint(config: TrainConfig, prepared: Path) -> str:
+    """Hash of the resolved config (without runtime keys) and the prepared index files and manifest."""
+    digest = hashlib.sha256(json.dumps({k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS},
+                                       sort_keys=True, default=str).encode())
+    for name in ("train_index.txt", "test_index.txt", "manifest.json"):
+        digest.update((prepared / name).read_bytes() if (prepared / name).is_file() else b"")
+    return digest.hexdigest()[:32]
+
+
+def _earlier_run(out: Path) -> list[str]:
+    """Files of an earlier ``llseg train`` in ``out``."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("stage") and p.suffix == ".pt"
+                  or p.name in ("results.json", "results.md"))
+
+
+def train_stages(prepared: Path, out: Path, hyperparameters: dict[str, Any],
+                 *, resume: bool = False) -> dict[str, dict[str, float | None]]:
     """Train every task of ``prepared`` (an ``llseg prepare`` folder) in order, each on the train
     part of its chunk (the first ``int(chunk_size · train_ratio)`` lines, as Ianvs cuts them).
 
     Writes ``<out>/stage<k>.pt`` after each stage and ``<out>/results.json`` / ``results.md`` with
-    the test-index scores after each stage (``joint`` retrains on all tasks' data so far at every
-    stage, so its last stage is the all-classes baseline). Returns the score table per stage name.
+    the test-index scores of the stages so far (``joint`` retrains on all tasks' data so far at every
+    stage, so its last stage is the all-classes baseline); during stage k, ``stage<k>.resume.pt``
+    every ``checkpoint_every`` epochs. ``resume`` continues an interrupted run in ``out`` (finished
+    stages are kept, the interrupted one continues after its last saved epoch); without it, ``out``
+    must hold no earlier run. Returns the score table per stage name.
     Under ``torchrun`` every rank trains and scores its share; only rank 0 writes.
     """
     config = train_config(prepared, hyperparameters)
     chunks = task_train_rows(prepared)
     test = read_index(prepared / "test_index.txt", columns=3, check_exists=True)
-    out.mkdir(parents=True, exist_ok=True)
-    learner = ContinualLearner(config)
+    check_output_dir(out, "llseg train --out")
+    fingerprint = run_fingerprint(config, prepared)
     results: dict[str, dict[str, float | None]] = {}
-    for k, chunk in enumerate(chunks, start=1):
-        learner.learn(*(list(column) for column in zip(*chunk)))
+    earlier = _earlier_run(out)
+    if earlier and not resume:
+        raise ConfigError(f"llseg train: --out {out} holds an earlier run ({', '.join(earlier)}); continue it with "
+                          "--resume, or choose an empty folder")
+    if resume and (out / "results.json").is_file():
+        saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        if saved.get("fingerprint") != fingerprint:
+            raise ConfigError(f"llseg train --resume: {out} was trained with other hyperparameters or another prepared "
+                              f"folder than {prepared}; rerun the same command, or train into an empty folder")
+        results = saved["scores"]
+    out.mkdir(parents=True, exist_ok=True)
+    done = len(results)
+    if done:
+        learner = ContinualLearner.from_checkpoint(out / f"stage{done}.pt", device=config.device)
+        log.info("resuming %s: stages 1..%d are finished", out, done)
+    else:
+        learner = ContinualLearner(config)
+    for k, chunk in enumerate(chunks[done:], start=done + 1):
+        partial = out / f"stage{k}.resume.pt"
+        learner.learn(*(list(column) for column in zip(*chunk)), checkpoints=partial)
         learner.save(out / f"stage{k}.pt")
         results[f"stage {k}"] = learner.evaluate([str(r[0]) for r in test], [str(r[1]) for r in test])
         log.info("stage %d scores on %s:\n%s", k, prepared / "test_index.txt",
                  format_table({f"stage {k}": results[f"stage {k}"]}))
-    if distributed.is_main():
-        (out / "results.json").write_text(json.dumps({"hyperparameters": config.to_dict(), "scores": results}, indent=2) + "\n")
-        (out / "results.md").write_text(format_table(results) + "\n")
+        if distributed.is_main():
+            write_text(out / "results.md", format_table(results) + "\n")
+            write_text(out / "results.json", json.dumps({"hyperparameters": config.to_dict(), "fingerprint": fingerprint,
+                                                         "scores": results}, indent=2) + "\n")
+            for path in (partial, out / f"stage{k}.pt"):
+                remove_leftovers(path)
+            partial.unlink(missing_ok=True)
     return results
 
 
@@ -74,14 +119,15 @@ def evaluate_checkpoint(
     checkpoint: Path, index: Path, *, csv_path: Path | None = None, device: str | None = None
 ) -> dict[str, float | None]:
     """Scores of a checkpoint on an index file's images against their full labels (2nd token)."""
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
     learner = ContinualLearner.from_checkpoint(checkpoint, device=device)
     rows = read_index(index, check_exists=True)
     if rows and len(rows[0]) < 2:
         raise ValueError(f"{index}: lines need at least '<image> <label>'")
     table = learner.evaluate([str(r[0]) for r in rows], [str(r[1]) for r in rows])
     if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="") as handle:
+        with atomic_write(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
             columns = table_columns(table)
             writer.writerow(["checkpoint", *columns])

@@ -231,7 +231,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         print(format_plan(plan_job(str(args.file))))
         return 0
-    return 1 if run_job(str(args.file)).failed else 0
+    if args.rank_only and (args.resume or args.case):
+        from llseg.errors import ConfigError
+
+        raise ConfigError("--rank-only runs nothing; drop --resume and --case")
+    return 1 if run_job(str(args.file), resume=args.resume, cases=args.case, rank_only=args.rank_only).failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", type=Path, required=True, help="benchmarkingjob YAML; its paths are relative to the CWD")
     p.add_argument("--plan", action="store_true", help="print per test case and round the images x epochs, FLOPs and the "
                    "estimated time on this machine (a short calibration), then exit without training")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the job's workspace: keep finished test cases and rounds, continue an interrupted round "
+                        "after its last saved epoch (identical numbers); refused when the data or settings changed")
+    p.add_argument("--case", action="append", default=[], metavar="NAME",
+                   help="run only the test cases of algorithm NAME (repeatable); other processes or machines may run "
+                        "other cases against the same workspace (one lock per case)")
+    p.add_argument("--rank-only", action="store_true",
+                   help="run nothing: build rank/*.csv and the report from the finished test cases in the workspace")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("make-jobs", help="write examples/*/lifelong_learning_bench/splits/<split>/: a ready Ianvs job for every "

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from llseg.atomic import remove_leftovers
 from llseg.data.predictions import save_prediction
 from llseg.ianvs.registry import GENERAL, register
 from llseg.methods.checkpoint import read_checkpoint
@@ -30,6 +31,7 @@ from llseg.runtime import ensure_log_handler
 
 log = logging.getLogger("llseg.estimator")
 ensure_log_handler()  # llseg's progress under ianvs -f, whose loggers do not propagate (docs/ianvs-sedna.md)
+RESUME_FILE = "resume.pt"  # training checkpoints of the running round, in its OUTPUT_URL folder
 
 def _rows(data: Any) -> np.ndarray:
     """x rows (n, k) of str from a Sedna data source, an ndarray or a list of rows."""
@@ -66,6 +68,7 @@ class SegmentationEstimator:
             )
         log.info("%s resolved hyperparameters: %s", type(self).__name__, self.config.to_dict())
         self.learner = ContinualLearner(self.config)
+        self._resume_file: Path | None = None
 
     # ---------------------------------------------------------------- Sedna API
     def train(self, train_data: Any, valid_data: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -81,7 +84,10 @@ class SegmentationEstimator:
             from llseg.methods.launch import learn_on_devices
 
             return learn_on_devices(self.learner, images, full, train)
-        return self.learner.learn(images, full, train)
+        # Ianvs and llseg bench set OUTPUT_URL to the round's folder: an interrupted round resumes there
+        output = os.environ.get("OUTPUT_URL")
+        self._resume_file = Path(output) / RESUME_FILE if output else None
+        return self.learner.learn(images, full, train, checkpoints=self._resume_file)
 
     def predict(self, data: Any, **kwargs: Any) -> list[str]:
         """Write one prediction record per distinct image and return the records' paths in row
@@ -114,8 +120,14 @@ class SegmentationEstimator:
         return self.learner.evaluate(images, [str(v) for v in np.asarray(data.y).reshape(-1)])
 
     def save(self, model_path: str) -> str:
-        """Write the self-describing checkpoint exactly at ``model_path``."""
+        """Write the self-describing checkpoint exactly at ``model_path`` (atomically); the training
+        checkpoints of the stage just trained are deleted."""
         self.learner.save(model_path)
+        resume = self._resume_file
+        if resume is not None:
+            remove_leftovers(resume)
+            resume.unlink(missing_ok=True)
+            self._resume_file = None
         return str(model_path)
 
     def load(self, model_url: str) -> None:

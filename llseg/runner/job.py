@@ -12,13 +12,15 @@ import os
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llseg.atomic import check_output_dir
 from llseg.errors import ConfigError
 from llseg.ianvs import registry
 from llseg.metrics.continual import ianvs_bwt, ianvs_fwt, ianvs_matrix
@@ -32,6 +34,18 @@ from llseg.runner.paradigm import LifelongResult, run_no_inference
 from llseg.runner.rank import RankRow, format_table, write_rank
 from llseg.runner.report import build_report, write_report
 from llseg.runner.splitting import fwt_splitting
+from llseg.runner.state import (
+    case_folders,
+    case_key,
+    case_lock,
+    data_fingerprint,
+    fingerprint_of,
+    finish_case,
+    job_guard,
+    lock_holder,
+    read_row,
+    start_case,
+)
 
 log = logging.getLogger("llseg.runner")
 
@@ -54,6 +68,10 @@ class Case:
 
     algorithm: Algorithm
     hyperparameters: tuple[dict[str, Any], ...]
+
+    @property
+    def key(self) -> str:
+        return case_key(self.algorithm.name, self.hyperparameters)
 
 
 @dataclass(frozen=True)
@@ -161,12 +179,15 @@ def _seed(hyperparameters: dict[str, Any], estimator: Any) -> int | None:
 
 
 def run_case(
-    job: Job, resolved: Resolved, case: Case, train_lines: list[str], test_y: np.ndarray, label: str
+    job: Job, resolved: Resolved, case: Case, train_lines: list[str], test_y: np.ndarray, label: str,
+    case_dir: str | None = None,
 ) -> tuple[CaseOutcome, RankRow | None]:
-    """Run one test case in ``<workspace>/<name>/<algorithm>/<uuid1>``; never raises for case errors."""
+    """Run one test case in ``case_dir`` (default: a new ``<workspace>/<name>/<algorithm>/<uuid1>``;
+    an existing folder continues its finished rounds and interrupted round); never raises for case errors."""
     alg = case.algorithm
-    case_dir = os.path.join(job.output_dir, alg.name, str(uuid.uuid1()))
-    os.makedirs(case_dir)
+    case_dir = case_dir or os.path.join(job.output_dir, alg.name, str(uuid.uuid1()))
+    os.makedirs(case_dir, exist_ok=True)
+    start_case(Path(case_dir), case.key, case_fingerprint(job, case, train_lines))
     base_hps = next(hps for m, hps in zip(alg.modules, case.hyperparameters) if m.type == BASEMODEL)
     log.info("%s %s: %s", label, alg.name, case_dir)
     start = time.perf_counter()
@@ -222,6 +243,73 @@ def run_case(
     return CaseOutcome(alg.name, case_dir, metrics, None, wall), row
 
 
+def case_fingerprint(job: Job, case: Case, train_lines: Sequence[str]) -> str:
+    """What a case's numbers depend on besides its hyperparameters: index lines, rounds, train ratio, model-eval settings."""
+    env = job.testenv
+    test_lines = Path(env.test_index).read_text(encoding="utf-8").splitlines()
+    return data_fingerprint(list(train_lines), test_lines, env.incremental_rounds, env.threshold, env.operator,
+                            case.algorithm.train_ratio)
+
+
+def validate_cases(resolved: Resolved, cases: Sequence[Case]) -> None:
+    """Build every case's estimator once before any training, so that a bad hyperparameter of the
+    last case fails in seconds, not after the first cases ran; ConfigError naming file and case."""
+    for case in cases:
+        alg = case.algorithm
+        hps = next(h for m, h in zip(alg.modules, case.hyperparameters) if m.type == BASEMODEL)
+        try:
+            with _restored_environ():
+                resolved.estimators[alg.name](**copy.deepcopy(hps))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{alg.file}: algorithm {alg.name}, hyperparameters {hps}: {exc}") from None
+
+
+def select_cases(job: Job, cases: list[Case], names: Sequence[str]) -> list[Case]:
+    """The cases of the algorithms ``names`` (``--case``), in job order; ConfigError for an unknown name."""
+    known = [a.name for a in job.algorithms]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{job.file}: --case {', '.join(unknown)}: no such algorithm in this job; "
+                          f"choose from {', '.join(known)}")
+    return [c for c in cases if c.algorithm.name in names]
+
+
+def _plan(job: Job, cases: Sequence[Case], train_lines: list[str], resume: bool) -> list[Path | None]:
+    """Per case, the folder of an earlier run to continue or reuse (``resume``), else None (a new
+    folder). Refuses up front: a case another live process holds, and (``resume``) a folder whose
+    data or settings changed."""
+    job_dir = Path(job.output_dir)
+    plan: list[Path | None] = []
+    for case in cases:
+        holder = lock_holder(job_dir, case.key)
+        if holder is not None:
+            raise ConfigError(f"test case {case.key} is being run by {holder}; wait for it, or run the other cases "
+                              "with --case NAME")
+        folders = case_folders(job_dir, case.key)
+        if not resume:
+            unfinished = [f for f in folders if read_row(f) is None]
+            if unfinished:
+                log.info("%s: %s holds an interrupted run of this case; 'llseg bench -f %s --resume' continues it",
+                         case.algorithm.name, unfinished[-1], job.file)
+            plan.append(None)
+            continue
+        folder = folders[-1] if folders else None
+        if folder is not None and fingerprint_of(folder) != case_fingerprint(job, case, train_lines):
+            raise ConfigError(
+                f"--resume: {folder} holds test case {case.algorithm.name} run on other data or settings (the index "
+                f"files, incremental_rounds, train_ratio or threshold changed since); run without --resume to start "
+                "new test cases"
+            )
+        plan.append(folder)
+    return plan
+
+
+def _write_rank(job: Job, rows: Sequence[RankRow]) -> tuple[list[str], list[dict[str, str]], list[str]]:
+    """Merge ``rows`` into the job's rank files, one process at a time."""
+    with job_guard(Path(job.output_dir)):
+        return write_rank(os.path.join(job.output_dir, "rank"), job.rank, [m.name for m in job.testenv.metrics], rows)
+
+
 def _report(job_dir: str) -> tuple[str, ...]:
     """Write the job's report; a failure is logged, since the rank and case results already stand."""
     try:
@@ -233,31 +321,78 @@ def _report(job_dir: str) -> tuple[str, ...]:
     return tuple(map(str, paths))
 
 
-def run_job(path: str) -> JobResult:
-    """Run the benchmarkingjob at ``path`` from the repository root (the CWD); print the leaderboard."""
+def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_only: bool = False) -> JobResult:
+    """Run the benchmarkingjob at ``path`` from the repository root (the CWD); print the leaderboard.
+
+    Args:
+        resume: reuse the workspace: finished test cases are kept, an interrupted one continues
+            after its last finished round (its interrupted round after the last saved epoch).
+        cases: run only the test cases of these algorithms (``--case``; other processes or machines
+            may run the others against the same workspace, one writer per case).
+        rank_only: run nothing; build the rank files and the report from the finished cases.
+    """
     job = load_job(path)
+    check_output_dir(job.output_dir, f"{job.file}: workspace")
     resolved = resolve_job(job)
     train_lines = process_index(job.testenv.train_index)
     test_y = final_metric_y(job.testenv.test_index)
-    cases = build_cases(job)
+    selected = build_cases(job)
+    if cases:
+        selected = select_cases(job, selected, cases)
+    if rank_only:
+        return _rank_only(job, selected, train_lines)
+    validate_cases(resolved, selected)
+    plan = _plan(job, selected, train_lines, resume)
     log.info("benchmark %s: %d test case(s), %d rounds each, output in %s",
-             job.name, len(cases), job.testenv.incremental_rounds, job.output_dir)
+             job.name, len(selected), job.testenv.incremental_rounds, job.output_dir)
     outcomes, rows = [], []
-    for i, case in enumerate(cases, 1):
-        outcome, row = run_case(job, resolved, case, train_lines, test_y, f"[{i}/{len(cases)}]")
+    for i, (case, folder) in enumerate(zip(selected, plan), 1):
+        label = f"[{i}/{len(selected)}]"
+        kept = read_row(folder) if folder is not None else None
+        if kept is not None:
+            log.info("%s %s: finished earlier in %s, kept", label, case.algorithm.name, folder)
+            outcomes.append(CaseOutcome(case.algorithm.name, str(folder), kept.metrics, None, 0.0))
+            rows.append(kept)
+            continue
+        with case_lock(Path(job.output_dir), case.key):
+            outcome, row = run_case(job, resolved, case, train_lines, test_y, label, None if folder is None else str(folder))
+            if row is not None:
+                finish_case(Path(outcome.case_dir), row)
+                _write_rank(job, [row])  # a later kill loses no finished row
         outcomes.append(outcome)
         if row is not None:
             rows.append(row)
     files: tuple[str, ...] = ()
     if rows:
-        header, selected, written = write_rank(
-            os.path.join(job.output_dir, "rank"), job.rank, [m.name for m in job.testenv.metrics], rows
-        )
+        header, selected_rows, written = _write_rank(job, rows)
         files = tuple(written)
-        print(format_table(header, selected))
+        print(format_table(header, selected_rows))
         log.info("rank written: %s", ", ".join(files))
     result = JobResult(job, tuple(outcomes), files, _report(job.output_dir) if rows else ())
     for failed in result.failed:
         log.error("FAILED %s (%s): %s", failed.algorithm, failed.case_dir, failed.error)
     log.info("%d of %d test case(s) finished", len(outcomes) - len(result.failed), len(outcomes))
     return result
+
+
+def _rank_only(job: Job, cases: Sequence[Case], train_lines: list[str]) -> JobResult:
+    """Rank files and report from the finished cases in the workspace (``--rank-only``)."""
+    outcomes, rows, missing = [], [], []
+    for case in cases:
+        current = case_fingerprint(job, case, train_lines)
+        finished = [(f, r) for f in case_folders(Path(job.output_dir), case.key)
+                    if fingerprint_of(f) == current and (r := read_row(f)) is not None]
+        if not finished:
+            missing.append(case.algorithm.name)
+            continue
+        folder, row = finished[-1]
+        outcomes.append(CaseOutcome(case.algorithm.name, str(folder), row.metrics, None, 0.0))
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"--rank-only: {job.output_dir} holds no finished test case of {job.file}; run "
+                          f"'llseg bench -f {job.file}' (or with --case NAME) first")
+    if missing:
+        log.warning("--rank-only: not finished yet, left out: %s", ", ".join(missing))
+    header, selected_rows, written = _write_rank(job, rows)
+    print(format_table(header, selected_rows))
+    return JobResult(job, tuple(outcomes), tuple(written), _report(job.output_dir))

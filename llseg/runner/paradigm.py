@@ -12,6 +12,7 @@ make. The runner writes no Sedna knowledge base (``index.pkl``), so ``CLOUD_KB_I
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from llseg.atomic import write_text
 from llseg.runner.dataset import DataSource, load_data
 
 log = logging.getLogger("llseg.runner")
@@ -45,6 +47,22 @@ class LifelongResult:
 def model_path(case_dir: str, r: int) -> str:
     """Where round ``r``'s model is saved."""
     return os.path.join(case_dir, "output", "train", str(r), "seen_task", f"{ENTRY}.model")
+
+
+def round_path(case_dir: str, r: int) -> str:
+    """Round ``r``'s scores and report-sample predictions, written when the round is complete."""
+    return os.path.join(case_dir, "output", "train", str(r), "round.json")
+
+
+def _finished_round(case_dir: str, r: int) -> dict[str, Any] | None:
+    """What round ``r`` of an earlier, interrupted run of this case produced, if it completed."""
+    if not os.path.isfile(model_path(case_dir, r)):
+        return None
+    try:
+        with open(round_path(case_dir, r), encoding="utf-8") as handle:
+            return dict(json.load(handle))
+    except (OSError, ValueError):
+        return None
 
 
 def report_url(case_dir: str, r: int) -> str:
@@ -94,6 +112,15 @@ def run_no_inference(
     model_url = ""
     sample_res: list[list[str]] = []
     for r in range(rounds + 1):
+        done = _finished_round(case_dir, r)
+        if done is not None:  # kept from an interrupted run of this case (llseg bench --resume)
+            model_url = model_path(case_dir, r)
+            for key, row in done["rows"].items():
+                matrix[key].append(row)
+            if samples is not None and r >= 1:
+                sample_res.append(done["samples"])
+            log.info("  round %d/%d: finished by an earlier run, kept", r, rounds)
+            continue
         start = time.perf_counter()
         os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "train", str(r))
         os.environ["HAS_COMPLETED_INITIAL_TRAINING"] = "False" if r < 1 else "True"
@@ -128,6 +155,8 @@ def run_no_inference(
                 raise ValueError(f"estimator.predict returned {len(preds)} predictions for the {len(samples)} report samples")
             sample_res.append(preds)
             os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "eval", str(r))
+        write_text(round_path(case_dir, r), json.dumps({"rows": rows, "samples": sample_res[-1] if r >= 1 and samples is not None
+                                                        else None}) + "\n")
         scores = ", ".join(f"{s['accuracy']:.4f}" for s in rows["all"])
         log.info(
             "  round %d/%d: trained on %d samples in %.1fs; accuracy on eval sets 1..%d: %s (%.1fs)",

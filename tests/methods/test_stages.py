@@ -17,7 +17,8 @@ def test_each_stage_trains_on_the_train_part_of_its_chunk(tmp_path: Path, monkey
     generate_objects_dataset(tmp_path / "objects", seed=0, size=(32, 32), images=80)
     manifest = prepare("voc", root=tmp_path / "objects", split="voc-15-5", out=tmp_path / "prep", seed=0)
     seen: list[list[str]] = []
-    monkeypatch.setattr(ContinualLearner, "learn", lambda self, images, full, train, checkpoints=None: seen.append(list(images)) or {})
+    monkeypatch.setattr(ContinualLearner, "learn",
+                        lambda self, images, full, train, checkpoints=None: seen.append(list(images)) or {})
     monkeypatch.setattr(ContinualLearner, "save", lambda self, path: None)
     monkeypatch.setattr(ContinualLearner, "evaluate", lambda self, images, labels: {"accuracy": 0.0})
     stages.train_stages(tmp_path / "prep", tmp_path / "out", {"recipe": "finetune", "dataset": "voc"})

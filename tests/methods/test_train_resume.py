@@ -36,7 +36,7 @@ def test_killed_training_resumes_to_identical_results(prepared: Path, tmp_path: 
     out = tmp_path / "interrupted"
     code, err = stop_when(_train(prepared, out), tmp_path, exists(out / "stage1.resume.pt"), signal.SIGTERM)
     assert code == 143
-    assert f"stopped by SIGTERM; finished stages and the last saved epoch are kept; continue with: llseg train " in err
+    assert "stopped by SIGTERM; finished stages and the last saved epoch are kept; continue with: llseg train " in err
     assert err.rstrip().endswith("--resume") and "Traceback" not in err
     assert not (out / "results.json").exists()
     # SIGKILL in stage 2, then while stage 3 saves epochs (possibly mid-write): no cleanup runs at all

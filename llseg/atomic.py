@@ -70,22 +70,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def check_output_dir(path: str | Path, what: str) -> Path:
+def check_output_dir(path: str | Path, what: str, *, shown: str | Path | None = None) -> Path:
     """``path`` as a folder llseg can create and write into, checked before any work by writing a
     probe file into its nearest existing folder (permissions, read-only mounts, ACLs; root too);
-    a :class:`ConfigError` naming ``what`` (e.g. "--out") and the fix otherwise. Creates nothing."""
+    a :class:`ConfigError` naming ``what`` (e.g. "--out") and ``shown`` (default ``path``) and the
+    fix otherwise. Creates nothing."""
     path = Path(path)
+    shown = path if shown is None else shown
     existing = path
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
         where = "" if existing == path else f" ({existing} is a file)"
-        raise ConfigError(f"{what} {path}: not a folder{where}; choose another {what} or move that file")
+        raise ConfigError(f"{what} {shown}: not a folder{where}; choose another {what} or move that file")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".llseg-probe-")
     except OSError as exc:
         verb = "write into" if existing == path else "create folders in"
-        raise ConfigError(f"{what} {path}: cannot {verb} {existing} ({exc.strerror}); choose a writable location") from None
+        raise ConfigError(f"{what} {shown}: cannot {verb} {existing} ({exc.strerror}); choose a writable location") from None
     os.close(fd)
     os.unlink(probe)
     return path
@@ -98,5 +100,5 @@ def check_output_file(path: str | Path, what: str) -> Path:
         raise ConfigError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out'}")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path}: the file is not writable (permission denied); choose another path")
-    check_output_dir(path.parent, what)
+    check_output_dir(path.parent, what, shown=path)
     return path

@@ -45,10 +45,17 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must look like HxW, e.g. 128x256; got {text!r}") from None
     if h < 16 or w < 16:
         raise argparse.ArgumentTypeError(f"size {text!r} is too small; both sides must be >= 16")
+    from llseg.data.checks import MAX_SIDE
+
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size {text!r} is too large; both sides must be <= {MAX_SIDE}")
     return h, w
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from llseg.atomic import check_output_dir
+
+    check_output_dir(args.out, "--out")
     if args.kind == "ade20k":
         from llseg.data.ade20k.synthetic import generate_ade_tree
         from llseg.errors import ConfigError
@@ -87,6 +94,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from llseg.atomic import check_output_dir
     from llseg.data.prepare import prepare
     from llseg.errors import ConfigError
 
@@ -99,6 +107,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"llseg prepare: {', '.join(missing)} required (or --list-splits to list the split presets)")
 
+    check_output_dir(args.out, "--out")
     isprs = {
         key: value
         for key, value in (("patch_size", args.patch_size), ("background", args.background), ("clutter", args.clutter),
@@ -125,6 +134,7 @@ def _assignment(text: str) -> tuple[str, object]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
+    from llseg.atomic import check_output_dir
     from llseg.errors import ConfigError
     from llseg.methods.stages import train_config, train_stages
     from llseg.metrics.incremental import format_table
@@ -139,6 +149,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ConfigError("llseg train: --out is required (or --print-config)")
+    check_output_dir(args.out, "--out")
     from llseg import distributed
 
     try:
@@ -161,11 +172,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_backbone(args: argparse.Namespace) -> int:
+    import functools
+
     import torch
 
+    from llseg.atomic import atomic_save, check_output_file
     from llseg.methods.learner import ContinualLearner
     from llseg.models import DeepLabV3, ERFNet
 
+    check_output_file(args.out, "--out")
     model = ContinualLearner.from_checkpoint(args.checkpoint, device="cpu").model
     if isinstance(model, DeepLabV3):
         state, option = model.backbone_checkpoint(), "backbone_weights"
@@ -173,8 +188,7 @@ def _cmd_export_backbone(args: argparse.Namespace) -> int:
         state, option = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}, "encoder_weights"
     else:
         raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}; export-backbone knows DeepLabV3 and ERFNet")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.out)
+    atomic_save(args.out, functools.partial(torch.save, state))
     print(f"wrote {args.out}; start another training from it with the hyperparameter "
           f"model_kwargs: {{{option}: {args.out}}}")
     return 0
@@ -369,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_dashed_values(argv: list[str]) -> list[str]:
+    """``--size -32x64`` -> ``--size=-32x64``: argparse takes a value that starts with a dash and a
+    digit (but is no plain number) for an option and reports "expected one argument"; attached,
+    the value reaches its own check and message."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and len(arg) > 1 and arg[0] == "-" and arg[1].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _resume_hint(args: argparse.Namespace, argv: list[str]) -> str:
     """How to continue an interrupted command (one line)."""
     if args.command in ("train", "bench") and not getattr(args, "print_config", False):
@@ -381,7 +408,7 @@ def _resume_hint(args: argparse.Namespace, argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_dashed_values(argv))
     func: Callable[[argparse.Namespace], int] = args.func
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:

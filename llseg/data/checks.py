@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llseg.atomic import check_output_dir
 from llseg.errors import ConfigError, DataError
+
+MAX_SIDE = 16384  # synthetic images and labels are drawn in memory: 16384² RGB is 800 MB
 
 
 def check_seed(seed: Any) -> int:
@@ -26,7 +29,7 @@ def check_train_ratio(train_ratio: float) -> None:
 
 
 def check_size(size: Sequence[int] | None, default: tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` from ``size`` (``None``: ``default``); ``ConfigError`` unless two integers >= 16."""
+    """``(H, W)`` from ``size`` (``None``: ``default``); ``ConfigError`` unless two integers in 16..MAX_SIDE."""
     if size is None:
         return default
     try:
@@ -35,12 +38,15 @@ def check_size(size: Sequence[int] | None, default: tuple[int, int]) -> tuple[in
         raise ConfigError(f"size must be (H, W), two integers, got {size!r}") from None
     if h < 16 or w < 16:
         raise ConfigError(f"size {h}x{w} is too small; both sides must be >= 16 (default {default})")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ConfigError(f"size {h}x{w} is too large; both sides must be <= {MAX_SIDE} (default {default})")
     return h, w
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """``out`` as a Path; ``DataError`` if it exists and is a file."""
+    """``out`` as a Path; ``DataError`` if it exists and is a file, ``ConfigError`` if it cannot be
+    created or written (checked before any work)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
-    return out
+    return check_output_dir(out, "output folder")

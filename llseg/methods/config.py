@@ -40,6 +40,9 @@ def parse_size(value: Any, key: str) -> tuple[int, int] | None:
     """``"128x256"``, ``[128, 256]`` or ``None`` -> (H, W)."""
     if value is None or value == "":
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"hyperparameter {key}: got the number {value}; YAML reads 0x... as a hexadecimal number: "
+                          "write the size in quotes, e.g. '64x128', or as [64, 128]")
     if isinstance(value, str):
         parts = value.lower().split("x")
     elif isinstance(value, (list, tuple)):

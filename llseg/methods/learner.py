@@ -378,8 +378,15 @@ class ContinualLearner:
         world-size-th pair and the confusion matrices are summed over the ranks."""
         pairs = list(dict.fromkeys(zip(images, labels)))[distributed.rank()::distributed.world_size()]
         scorer = IncrementalScorer(self.info.num_classes)
-        for (_, label), prediction in zip(pairs, self.predict([i for i, _ in pairs])):
-            scorer.update(prediction, read_label_png(Path(label)))
+        for (image, label), prediction in zip(pairs, self.predict([i for i, _ in pairs])):
+            target = read_label_png(Path(label))
+            if target.shape != prediction.pred.shape:
+                raise DataError(f"label {label} is {target.shape[0]}x{target.shape[1]} but its image {image} is "
+                                f"{prediction.pred.shape[0]}x{prediction.pred.shape[1]}; pair each image with its own label")
+            try:
+                scorer.update(prediction, target)
+            except ValueError as exc:
+                raise DataError(f"label {label}: {exc}") from None
         if distributed.is_distributed():
             self._sum_over_ranks(scorer)
         return scorer.table()

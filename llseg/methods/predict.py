@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from llseg.atomic import check_output_dir
 from llseg.data.imageio import read_rgb
+from llseg.errors import ConfigError
 from llseg.methods.learner import ContinualLearner
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -61,7 +63,10 @@ def predict_images(
     Returns:
         ``(mask, overlay)`` paths, one pair per image, in input order.
     """
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha (overlay weight of the mask) must lie in [0, 1], got {alpha}")
     images = list_images(image)
+    check_output_dir(out, "--out")
     learner = ContinualLearner.from_checkpoint(checkpoint, device=device)
     lut = learner.info.palette_lut()
     out.mkdir(parents=True, exist_ok=True)

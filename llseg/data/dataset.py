@@ -20,10 +20,12 @@ from torch.utils.data import Dataset
 from llseg.data.imageio import image_size, read_label_png, read_rgb
 from llseg.data.labels import IGNORE_INDEX
 from llseg.data.transforms import TrainAugment, normalize, resize_label, resize_pair, to_unit_float
-from llseg.errors import DataError
+from llseg.errors import ConfigError, DataError
 
 CACHE_ENV = "LLSEG_CACHE_DIR"
-_CACHE_FORMAT = 1  # part of every disk key: bump when what an entry holds changes
+CACHE_MAX_ENV = "LLSEG_CACHE_MAX_GB"  # bound of the disk cache in GB (default DEFAULT_CACHE_GB)
+DEFAULT_CACHE_GB = 5.0
+_CACHE_FORMAT = 2  # part of every disk key: bump when what an entry holds changes (2: keyed by content)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ def default_cache_dir() -> Path | None:
     if value is not None:
         return None if value.strip().lower() in ("", "off", "0", "none") else Path(value).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llseg" / "decoded"
+
+
+def cache_limit_bytes() -> int:
+    """The disk cache's size bound: ``$LLSEG_CACHE_MAX_GB`` (a number of GB), else 5 GB."""
+    value = os.environ.get(CACHE_MAX_ENV, "").strip()
+    try:
+        gb = float(value) if value else DEFAULT_CACHE_GB
+    except ValueError:
+        raise ConfigError(f"{CACHE_MAX_ENV}={value!r}: expected a number of GB, e.g. 5 or 0.5") from None
+    if gb < 0:
+        raise ConfigError(f"{CACHE_MAX_ENV}={value!r}: must be >= 0 (0: no disk entries kept)")
+    return int(gb * 1e9)
 
 
 def _decode(kind: str, path: Path, size: tuple[int, int] | None) -> np.ndarray:
@@ -57,26 +71,42 @@ class DecodedCache:
     """Decoded images (H×W×3 uint8) and label maps (H×W uint8), optionally resized, kept in
     memory (up to ``max_bytes``, first come first kept) and on disk for other processes and runs.
 
-    Entries are keyed by kind, absolute path, file size, mtime and the requested size, so an edited
-    file is decoded again. Disk entries are ``.npy`` files in ``directory`` (``"auto"``:
+    Entries are keyed by kind, the file's content (SHA-1 of its bytes, hashed once per path, size
+    and mtime) and the requested size: an edited file is decoded again, and two checkouts or copies
+    of the same data share entries. Disk entries are ``.npy`` files in ``directory`` (``"auto"``:
     :func:`default_cache_dir`; ``None``: memory only), written under a temporary name and renamed
     into place, so concurrent processes (DataLoader workers, parallel runs) read a whole entry or
-    none. The folder can be deleted at any time; an unwritable one is reported once and skipped.
+    none. The folder is bounded by ``disk_bytes`` (default :func:`cache_limit_bytes`): beyond it the
+    least recently used entries (by mtime, renewed on every disk hit) are deleted. The folder can be
+    deleted at any time; an unwritable one is reported once and skipped.
     """
 
-    def __init__(self, max_bytes: int = 2 << 30, directory: str | Path | None = "auto") -> None:
+    def __init__(self, max_bytes: int = 2 << 30, directory: str | Path | None = "auto",
+                 disk_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
         self.directory = default_cache_dir() if directory == "auto" else (None if directory is None else Path(directory))
+        self.disk_bytes = cache_limit_bytes() if disk_bytes is None else disk_bytes
         self._items: dict[tuple, np.ndarray] = {}
+        self._digests: dict[tuple, str] = {}
         self._bytes = 0
+        self._disk_used: int | None = None  # estimate of the folder's size, scanned on the first write
+
+    def _digest(self, path: Path, st: os.stat_result) -> str:
+        stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        digest = self._digests.get(stamp)
+        if digest is None:
+            with open(path, "rb") as handle:
+                digest = self._digests[stamp] = hashlib.sha1(handle.read()).hexdigest()
+        return digest
 
     def get(self, kind: str, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         """The ``kind`` (``rgb`` or ``label``) array of ``path``, resized to ``size`` (H, W) if given."""
         try:
             st = os.stat(path)
+            digest = self._digest(Path(path), st)
         except OSError:
             return _decode(kind, Path(path), size)  # raises DataError naming the file
-        key = (kind, os.path.abspath(path), st.st_size, st.st_mtime_ns, None if size is None else tuple(size))
+        key = (kind, digest, None if size is None else tuple(size))
         hit = self._items.get(key)
         if hit is not None:
             return hit
@@ -111,6 +141,10 @@ class DecodedCache:
             except OSError:
                 pass  # a read-only cache: the entry is just not used
             return None
+        try:
+            os.utime(file)  # recently used: the last to be evicted
+        except OSError:
+            pass
         return array
 
     def _save(self, file: Path | None, array: np.ndarray) -> None:
@@ -123,12 +157,54 @@ class DecodedCache:
             with os.fdopen(fd, "wb") as out:
                 np.save(out, array, allow_pickle=False)
             os.replace(tmp, file)
+            self._account(file.stat().st_size)
         except OSError as exc:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             log.warning("cannot write the decode cache in %s (%s); decoding in memory only from now on. "
                         "Set %s to a writable folder, or to 'off'", self.directory, exc, CACHE_ENV)
             self.directory = None
+
+
+    def _account(self, written: int) -> None:
+        """Add a new entry's size; past the bound, delete the least recently used entries down to
+        90 % of it (other processes' entries too: the folder is shared)."""
+        assert self.directory is not None
+        if self._disk_used is None:
+            self._disk_used = sum(self._sizes().values())
+        else:
+            self._disk_used += written
+        if self._disk_used <= self.disk_bytes:
+            return
+        sizes = self._sizes()
+        self._disk_used = sum(sizes.values())
+        for entry in sorted(sizes, key=lambda f: _mtime(f)):
+            if self._disk_used <= 0.9 * self.disk_bytes:
+                break
+            try:
+                entry.unlink()
+            except OSError:
+                continue  # gone already (another process) or read-only
+            self._disk_used -= sizes[entry]
+        log.info("decode cache %s: least recently used entries deleted down to %.2f GB (bound %.2f GB, %s)",
+                 self.directory, self._disk_used / 1e9, self.disk_bytes / 1e9, CACHE_MAX_ENV)
+
+    def _sizes(self) -> dict[Path, int]:
+        assert self.directory is not None
+        sizes = {}
+        for entry in self.directory.glob("*/*.npy"):
+            try:
+                sizes[entry] = entry.stat().st_size
+            except OSError:
+                pass
+        return sizes
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def label_counts(label: np.ndarray, num_classes: int, path: Path) -> np.ndarray:

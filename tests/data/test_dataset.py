@@ -1,4 +1,4 @@
-"""DecodedCache: decoded and resized arrays in memory and on disk, keyed by file, size and mtime."""
+"""DecodedCache: decoded and resized arrays in memory and on disk, keyed by content, bounded (LRU)."""
 from __future__ import annotations
 
 import logging
@@ -15,7 +15,7 @@ import llseg.data.dataset as dataset
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, default_cache_dir
 from llseg.data.imageio import read_label_png, read_rgb, write_label_png
 from llseg.data.transforms import resize_label, resize_pair
-from llseg.errors import DataError
+from llseg.errors import ConfigError, DataError
 
 
 def write_pair(folder: Path, seed: int = 0, shape: tuple[int, int] = (24, 40)) -> tuple[Path, Path]:
@@ -121,3 +121,41 @@ def test_pairs_of_different_sizes_are_refused_before_resizing(tmp_path: Path) ->
     data = SegmentationPairs([image], [label], lut=channel_lut(range(19)), size=(12, 16))
     with pytest.raises(DataError, match=r"img0.png is \(24, 40\) but label .*lab1.png is \(24, 32\)"):
         data[0]
+
+
+def test_two_checkouts_of_the_same_data_share_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image, label = write_pair(tmp_path)
+    DecodedCache(directory=tmp_path / "cache").get("rgb", image, (12, 16))
+    other = tmp_path / "checkout2"
+    other.mkdir()
+    copy = other / image.name
+    copy.write_bytes(image.read_bytes())
+    os.utime(copy, ns=(5, 5))  # another path and another mtime, the same content
+    monkeypatch.setattr(dataset, "read_rgb", lambda *args: pytest.fail("decoded although the entry exists"))
+    DecodedCache(directory=tmp_path / "cache").get("rgb", copy, (12, 16))
+    assert len(entries(tmp_path / "cache")) == 1
+
+
+def test_the_disk_cache_is_bounded_and_evicts_the_least_recently_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = [write_pair(tmp_path, seed) for seed in range(4)]
+    one = 8 * 8 * 3 + 128  # a 8x8 RGB entry with its .npy header
+    cache = DecodedCache(directory=tmp_path / "cache", disk_bytes=int(2.5 * one), max_bytes=0)
+    first = cache.get("rgb", pairs[0][0], (8, 8))
+    cache.get("rgb", pairs[1][0], (8, 8))
+    (entry0,) = [e for e in entries(tmp_path / "cache") if np.array_equal(np.load(e), first)]
+    os.utime(entry0, (1, 1))
+    cache.get("rgb", pairs[0][0], (8, 8))  # memory is off (max_bytes=0): a disk hit renews entry 0
+    assert entry0.stat().st_mtime > 1
+    for other in (entries(tmp_path / "cache")):
+        if other != entry0:
+            os.utime(other, (2, 2))  # entry 1: used longest ago
+    cache.get("rgb", pairs[2][0], (8, 8))  # 3 entries > 2.5: evict down to 2.25, the oldest first
+    left = entries(tmp_path / "cache")
+    assert len(left) == 2 and entry0 in left
+    assert sum(e.stat().st_size for e in left) <= 2.5 * one
+
+    monkeypatch.setenv("LLSEG_CACHE_MAX_GB", "0.5")
+    assert DecodedCache(directory=tmp_path / "c2").disk_bytes == 500_000_000
+    monkeypatch.setenv("LLSEG_CACHE_MAX_GB", "lots")
+    with pytest.raises(ConfigError, match="LLSEG_CACHE_MAX_GB='lots': expected a number of GB"):
+        DecodedCache(directory=tmp_path / "c3")

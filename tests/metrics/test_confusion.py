@@ -279,3 +279,23 @@ def test_confusion_stack_any_integer_dtype_and_layout(target_dtype, pred_dtype):
 def test_confusion_stack_rejects_out_of_range_predictions():
     with pytest.raises(ValueError, match="outside"):
         confusion_stack(np.full((2, 3, 3), 7, np.uint8), np.zeros((3, 3), np.uint8), 4)
+
+
+def test_the_device_counting_path_runs_on_cpu_tensors_too():
+    """``_confusion_torch`` (used for accelerator tensors; CPU tensors take the host path) counts
+    exactly as the host path: exercised here on the CPU, so a wrong kernel cannot pass unnoticed."""
+    from llseg.metrics.confusion import _confusion_host, _confusion_torch
+
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 5, size=(3, 17, 23))
+    target[rng.random(target.shape) < 0.2] = 255
+    pred = rng.integers(0, 5, size=target.shape)
+    counts = _confusion_torch(torch.from_numpy(pred), torch.from_numpy(target), 5, 255).numpy()
+    expected = np.zeros((5, 5), np.int64)
+    np.add.at(expected, (target[target != 255], pred[target != 255]), 1)
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(counts, _confusion_host(pred, target, 5, 255))
+    with pytest.raises(ValueError, match=r"target has values \[7\] outside \[0, 5\)"):
+        _confusion_torch(torch.tensor([1, 2]), torch.tensor([7, 1]), 5, 255)
+    with pytest.raises(ValueError, match=r"pred has values \[5\] outside \[0, 5\)"):
+        _confusion_torch(torch.tensor([5, 2]), torch.tensor([0, 1]), 5, 255)

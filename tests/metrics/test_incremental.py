@@ -98,3 +98,41 @@ def test_unscored_classes_are_ignored_in_the_ground_truth_and_left_out_of_every_
     assert table["mIoU_new"] == pytest.approx(0.5)
     assert table["mIoU_all"] == table["accuracy"] == pytest.approx(0.75)
     assert table["mIoU_task1"] == pytest.approx(1.0)
+
+def test_accuracy_averages_only_the_classes_present_in_the_ground_truth():
+    """Class 2 is predicted on one pixel but absent from the labels: its IoU (0) must not count."""
+    gt = np.array([[0, 0, 1, 1, 1, 255]], np.uint8)
+    pred = np.array([[0, 0, 1, 1, 2, 2]], np.uint8)
+    group = np.stack([np.where(pred == 2, 1, pred), np.full_like(pred, 2)])
+    record = Prediction(pred=pred, group_pred=group, prefix_pred=np.stack([group[0], pred]),
+                        classes=np.array([0, 1, 2]), group_sizes=np.array([2, 1]), num_classes=4)
+    scorer = IncrementalScorer(4)
+    scorer.update(record, gt)
+    assert scorer.table()["accuracy"] == pytest.approx((1 + 2 / 3) / 2)  # not (1 + 2/3 + 0) / 3
+
+
+def _split(record: Prediction, columns: slice) -> Prediction:
+    return Prediction(record.pred[:, columns], record.group_pred[:, :, columns], record.prefix_pred[:, :, columns],
+                      record.classes, record.group_sizes, record.num_classes)
+
+
+def test_several_images_accumulate_one_confusion_matrix():
+    """Two images score as their pixels pooled (one image of both), not as the mean of per-image scores."""
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 3, size=(4, 12)).astype(np.uint8)
+    gt[0, :3] = 255
+    pred = np.where(rng.random((4, 12)) < 0.7, gt % 255, rng.integers(0, 3, size=(4, 12))).astype(np.uint8)
+    pred[gt == 255] = 1
+    group = np.stack([np.where(pred == 2, 0, pred), np.full_like(pred, 2)])
+    whole = Prediction(pred, group, np.stack([group[0], pred]), np.array([0, 1, 2]), np.array([2, 1]), 4)
+    pooled = IncrementalScorer(4)
+    pooled.update(whole, gt)
+    scorer, per_image = IncrementalScorer(4), []
+    for columns in (slice(0, 5), slice(5, 12)):
+        scorer.update(_split(whole, columns), gt[:, columns])
+        single = IncrementalScorer(4)
+        single.update(_split(whole, columns), gt[:, columns])
+        per_image.append(single.table())
+    table = scorer.table()
+    assert table == pytest.approx(pooled.table())
+    assert table["accuracy"] != pytest.approx(np.mean([t["accuracy"] for t in per_image]))

@@ -254,14 +254,20 @@ def case_fingerprint(job: Job, case: Case, train_lines: Sequence[str]) -> str:
 def validate_cases(resolved: Resolved, cases: Sequence[Case]) -> None:
     """Build every case's estimator once before any training, so that a bad hyperparameter of the
     last case fails in seconds, not after the first cases ran; ConfigError naming file and case."""
-    for case in cases:
-        alg = case.algorithm
-        hps = next(h for m, h in zip(alg.modules, case.hyperparameters) if m.type == BASEMODEL)
-        try:
-            with _restored_environ():
-                resolved.estimators[alg.name](**copy.deepcopy(hps))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{alg.file}: algorithm {alg.name}, hyperparameters {hps}: {exc}") from None
+    quiet = logging.getLogger("llseg")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the estimators log their resolved config again when their case runs
+    try:
+        for case in cases:
+            alg = case.algorithm
+            hps = next(h for m, h in zip(alg.modules, case.hyperparameters) if m.type == BASEMODEL)
+            try:
+                with _restored_environ():
+                    resolved.estimators[alg.name](**copy.deepcopy(hps))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{alg.file}: algorithm {alg.name}, hyperparameters {hps}: {exc}") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def select_cases(job: Job, cases: list[Case], names: Sequence[str]) -> list[Case]:

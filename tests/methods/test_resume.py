@@ -47,12 +47,13 @@ def _stop_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     monkeypatch.setattr(Recipe, "begin_epoch", begin_epoch)
 
 
-@pytest.mark.parametrize("kind", ["klingner", "ssul"])
+@pytest.mark.parametrize("kind", ["klingner", "klingner-bf16", "ssul"])
 def test_an_interrupted_stage_resumes_to_identical_weights(kind: str, make_rows: Callable[..., Rows], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """klingner: teacher and dropout (global RNG); ssul: replay memory, pseudo-labels, frozen parts."""
-    if kind == "klingner":
-        hps: dict[str, Any] = dict(recipe="klingner", **ERFNET)
+    """klingner: teacher and dropout (global RNG), in fp32 and bf16 autocast; ssul: replay memory,
+    pseudo-labels, frozen parts."""
+    if kind.startswith("klingner"):
+        hps: dict[str, Any] = dict(recipe="klingner", **{**ERFNET, "precision": kind.partition("-")[2] or "fp32"})
         first, second = make_rows("a", 3, [10, 0, 13], keep={0, 10}), make_rows("b", 3, [10, 0, 13], keep={13})
     else:
         hps = dict(recipe="ssul", **SSUL_VOC_FLAGS, **{**SSUL_FAST, "epochs": 3, "precision": "fp32", "device": "cpu"})

@@ -62,4 +62,5 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_old_files(prepare
     assert f"llseg train --resume: {out} was trained with other hyperparameters" in changed.stderr
     fresh = llseg(_train(prepared, out), tmp_path)
     assert fresh.returncode == 2
-    assert f"--out {out} holds an earlier run (results.json, results.md, stage1.pt); continue it with --resume" in fresh.stderr
+    assert f"--out {out} holds an earlier run (results.json, results.md, stage1.pt, stage2.resume.pt); continue it with " \
+           "--resume, or choose an empty folder" in fresh.stderr

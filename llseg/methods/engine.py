@@ -27,6 +27,7 @@ from llseg.distributed import GlobalBatchSampler
 from llseg.errors import ConfigError
 from llseg.methods.checkpoint import load_weights_file, write_checkpoint
 from llseg.methods.config import TrainConfig
+from llseg.methods.events import EventLog
 from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipe import Recipe, Stage, TeacherBatch, TeacherOutputs
 from llseg.models import FeatureModel
@@ -79,6 +80,7 @@ class Engine:
             raise ConfigError("sync_bn: SyncBatchNorm runs on CUDA only; drop sync_bn on CPU (gloo) runs")
         self.precision = resolve_precision(config.precision, self.device)
         self.num_workers = resolve_num_workers(config.num_workers, self.device)
+        self.events = EventLog(config.tensorboard)
         if self.device.type == "cpu" and self.num_workers == 0:
             # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
             # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
@@ -131,11 +133,12 @@ class Engine:
 
     def fit(self, student: nn.Module, teacher: nn.Module | None, recipe: Recipe, stage: Stage,
             loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage",
-            checkpoints: EpochCheckpoints | None = None) -> list[float]:
+            checkpoints: EpochCheckpoints | None = None, first_epoch: int = 0) -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
         per epoch (of the global batches when data-parallel). ``recipe.begin_stage`` must have been
-        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory.
+        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory;
+        with ``tensorboard`` set, writes them as scalars at step ``first_epoch`` + epoch (1-based).
 
         With ``checkpoints``, an existing file of the same stage is resumed from (weights,
         optimiser, scaler, schedule, data order, RNG states, loss records), and the state is saved
@@ -220,7 +223,8 @@ class Engine:
             if distributed.world_size() > 1 and not cfg.sync_bn:
                 distributed.average_buffers(student)  # BatchNorm running statistics of every rank's batches
             epoch_losses.append(total / max(len(steps), 1))
-            progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
+            scalars = progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
+            self.events.scalars({f"train/{k}": v for k, v in scalars.items()}, first_epoch + epoch + 1)
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
             if checkpoints is not None and checkpoints.every > 0 and distributed.is_main() and (
                     (epoch + 1) % checkpoints.every == 0 or epoch + 1 == cfg.epochs):
@@ -250,10 +254,11 @@ class EpochProgress:
         self.epoch_start = time.perf_counter()
         self.terms = recipe.term_totals()
 
-    def end_epoch(self, recipe: Recipe, loss: float, lr: float, images: int) -> None:
+    def end_epoch(self, recipe: Recipe, loss: float, lr: float, images: int) -> dict[str, float]:
+        """Log the epoch's line on rank 0; returns its numbers (loss, terms, lr, images_per_s; empty on other ranks)."""
         now = time.perf_counter()
         if not distributed.is_main():
-            return
+            return {}
         seconds = now - self.epoch_start
         eta = (now - self.start) / self.epoch * (self.epochs - self.epoch)
         before = self.terms
@@ -264,6 +269,7 @@ class EpochProgress:
         if self.device.type == "cuda":
             parts.append(f"peak CUDA memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB")
         log.info("%s epoch %d/%d: %s", self.label, self.epoch, self.epochs, ", ".join(parts))
+        return {"loss": loss, **terms, "lr": lr, "images_per_s": images / max(seconds, 1e-9)}
 
 
 def cycle(loader: DataLoader) -> Iterator[Batch]:

@@ -369,7 +369,8 @@ class ContinualLearner:
             teacher_outputs = engine.teacher_outputs(teacher, whole, self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
-                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints)
+                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints,
+                          first_epoch=(self.stages - 1) * cfg.epochs)
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:
@@ -389,7 +390,10 @@ class ContinualLearner:
                 raise DataError(f"label {label}: {exc}") from None
         if distributed.is_distributed():
             self._sum_over_ranks(scorer)
-        return scorer.table()
+        table = scorer.table()
+        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
+                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
+        return table
 
     def _sum_over_ranks(self, scorer: IncrementalScorer) -> None:
         """Sum ``scorer``'s confusion matrices over the ranks (a rank without images adds zeros)."""

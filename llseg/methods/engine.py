@@ -90,18 +90,24 @@ class Engine:
         """The mixed-precision context of this engine (a no-op in fp32)."""
         return autocast(self.precision, self.device)
 
-    def loader(self, data: SegmentationPairs, batch_size: int, seed: int, *, shard: bool = True) -> DataLoader:
+    def loader(self, data: SegmentationPairs, batch_size: int, seed: int, *, shard: bool = True,
+               min_samples: int = 1) -> DataLoader:
         """Shuffled batches of ``data`` in a seeded order; no 1-sample last batch (BatchNorm).
 
         Data-parallel or with ``accumulate`` > 1 (and ``shard``), the batches are this rank's
         micro-batches of global batches of ``batch_size`` (:class:`GlobalBatchSampler`), drawn from
-        the same seeded permutation as one process at ``batch_size``."""
+        the same seeded permutation as one process at ``batch_size``. ``min_samples``: the fewest
+        samples a (micro-)batch may have; fewer by configuration raises ``ConfigError``."""
         generator = torch.Generator().manual_seed(seed)
         pin = self.device.type == "cuda"  # lets .to(device, non_blocking=True) overlap the copy
         if shard and self.parallel:
             sampler = GlobalBatchSampler(len(data), batch_size, generator, accumulate=self.config.accumulate,
-                                         rank=distributed.rank(), world=distributed.world_size())
+                                         rank=distributed.rank(), world=distributed.world_size(), min_part=min_samples)
             return DataLoader(data, batch_sampler=sampler, generator=generator, num_workers=self.num_workers, pin_memory=pin)
+        if min(batch_size, len(data)) < min_samples:
+            raise ConfigError(f"batch_size {batch_size} (on {len(data)} images): the model's BatchNorm after global pooling "
+                              f"(DeepLabV3's ASPP image pooling) needs {min_samples} samples per batch in training: "
+                              f"set batch_size >= {min_samples}")
         return DataLoader(
             data,
             batch_size=min(batch_size, len(data)),
@@ -111,6 +117,12 @@ class Engine:
             pin_memory=pin,
             drop_last=len(data) > batch_size and len(data) % batch_size == 1,
         )
+
+    def min_samples(self, model: nn.Module) -> int:
+        """The fewest samples a training (micro-)batch of ``model`` may have on this rank: 2 with
+        :func:`pooled_batchnorm` unless SyncBatchNorm pools the ranks' samples, else 1."""
+        synced = self.config.sync_bn and distributed.world_size() > 1
+        return 2 if pooled_batchnorm(model) and not synced else 1
 
     @property
     def parallel(self) -> bool:
@@ -235,6 +247,20 @@ class Engine:
                     "records": recipe.records(), **{name: part.state_dict() for name, part in parts.items()},
                 })
         return epoch_losses
+
+
+def pooled_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm on globally pooled 1×1 maps (a ``Sequential`` with
+    ``AdaptiveAvgPool2d(1)`` before a BatchNorm: DeepLabV3's ASPP image pooling). In training such
+    a layer normalises one value per channel and sample, so it needs at least 2 samples per batch."""
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for i, child in enumerate(children):
+                if (isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1))
+                        and any(isinstance(c, nn.modules.batchnorm._BatchNorm) for c in children[i + 1:])):
+                    return True
+    return False
 
 
 class EpochProgress:

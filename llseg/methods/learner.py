@@ -356,7 +356,8 @@ class ContinualLearner:
         if len(pairs) == 1 and not replay:  # Ianvs' round 0: BatchNorm (ASPP pooling) needs 2 samples
             pairs = [pairs[0], pairs[0]]  # two differently augmented views
         data = self._pairs_dataset(pairs, self._target_lut(self.classes), cfg.seed + 1000 * self.stages)
-        loader = engine.loader(data, main_batch, cfg.seed + self.stages)
+        # with replay every micro-batch also holds replayed samples: never fewer than 2
+        loader = engine.loader(data, main_batch, cfg.seed + self.stages, min_samples=1 if replay else engine.min_samples(student))
         replay_batches = None
         if replay:
             old = [c for g in self.groups[:-1] for c in g]

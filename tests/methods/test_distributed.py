@@ -250,3 +250,45 @@ def test_two_node_rehearsal_equals_one_process(tmp_path: Path) -> None:
         ours = torch.load(tmp_path / "node0" / f"stage{k}.pt", weights_only=False)["state_dict"]
         for key, value in torch.load(tmp_path / "one" / f"stage{k}.pt", weights_only=False)["state_dict"].items():
             torch.testing.assert_close(ours[key], value, atol=ATOL, rtol=0)
+
+
+DEEPLAB = dict(recipe="finetune", model="deeplabv3_mobilenet_v3_large", epochs=1, scale=[1.0, 1.0], jitter=0.0,
+               precision="fp32", device="cpu", num_workers=0, seed=3)
+
+
+def test_pooled_batchnorm_is_found_in_deeplabv3_only() -> None:
+    from llseg.methods.engine import pooled_batchnorm
+    from llseg.models import create_model
+
+    assert pooled_batchnorm(create_model("deeplabv3_mobilenet_v3_large", num_classes=3))  # ASPP image pooling
+    assert not pooled_batchnorm(create_model("erfnet", num_classes=3))
+    assert not pooled_batchnorm(TinyNet(3))
+
+
+def test_deeplabv3_on_two_cpu_ranks_with_one_sample_each_is_a_config_error(scenes: list[tuple[str, str, str]],
+                                                                          tmp_path: Path) -> None:
+    """Without sync_bn, batch_size 2 on 2 ranks gives each rank 1 sample, on which the ASPP image
+    pooling's BatchNorm cannot train: a ConfigError naming the keys and the fix, before any step."""
+    with pytest.raises(mp.ProcessRaisedException, match=(
+            r"ConfigError: batch_size 2 \(on 8 images\) split into 2 process\(es\) × accumulate 1 gives micro-batches "
+            r"of fewer than 2 samples.*set batch_size >= 4, lower accumulate or the number of processes, or set sync_bn")):
+        _run(2, {**DEEPLAB, "batch_size": 2}, scenes, tmp_path / "two")
+    assert not list((tmp_path / "two").iterdir())  # nothing trained, nothing written
+
+
+def test_deeplabv3_micro_batches_keep_two_samples(scenes: list[tuple[str, str, str]], one_thread: None) -> None:
+    """One process with accumulate 2 splits steps as 2 ranks do: batch_size 2 is refused up front
+    (so is batch_size 1 without accumulation); at batch_size 4 on 6 images the last global batch
+    of 2 is dropped instead of split into 1-sample micro-batches, and the stage trains."""
+    from llseg.errors import ConfigError
+
+    rows = [list(c) for c in zip(*scenes[:6])]
+    for settings, message in (({"batch_size": 2, "accumulate": 2}, r"batch_size 2 \(on 6 images\) split into 1 process"),
+                              ({"batch_size": 1}, r"batch_size 1 \(on 6 images\).*set batch_size >= 2")):
+        learner = ContinualLearner(resolve_config({**DEEPLAB, **settings}))
+        with pytest.raises(ConfigError, match=message):
+            learner.learn(*rows)
+    learner = ContinualLearner(resolve_config({**DEEPLAB, "batch_size": 4, "accumulate": 2}))
+    assert np.isfinite(learner.learn(*rows)["final_loss"])
+    assert GlobalBatchSampler(6, 4, torch.Generator(), accumulate=2, min_part=2).global_sizes() == [4]
+    assert GlobalBatchSampler(6, 4, torch.Generator(), accumulate=2).global_sizes() == [4, 2]

@@ -45,7 +45,7 @@ from llseg.runtime import Progress, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
-RUNTIME_KEYS = ("device", "num_workers", "checkpoint_every")  # hyperparameters that do not change results
+RUNTIME_KEYS = ("device", "num_workers", "checkpoint_every", "tensorboard")  # hyperparameters that do not change results
 
 
 class ContinualLearner:

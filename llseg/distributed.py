@@ -91,16 +91,23 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
     Each epoch draws ``torch.randperm(n, generator)`` from ``generator`` (as a shuffling
     ``DataLoader`` with that generator does), cuts it into global batches of ``batch_size`` (a last
-    batch smaller than ``world × accumulate`` samples, or of one sample, is dropped), splits every
-    global batch into ``world × accumulate`` near-equal contiguous parts and yields parts
-    ``rank·accumulate … rank·accumulate + accumulate − 1``.
+    batch smaller than ``world × accumulate × min_part`` samples, or of one sample, is dropped),
+    splits every global batch into ``world × accumulate`` near-equal contiguous parts and yields parts
+    ``rank·accumulate … rank·accumulate + accumulate − 1``. ``min_part``: the fewest samples a
+    micro-batch may have (2 for BatchNorm after global pooling, :func:`llseg.methods.engine.pooled_batchnorm`).
     """
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator, *, accumulate: int = 1,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, min_part: int = 1) -> None:
         self.n, self.batch_size, self.generator = n, min(batch_size, n), generator
-        self.accumulate, self.rank, self.world = accumulate, rank, world
+        self.accumulate, self.rank, self.world, self.min_part = accumulate, rank, world, min_part
         parts = world * accumulate
+        if min_part > 1 and self.batch_size < parts * min_part:
+            raise ConfigError(
+                f"batch_size {batch_size} (on {n} images) split into {world} process(es) × accumulate {accumulate} gives "
+                f"micro-batches of fewer than {min_part} samples, and the model's BatchNorm after global pooling (DeepLabV3's "
+                f"ASPP image pooling) needs {min_part} per micro-batch in training: set batch_size >= {parts * min_part}, "
+                "lower accumulate or the number of processes, or set sync_bn: true (CUDA, several processes)")
         if self.batch_size < parts:
             raise ConfigError(f"batch_size {batch_size} (on {n} images) cannot be split into {world} process(es) × "
                               f"accumulate {accumulate} micro-batches; raise batch_size or lower accumulate / the processes")
@@ -108,7 +115,7 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def global_sizes(self) -> list[int]:
         """Sizes of the global batches of one epoch (the optimiser steps)."""
         full, rest = divmod(self.n, self.batch_size)
-        keep_rest = rest >= max(2, self.world * self.accumulate)
+        keep_rest = rest >= max(2, self.world * self.accumulate * self.min_part)
         return [self.batch_size] * full + ([rest] if keep_rest else [])
 
     def __len__(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any, Union
 
 from llseg.data.transforms import UPSAMPLE_MODES
 from llseg.errors import ConfigError
+from llseg.methods.events import check_available
 from llseg.methods.optim import LR_POLICIES, OPTIMIZERS
 from llseg.methods.recipe import RecipeOptions
 from llseg.methods.registry import canonical_name, get_recipe, list_recipes
@@ -98,6 +99,8 @@ class TrainConfig:
             CPU; ``llseg.methods.launch``). Under ``torchrun`` the world size comes from torchrun.
         checkpoint_every: epochs between resumable training checkpoints, when the caller names a
             file for them (``llseg train --out``, ``llseg bench``); 0 = none. No effect on results.
+        tensorboard: folder for TensorBoard event files (losses, lr, per-round mIoU;
+            ``llseg.methods.events``, extra ``llseg[tensorboard]``); None = none written.
         options: the recipe's options (``get_recipe(recipe).Options``).
     """
 
@@ -132,6 +135,7 @@ class TrainConfig:
     sync_bn: bool = False
     devices: int = 1
     checkpoint_every: int = 1
+    tensorboard: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
 
@@ -169,6 +173,8 @@ class TrainConfig:
             raise ConfigError(f"grad_clip (a gradient norm) must be > 0, got {self.grad_clip}")
         if "unknown" in self.model_kwargs:
             raise ConfigError("model_kwargs: unknown is set by the recipe; use the hyperparameter unknown instead")
+        if self.tensorboard is not None:
+            check_available()
         recipe.check_config(self)
 
     def to_dict(self) -> dict[str, Any]:

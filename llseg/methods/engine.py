@@ -27,6 +27,7 @@ from llseg.distributed import GlobalBatchSampler
 from llseg.errors import ConfigError
 from llseg.methods.checkpoint import load_weights_file, write_checkpoint
 from llseg.methods.config import TrainConfig
+from llseg.methods.events import EventLog
 from llseg.methods.optim import make_optimizer, make_schedule
 from llseg.methods.recipe import Recipe, Stage, TeacherBatch, TeacherOutputs
 from llseg.models import FeatureModel
@@ -79,6 +80,7 @@ class Engine:
             raise ConfigError("sync_bn: SyncBatchNorm runs on CUDA only; drop sync_bn on CPU (gloo) runs")
         self.precision = resolve_precision(config.precision, self.device)
         self.num_workers = resolve_num_workers(config.num_workers, self.device)
+        self.events = EventLog(config.tensorboard)
         if self.device.type == "cpu" and self.num_workers == 0:
             # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
             # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
@@ -88,18 +90,24 @@ class Engine:
         """The mixed-precision context of this engine (a no-op in fp32)."""
         return autocast(self.precision, self.device)
 
-    def loader(self, data: SegmentationPairs, batch_size: int, seed: int, *, shard: bool = True) -> DataLoader:
+    def loader(self, data: SegmentationPairs, batch_size: int, seed: int, *, shard: bool = True,
+               min_samples: int = 1) -> DataLoader:
         """Shuffled batches of ``data`` in a seeded order; no 1-sample last batch (BatchNorm).
 
         Data-parallel or with ``accumulate`` > 1 (and ``shard``), the batches are this rank's
         micro-batches of global batches of ``batch_size`` (:class:`GlobalBatchSampler`), drawn from
-        the same seeded permutation as one process at ``batch_size``."""
+        the same seeded permutation as one process at ``batch_size``. ``min_samples``: the fewest
+        samples a (micro-)batch may have; fewer by configuration raises ``ConfigError``."""
         generator = torch.Generator().manual_seed(seed)
         pin = self.device.type == "cuda"  # lets .to(device, non_blocking=True) overlap the copy
         if shard and self.parallel:
             sampler = GlobalBatchSampler(len(data), batch_size, generator, accumulate=self.config.accumulate,
-                                         rank=distributed.rank(), world=distributed.world_size())
+                                         rank=distributed.rank(), world=distributed.world_size(), min_part=min_samples)
             return DataLoader(data, batch_sampler=sampler, generator=generator, num_workers=self.num_workers, pin_memory=pin)
+        if min(batch_size, len(data)) < min_samples:
+            raise ConfigError(f"batch_size {batch_size} (on {len(data)} images): the model's BatchNorm after global pooling "
+                              f"(DeepLabV3's ASPP image pooling) needs {min_samples} samples per batch in training: "
+                              f"set batch_size >= {min_samples}")
         return DataLoader(
             data,
             batch_size=min(batch_size, len(data)),
@@ -109,6 +117,12 @@ class Engine:
             pin_memory=pin,
             drop_last=len(data) > batch_size and len(data) % batch_size == 1,
         )
+
+    def min_samples(self, model: nn.Module) -> int:
+        """The fewest samples a training (micro-)batch of ``model`` may have on this rank: 2 with
+        :func:`pooled_batchnorm` unless SyncBatchNorm pools the ranks' samples, else 1."""
+        synced = self.config.sync_bn and distributed.world_size() > 1
+        return 2 if pooled_batchnorm(model) and not synced else 1
 
     @property
     def parallel(self) -> bool:
@@ -131,11 +145,12 @@ class Engine:
 
     def fit(self, student: nn.Module, teacher: nn.Module | None, recipe: Recipe, stage: Stage,
             loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage",
-            checkpoints: EpochCheckpoints | None = None) -> list[float]:
+            checkpoints: EpochCheckpoints | None = None, first_epoch: int = 0) -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
         per epoch (of the global batches when data-parallel). ``recipe.begin_stage`` must have been
-        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory.
+        called. Logs one line per epoch: loss and its terms, lr, images/s, ETA, peak CUDA memory;
+        with ``tensorboard`` set, writes them as scalars at step ``first_epoch`` + epoch (1-based).
 
         With ``checkpoints``, an existing file of the same stage is resumed from (weights,
         optimiser, scaler, schedule, data order, RNG states, loss records), and the state is saved
@@ -220,7 +235,8 @@ class Engine:
             if distributed.world_size() > 1 and not cfg.sync_bn:
                 distributed.average_buffers(student)  # BatchNorm running statistics of every rank's batches
             epoch_losses.append(total / max(len(steps), 1))
-            progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
+            scalars = progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
+            self.events.scalars({f"train/{k}": v for k, v in scalars.items()}, first_epoch + epoch + 1)
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
             if checkpoints is not None and checkpoints.every > 0 and distributed.is_main() and (
                     (epoch + 1) % checkpoints.every == 0 or epoch + 1 == cfg.epochs):
@@ -231,6 +247,20 @@ class Engine:
                     "records": recipe.records(), **{name: part.state_dict() for name, part in parts.items()},
                 })
         return epoch_losses
+
+
+def pooled_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm on globally pooled 1×1 maps (a ``Sequential`` with
+    ``AdaptiveAvgPool2d(1)`` before a BatchNorm: DeepLabV3's ASPP image pooling). In training such
+    a layer normalises one value per channel and sample, so it needs at least 2 samples per batch."""
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for i, child in enumerate(children):
+                if (isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1))
+                        and any(isinstance(c, nn.modules.batchnorm._BatchNorm) for c in children[i + 1:])):
+                    return True
+    return False
 
 
 class EpochProgress:
@@ -250,10 +280,11 @@ class EpochProgress:
         self.epoch_start = time.perf_counter()
         self.terms = recipe.term_totals()
 
-    def end_epoch(self, recipe: Recipe, loss: float, lr: float, images: int) -> None:
+    def end_epoch(self, recipe: Recipe, loss: float, lr: float, images: int) -> dict[str, float]:
+        """Log the epoch's line on rank 0; returns its numbers (loss, terms, lr, images_per_s; empty on other ranks)."""
         now = time.perf_counter()
         if not distributed.is_main():
-            return
+            return {}
         seconds = now - self.epoch_start
         eta = (now - self.start) / self.epoch * (self.epochs - self.epoch)
         before = self.terms
@@ -264,6 +295,7 @@ class EpochProgress:
         if self.device.type == "cuda":
             parts.append(f"peak CUDA memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB")
         log.info("%s epoch %d/%d: %s", self.label, self.epoch, self.epochs, ", ".join(parts))
+        return {"loss": loss, **terms, "lr": lr, "images_per_s": images / max(seconds, 1e-9)}
 
 
 def cycle(loader: DataLoader) -> Iterator[Batch]:

@@ -45,7 +45,7 @@ from llseg.runtime import Progress, seed_everything
 
 log = logging.getLogger("llseg.learner")
 PRETRAINED_FILES = ("backbone_weights", "encoder_weights")  # model_kwargs that name a pretrained-weights file
-RUNTIME_KEYS = ("device", "num_workers", "checkpoint_every")  # hyperparameters that do not change results
+RUNTIME_KEYS = ("device", "num_workers", "checkpoint_every", "tensorboard")  # hyperparameters that do not change results
 
 
 class ContinualLearner:
@@ -356,7 +356,8 @@ class ContinualLearner:
         if len(pairs) == 1 and not replay:  # Ianvs' round 0: BatchNorm (ASPP pooling) needs 2 samples
             pairs = [pairs[0], pairs[0]]  # two differently augmented views
         data = self._pairs_dataset(pairs, self._target_lut(self.classes), cfg.seed + 1000 * self.stages)
-        loader = engine.loader(data, main_batch, cfg.seed + self.stages)
+        # with replay every micro-batch also holds replayed samples: never fewer than 2
+        loader = engine.loader(data, main_batch, cfg.seed + self.stages, min_samples=1 if replay else engine.min_samples(student))
         replay_batches = None
         if replay:
             old = [c for g in self.groups[:-1] for c in g]
@@ -369,7 +370,8 @@ class ContinualLearner:
             teacher_outputs = engine.teacher_outputs(teacher, whole, self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
-                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints)
+                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints,
+                          first_epoch=(self.stages - 1) * cfg.epochs)
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:
@@ -389,7 +391,10 @@ class ContinualLearner:
                 raise DataError(f"label {label}: {exc}") from None
         if distributed.is_distributed():
             self._sum_over_ranks(scorer)
-        return scorer.table()
+        table = scorer.table()
+        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
+                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
+        return table
 
     def _sum_over_ranks(self, scorer: IncrementalScorer) -> None:
         """Sum ``scorer``'s confusion matrices over the ranks (a rank without images adds zeros)."""

@@ -155,6 +155,17 @@ class Recipe:
         """(image, full label) exemplars of earlier steps mixed into steps ≥ 1, half of every batch."""
         return []
 
+    @property
+    def replay_capacity(self) -> int:
+        """The most exemplars :meth:`replay_pairs` can hold (0: no replay); ``llseg bench --plan`` counts them."""
+        return 0
+
+    @property
+    def teacher_pass(self) -> bool:
+        """Whether :meth:`begin_stage` runs the teacher over the stage's data (one forward per image)
+        before training; ``llseg bench --plan`` counts it."""
+        return False
+
     def end_stage(self, rows: Sequence[Row], classes: Sequence[int], presence: Callable[[str], np.ndarray],
                   *, seed: int) -> None:
         """Called after a stage's training with the rows it used, the learner's classes, a function

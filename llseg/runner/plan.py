@@ -7,8 +7,11 @@ the end), the counted FLOPs (``torch.utils.flop_counter`` on the model's forward
 training sample really has after augmentation; training = 3 × forward, + 1 forward with a teacher)
 and the estimated time from a short calibration on this machine: a few timed training steps
 (loading real samples, forward, backward, optimiser; the engine's device and precision) and timed
-evaluations of one image as Ianvs runs them (prediction, record, two scorings). Replay batches
-(SSUL-family memories) are not counted.
+evaluations of one image as Ianvs runs them (prediction, record, two scorings). Replayed
+exemplars (SSUL-M's memory: half of every batch, :func:`replayed_samples`) count as training
+samples; a recipe's teacher pass before training (PLOP's thresholds, LAG's prototypes) as one
+forward per training image. Counts are those of one process (``devices``/``accumulate`` split the
+same global batches).
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ class RoundPlan:
     images: int
     epochs: int
     eval_images: int
+    replayed: int  # exemplar samples mixed into the stage's batches, over all its epochs
+    teacher_pass: int  # images the teacher runs over before training
     train_flops: float
     eval_flops: float
     seconds: float
@@ -65,6 +70,26 @@ class Calibration:
     eval_seconds: float
     train_flops: float
     eval_flops: float
+
+
+def batches(n: int, batch_size: int) -> list[int]:
+    """Sizes of one epoch's batches of ``n`` samples at ``batch_size`` in one process: a last
+    1-sample batch is dropped (``Engine.loader``)."""
+    size = min(batch_size, n)
+    full, rest = divmod(n, size)
+    return [size] * full + ([rest] if rest and not (n > size and rest == 1) else [])
+
+
+def replayed_samples(images: int, batch_size: int, memory: int, epochs: int) -> int:
+    """Exemplars a stage mixes in (``ContinualLearner._fit``): its ``images`` come in batches of
+    ``batch_size − batch_size // 2``, each extended by the next batch of ``batch_size // 2`` of the
+    ``memory`` exemplars, cycled over the stage's epochs; 0 without memory."""
+    if memory == 0:
+        return 0
+    steps = len(batches(images, batch_size - batch_size // 2)) * epochs
+    pattern = batches(memory, batch_size // 2)
+    passes, rest = divmod(steps, len(pattern))
+    return passes * sum(pattern) + sum(pattern[:rest])
 
 
 def _rows(lines: list[str]) -> list[tuple[str, str, str]]:
@@ -153,17 +178,23 @@ def plan_job(path: str) -> list[RoundPlan]:
         cal = calibrations[key]
         recipe = make_recipe(config)
         eval_per_round = sum(len(dict.fromkeys(line.split()[0] for line in ev)) for _, ev in chunks[1:])
+        seen: set[tuple[str, str]] = set()  # (image, full label) pairs of earlier rounds: memory candidates
         for r, (train, _) in enumerate(chunks):
             rows = list(dict.fromkeys(_rows(train)))
             if r >= 2 and config.data_ratio < 1.0:
                 rows = rows[: max(1, round(config.data_ratio * len(rows)))]
-            images = max(2, len(recipe.stage_pairs(rows)))  # a single image is trained as two views
+            memory = min(recipe.replay_capacity, len(seen)) if r >= 1 else 0
+            seen.update((image, full) for image, full, _ in rows)
+            pairs = len(recipe.stage_pairs(rows))
+            images = pairs if memory else max(2, pairs)  # a single image is trained as two views
+            replayed = replayed_samples(images, config.batch_size, memory, config.epochs)
             teacher = 1.0 if recipe.keeps_teacher and r >= 1 else 0.0
+            passed = images if teacher and recipe.teacher_pass else 0
             evals = eval_per_round + (min(SAMPLE_COUNT, test_images) if r >= 1 else 0) + (2 * test_images if r == rounds else 0)
-            samples = images * config.epochs
-            seconds = samples * cal.train_seconds * (1 + teacher / 3) + evals * cal.eval_seconds
-            plans.append(RoundPlan(alg.name, r, images, config.epochs, evals, samples * cal.train_flops * (3 + teacher),
-                                   evals * cal.eval_flops, seconds))
+            samples = images * config.epochs + replayed
+            seconds = (samples * (1 + teacher / 3) + passed / 3) * cal.train_seconds + evals * cal.eval_seconds
+            plans.append(RoundPlan(alg.name, r, images, config.epochs, evals, replayed, passed,
+                                   (samples * (3 + teacher) + passed) * cal.train_flops, evals * cal.eval_flops, seconds))
     return plans
 
 
@@ -174,9 +205,12 @@ def format_plan(plans: list[RoundPlan]) -> str:
     for name in dict.fromkeys(p.case for p in plans):
         own = [p for p in plans if p.case == name]
         for p in own:
-            lines.append(f"| {p.case} | {p.round} | {p.images} × {p.epochs} = {p.images * p.epochs} | {p.eval_images} | "
+            extra = f" + {p.replayed} replayed" if p.replayed else ""
+            extra += f" + {p.teacher_pass} teacher pass" if p.teacher_pass else ""
+            lines.append(f"| {p.case} | {p.round} | {p.images} × {p.epochs} = {p.images * p.epochs}{extra} | {p.eval_images} | "
                          f"{p.train_flops / 1e12:.3f} | {p.eval_flops / 1e12:.3f} | {format_seconds(p.seconds)} |")
-        lines.append(f"| {name} | all | {sum(p.images * p.epochs for p in own)} | {sum(p.eval_images for p in own)} | "
+        samples = sum(p.images * p.epochs + p.replayed for p in own)
+        lines.append(f"| {name} | all | {samples} | {sum(p.eval_images for p in own)} | "
                      f"{sum(p.train_flops for p in own) / 1e12:.3f} | {sum(p.eval_flops for p in own) / 1e12:.3f} | "
                      f"{format_seconds(sum(p.seconds for p in own))} |")
     total = sum(p.seconds for p in plans)

@@ -9,6 +9,7 @@ micro-batches weighted by their sample counts equal the global mean.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -207,3 +208,87 @@ def test_devices_worker_error_is_reported_with_its_rank(make_rows: Callable[...,
     with pytest.raises(RuntimeError, match=r"devices: 2: worker [01] failed \(llseg\.errors\.DataError: .*bad0\.png"):
         estimator.train(data)
     assert estimator.learner.model is None  # nothing half-trained was kept
+
+
+def test_two_node_rehearsal_equals_one_process(tmp_path: Path) -> None:
+    """Two torchrun launchers (--nnodes 2, one process each, c10d rendezvous on 127.0.0.1) run llseg
+    train (with the GroupNorm model registered: tests/methods/tiny_llseg.py) on a prepared set; node 1
+    writes nothing, and every stage's checkpoint and score equal one process at the same global batch
+    and micro-batches (accumulate 2). Against one process at batch B without accumulation the weights
+    differ by up to 2e-2: the synthetic labels ignore a different number of pixels per image, and a
+    global batch's loss is the per-pixel mean while micro-batches are weighted by their sample counts."""
+    from llseg.data.cityscapes.synthetic import generate_city_dataset
+    from llseg.data.prepare import prepare
+    from llseg.methods.stages import train_stages
+
+    generate_city_dataset(tmp_path / "city", images_per_city=2, size=(32, 64), seed=0)
+    prepared = tmp_path / "prepared"
+    prepare("cityscapes", root=tmp_path / "city", split="cil-3", out=prepared)
+    settings = {**HPS, "batch_size": 4}
+    sets = [arg for k, v in settings.items() if k not in ("recipe", "model") for arg in ("--set", f"{k}={v}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LLSEG_DIST_TIMEOUT": "120",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    port = _free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                               "--node_rank", str(r), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
+                               "--rdzv_id", "rehearsal", "-m", "tests.methods.tiny_llseg", "train", "--prepared", str(prepared),
+                               "--recipe", "finetune", "--model", "test_tiny_gn", "--out", str(tmp_path / f"node{r}"), *sets],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    assert "rank 0 of 2 joined (gloo, cpu)" in outputs[0][1]
+    assert sorted(p.name for p in (tmp_path / "node0").iterdir()) == ["results.json", "results.md", "stage1.pt", "stage2.pt",
+                                                                    "stage3.pt"]
+    assert not any((tmp_path / "node1").iterdir())  # rank 1 wrote nothing
+    torch.set_num_threads(1)
+    _register_tiny()
+    one = train_stages(prepared, tmp_path / "one", {**settings, "accumulate": 2})
+    two = json.loads((tmp_path / "node0" / "results.json").read_text())["scores"]
+    for stage, scores in one.items():
+        assert two[stage] == pytest.approx(scores, abs=1e-6)
+    for k in (1, 2, 3):
+        ours = torch.load(tmp_path / "node0" / f"stage{k}.pt", weights_only=False)["state_dict"]
+        for key, value in torch.load(tmp_path / "one" / f"stage{k}.pt", weights_only=False)["state_dict"].items():
+            torch.testing.assert_close(ours[key], value, atol=ATOL, rtol=0)
+
+
+DEEPLAB = dict(recipe="finetune", model="deeplabv3_mobilenet_v3_large", epochs=1, scale=[1.0, 1.0], jitter=0.0,
+               precision="fp32", device="cpu", num_workers=0, seed=3)
+
+
+def test_pooled_batchnorm_is_found_in_deeplabv3_only() -> None:
+    from llseg.methods.engine import pooled_batchnorm
+    from llseg.models import create_model
+
+    assert pooled_batchnorm(create_model("deeplabv3_mobilenet_v3_large", num_classes=3))  # ASPP image pooling
+    assert not pooled_batchnorm(create_model("erfnet", num_classes=3))
+    assert not pooled_batchnorm(TinyNet(3))
+
+
+def test_deeplabv3_on_two_cpu_ranks_with_one_sample_each_is_a_config_error(scenes: list[tuple[str, str, str]],
+                                                                          tmp_path: Path) -> None:
+    """Without sync_bn, batch_size 2 on 2 ranks gives each rank 1 sample, on which the ASPP image
+    pooling's BatchNorm cannot train: a ConfigError naming the keys and the fix, before any step."""
+    with pytest.raises(mp.ProcessRaisedException, match=(
+            r"ConfigError: batch_size 2 \(on 8 images\) split into 2 process\(es\) × accumulate 1 gives micro-batches "
+            r"of fewer than 2 samples.*set batch_size >= 4, lower accumulate or the number of processes, or set sync_bn")):
+        _run(2, {**DEEPLAB, "batch_size": 2}, scenes, tmp_path / "two")
+    assert not list((tmp_path / "two").iterdir())  # nothing trained, nothing written
+
+
+def test_deeplabv3_micro_batches_keep_two_samples(scenes: list[tuple[str, str, str]], one_thread: None) -> None:
+    """One process with accumulate 2 splits steps as 2 ranks do: batch_size 2 is refused up front
+    (so is batch_size 1 without accumulation); at batch_size 4 on 6 images the last global batch
+    of 2 is dropped instead of split into 1-sample micro-batches, and the stage trains."""
+    from llseg.errors import ConfigError
+
+    rows = [list(c) for c in zip(*scenes[:6])]
+    for settings, message in (({"batch_size": 2, "accumulate": 2}, r"batch_size 2 \(on 6 images\) split into 1 process"),
+                              ({"batch_size": 1}, r"batch_size 1 \(on 6 images\).*set batch_size >= 2")):
+        learner = ContinualLearner(resolve_config({**DEEPLAB, **settings}))
+        with pytest.raises(ConfigError, match=message):
+            learner.learn(*rows)
+    learner = ContinualLearner(resolve_config({**DEEPLAB, "batch_size": 4, "accumulate": 2}))
+    assert np.isfinite(learner.learn(*rows)["final_loss"])
+    assert GlobalBatchSampler(6, 4, torch.Generator(), accumulate=2, min_part=2).global_sizes() == [4]
+    assert GlobalBatchSampler(6, 4, torch.Generator(), accumulate=2).global_sizes() == [4, 2]

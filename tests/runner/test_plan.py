@@ -35,3 +35,61 @@ def test_plan_counts_every_round_and_trains_nothing(tmp_path: Path, monkeypatch:
     assert f"| erfnet_joint | 3 | {3 * train} × 1 = {3 * train} |" in out
     assert "job total:" in out and "estimated" in out
     assert not Path("workspace").exists()  # nothing trained or written
+
+
+class _Samples:
+    """A dataset of ``n`` integers with the ``epoch`` attribute the engine's ``cycle`` advances."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = n, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+@pytest.mark.parametrize(("images", "batch_size", "memory", "epochs"),
+                         [(7, 6, 5, 2), (10, 8, 9, 3), (5, 4, 1, 2), (3, 8, 100, 1), (9, 6, 0, 2)])
+def test_replayed_samples_are_those_the_learner_draws(images: int, batch_size: int, memory: int, epochs: int) -> None:
+    """As ContinualLearner._fit builds them: main batches of B − B//2, each with the next replay batch
+    of B//2 from the memory's cycled loader (1-sample last batches dropped)."""
+    from llseg.methods.config import resolve_config
+    from llseg.methods.engine import Engine, cycle
+    from llseg.runner.plan import batches, replayed_samples
+
+    engine = Engine(resolve_config({"device": "cpu", "num_workers": 0}))
+    main_batch = batch_size - batch_size // 2 if memory else batch_size
+    loader = engine.loader(_Samples(images), main_batch, 0)  # type: ignore[arg-type]
+    assert [len(b) for b in loader] == batches(images, main_batch)
+    drawn = 0
+    if memory:
+        replay = cycle(engine.loader(_Samples(memory), batch_size // 2, 1))  # type: ignore[arg-type]
+        drawn = sum(len(next(replay)) for _ in range(epochs) for _ in loader)
+    assert replayed_samples(images, batch_size, memory, epochs) == drawn
+
+
+def test_recipes_declare_replay_and_teacher_pass() -> None:
+    from llseg.methods.config import resolve_config
+    from llseg.methods.registry import make_recipe
+
+    def recipe(**hps: object) -> object:
+        return make_recipe(resolve_config({"model": "deeplabv3_resnet50", **hps}))
+
+    assert recipe(recipe="ssul", mem_size=100).replay_capacity == 100  # type: ignore[attr-defined]
+    assert recipe(recipe="ssul").replay_capacity == 0  # type: ignore[attr-defined]
+    assert recipe(recipe="plop").teacher_pass and recipe(recipe="lag").teacher_pass  # type: ignore[attr-defined]
+    assert not recipe(recipe="lag", lambda_spm=0.0, lambda_nsc=0.0).teacher_pass  # type: ignore[attr-defined]
+    assert not recipe(recipe="mib").teacher_pass and not recipe(recipe="finetune").teacher_pass  # type: ignore[attr-defined]
+
+
+def test_plan_table_shows_replayed_samples_and_teacher_pass() -> None:
+    from llseg.runner.plan import RoundPlan, format_plan
+
+    plans = [RoundPlan("ssul_m", 1, 10, 2, 5, replayed=12, teacher_pass=0, train_flops=1e12, eval_flops=0.0, seconds=3.0),
+             RoundPlan("plop", 1, 10, 2, 5, replayed=0, teacher_pass=10, train_flops=1e12, eval_flops=0.0, seconds=3.0)]
+    table = format_plan(plans)
+    assert "| ssul_m | 1 | 10 × 2 = 20 + 12 replayed | 5 |" in table
+    assert "| ssul_m | all | 32 |" in table  # replayed samples are trained samples
+    assert "| plop | 1 | 10 × 2 = 20 + 10 teacher pass | 5 |" in table

@@ -398,11 +398,16 @@ class Lag(FeatureKd):
         return uncertainty_pseudo_label(target, teacher_logits, loss_type=self.config.loss_type, threshold=o.pseudo_thresh,
                                         margin=o.uncertainty_margin, unknown=o.unknown)
 
+    @property
+    def teacher_pass(self) -> bool:
+        """The prototypes' pass, needed by SPM and NSC only."""
+        return bool(self.options.lambda_spm or self.options.lambda_nsc)
+
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         super().begin_stage(stage, teacher_outputs)
         self.prototypes = None
         o = self.options
-        if teacher_outputs is None or not (o.lambda_spm or o.lambda_nsc):
+        if teacher_outputs is None or not self.teacher_pass:
             return
         sums: torch.Tensor | None = None
         counts: torch.Tensor | None = None

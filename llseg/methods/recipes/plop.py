@@ -294,11 +294,15 @@ class Plop(ExpandingRecipe):
             raise ConfigError(f"mode: released needs a crop_size at least as tall as wide (PLOP trains on 512x512 "
                               f"crops; its POD fails on wider maps), got {config.crop_size}; set crop_size: 512x512")
 
+    @property
+    def teacher_pass(self) -> bool:
+        return True
+
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Per-class thresholds from the teacher's entropy over the stage's training data."""
         super().begin_stage(stage, teacher_outputs)
         self.thresholds = None
-        if teacher_outputs is not None:
+        if teacher_outputs is not None and self.teacher_pass:
             histogram: torch.Tensor | None = None
             for batch in teacher_outputs:
                 counts = entropy_histogram(batch.target, batch.logits, channels=self.released_channels)

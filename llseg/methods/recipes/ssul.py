@@ -237,6 +237,10 @@ class Ssul(Recipe):
     def replay_pairs(self) -> list[Pair]:
         return self.memory
 
+    @property
+    def replay_capacity(self) -> int:
+        return self.options.mem_size
+
     def end_stage(self, rows: Sequence[Row], classes: Sequence[int], presence: Callable[[str], np.ndarray],
                   *, seed: int) -> None:
         """SSUL-M: re-select ``mem_size`` exemplars, class-balanced over the learned foreground

@@ -81,6 +81,10 @@ class TrainConfig:
             each image's size. ``crop_size``: random training crop; None trains on whole images.
         eval_upsample: how prediction scores at ``input_size`` are resized to the label size:
             ``bilinear`` or ``nearest`` (Klingner et al.'s evaluation, docs/methods.md §1.5).
+        eval_crop: S: evaluate as MiB/PLOP/SSUL do (resize the shorter side to S, center-crop S×S):
+            the model sees the centred min(H, W) square of each image resized to S×S, and pixels
+            outside that square are predicted 255 and not scored (docs/methods.md, "Evaluation
+            protocol"); None: the full image.
         scale, flip, jitter: random down-rescale range (image shrinks by 1/s), horizontal flip,
             colour jitter strength.
         data_ratio: steps ≥ 1 train on round(δ · N) of their N images (LAG's data-limited protocol,
@@ -119,6 +123,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     crop_size: tuple[int, int] | None = None
     eval_upsample: str = "bilinear"
+    eval_crop: int | None = None
     scale: tuple[float, float] = (1.0, 1.5)
     flip: bool = True
     jitter: float = 0.2
@@ -156,6 +161,8 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
         if self.accumulate < 1 or self.devices < 1:
             raise ConfigError(f"accumulate and devices must be >= 1, got {self.accumulate} and {self.devices}")
+        if self.eval_crop is not None and self.eval_crop < 1:
+            raise ConfigError(f"eval_crop must be a crop side >= 1 (e.g. 512) or null for full images, got {self.eval_crop}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0 (0: no training checkpoints), got {self.checkpoint_every}")
         if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)

@@ -83,8 +83,8 @@ class TrainConfig:
             ``bilinear`` or ``nearest`` (Klingner et al.'s evaluation, docs/methods.md §1.5).
         eval_crop: S: evaluate as MiB/PLOP/SSUL do (resize the shorter side to S, center-crop S×S):
             the model sees the centred min(H, W) square of each image resized to S×S, and pixels
-            outside that square are predicted 255 and not scored (docs/methods.md, "Evaluation
-            protocol"); None: the full image.
+            outside that square are predicted 255 and not scored (docs/methods.md §9.4); None: the
+            full image.
         scale, flip, jitter: random down-rescale range (image shrinks by 1/s), horizontal flip,
             colour jitter strength.
         data_ratio: steps ≥ 1 train on round(δ · N) of their N images (LAG's data-limited protocol,

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from torch import nn
 from llseg import __version__, distributed
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
 from llseg.data.imageio import read_label_png
+from llseg.data.indexfile import read_index
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, DomainIncrementalSpec, get_preset
@@ -297,6 +298,8 @@ class ContinualLearner:
         log.info("stage %d (%s): learned %s on %d images (%d of the stage's %d), loss %.4f, %.1fs", self.stages,
                  cfg.recipe, summary["new_classes"] or "no new class", len(pairs), len(used), len(rows),
                  summary["final_loss"], summary["seconds"])
+        if self.engine.selected is not None:
+            summary["chosen_epoch"], summary["val_mIoU"] = self.engine.selected
         if not np.isfinite(summary["final_loss"]):
             log.warning("stage %d (%s): the loss is not finite (%s): training diverged; lower the learning rates "
                         "or the loss weights", self.stages, cfg.recipe, summary["final_loss"])
@@ -369,7 +372,26 @@ class ContinualLearner:
             teacher_outputs = engine.teacher_outputs(teacher, whole, self.recipe.teacher_maps)
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
-                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints)
+                          label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints,
+                          validate=self._validation(student) if cfg.val_every > 0 else None)
+
+    def _validation(self, student: nn.Module) -> Callable[[], float]:
+        """``val_every``: a function scoring ``student`` on ``val_index`` (mIoU over the learned
+        classes, ``mIoU_all``; -1 when none of them is labelled or predicted)."""
+        rows = read_index(str(self.config.val_index), check_exists=True)
+        if rows and len(rows[0]) < 2:
+            raise DataError(f"{self.config.val_index}: lines need at least '<image> <full_label>'")
+        images, labels = [str(r[0]) for r in rows], [str(r[1]) for r in rows]
+
+        def validate() -> float:
+            previous, self.model = self.model, student
+            try:
+                score = self.evaluate(images, labels)["mIoU_all"]
+            finally:
+                self.model = previous
+            return -1.0 if score is None else score
+
+        return validate
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:

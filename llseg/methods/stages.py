@@ -52,11 +52,15 @@ def train_config(prepared: Path, hyperparameters: dict[str, Any]) -> TrainConfig
 
 
 def run_fingerprint(config: TrainConfig, prepared: Path) -> str:
-    """Hash of the resolved config (without runtime keys) and the prepared index files and manifest."""
+    """Hash of the resolved config (without runtime keys) and the prepared index files and manifest
+    (with ``val_every``, also the validation index)."""
     digest = hashlib.sha256(json.dumps({k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS},
                                        sort_keys=True, default=str).encode())
-    for name in ("train_index.txt", "test_index.txt", "manifest.json"):
-        digest.update((prepared / name).read_bytes() if (prepared / name).is_file() else b"")
+    files = [prepared / name for name in ("train_index.txt", "test_index.txt", "manifest.json")]
+    if config.val_every > 0 and config.val_index:  # the checkpoint choice depends on the validation images
+        files.append(Path(config.val_index))
+    for path in files:
+        digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()[:32]
 
 

@@ -3,7 +3,8 @@
 One compressed ``.npz`` per image, so results survive Sedna's integration step (a list of paths,
 never ragged arrays) and task-restricted scores can be computed later without logits.
 
-Keys (all maps H×W at the label resolution, values are dataset train ids, never 255):
+Keys (all maps H×W at the label resolution, values are dataset train ids; 255 only outside the
+evaluation crop of ``eval_crop``, where a pixel is not scored):
 
 * ``pred``: argmax over every learned class (class-incremental prediction);
 * ``group_pred``: G×H×W, argmax restricted to the classes of group g (Klingner's "Task g");

@@ -82,6 +82,10 @@ class TrainConfig:
             each image's size. ``crop_size``: random training crop; None trains on whole images.
         eval_upsample: how prediction scores at ``input_size`` are resized to the label size:
             ``bilinear`` or ``nearest`` (Klingner et al.'s evaluation, docs/methods.md §1.5).
+        eval_crop: S: evaluate as MiB/PLOP/SSUL do (resize the shorter side to S, center-crop S×S):
+            the model sees the centred min(H, W) square of each image resized to S×S, and pixels
+            outside that square are predicted 255 and not scored (docs/methods.md §9.4); None: the
+            full image.
         scale, flip, jitter: random down-rescale range (image shrinks by 1/s), horizontal flip,
             colour jitter strength.
         data_ratio: steps ≥ 1 train on round(δ · N) of their N images (LAG's data-limited protocol,
@@ -97,6 +101,12 @@ class TrainConfig:
         devices: processes a stage trains on when run in one process (the estimators, ``llseg
             bench``): N > 1 launches N local data-parallel workers (one GPU each on CUDA, gloo on
             CPU; ``llseg.methods.launch``). Under ``torchrun`` the world size comes from torchrun.
+        val_every: N > 0: score the model on the validation images (``val_index``) every N epochs
+            and after the last one, and keep the weights of the best epoch (mIoU over the classes
+            learned so far, ``mIoU_all``; the earliest on ties) as the stage's result; 0 = the
+            last epoch's weights (docs/methods.md §9.4).
+        val_index: index file of the validation images (``<image> <full_label> ...`` per line);
+            ``llseg train`` defaults it to the prepared folder's ``val_index.txt``.
         checkpoint_every: epochs between resumable training checkpoints, when the caller names a
             file for them (``llseg train --out``, ``llseg bench``); 0 = none. No effect on results.
         tensorboard: folder for TensorBoard event files (losses, lr, per-round mIoU;
@@ -122,6 +132,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     crop_size: tuple[int, int] | None = None
     eval_upsample: str = "bilinear"
+    eval_crop: int | None = None
     scale: tuple[float, float] = (1.0, 1.5)
     flip: bool = True
     jitter: float = 0.2
@@ -136,6 +147,8 @@ class TrainConfig:
     devices: int = 1
     checkpoint_every: int = 1
     tensorboard: str | None = None
+    val_every: int = 0
+    val_index: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
 
@@ -160,6 +173,13 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and step_size must be >= 1")
         if self.accumulate < 1 or self.devices < 1:
             raise ConfigError(f"accumulate and devices must be >= 1, got {self.accumulate} and {self.devices}")
+        if self.eval_crop is not None and self.eval_crop < 1:
+            raise ConfigError(f"eval_crop must be a crop side >= 1 (e.g. 512) or null for full images, got {self.eval_crop}")
+        if self.val_every < 0:
+            raise ConfigError(f"val_every must be >= 0 (0: keep the last epoch), got {self.val_every}")
+        if self.val_every > 0 and not self.val_index:
+            raise ConfigError("val_every needs val_index: the index file of the validation images (e.g. the prepared "
+                              "folder's val_index.txt); llseg train sets it from --data")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0 (0: no training checkpoints), got {self.checkpoint_every}")
         if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)

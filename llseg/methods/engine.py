@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,7 @@ class Engine:
         self.precision = resolve_precision(config.precision, self.device)
         self.num_workers = resolve_num_workers(config.num_workers, self.device)
         self.events = EventLog(config.tensorboard)
+        self.selected: tuple[int, float] | None = None  # (epoch, validation score) fit kept, with val_every
         if self.device.type == "cpu" and self.num_workers == 0:
             # reuse last step's large buffers instead of page-faulting new ones; not with DataLoader
             # workers: forked from a large kept heap, they cost the trainer copy-on-write faults
@@ -145,7 +146,8 @@ class Engine:
 
     def fit(self, student: nn.Module, teacher: nn.Module | None, recipe: Recipe, stage: Stage,
             loader: DataLoader, *, replay: Iterator[Batch] | None = None, label: str = "stage",
-            checkpoints: EpochCheckpoints | None = None, first_epoch: int = 0) -> list[float]:
+            checkpoints: EpochCheckpoints | None = None, first_epoch: int = 0,
+            validate: Callable[[], float] | None = None) -> list[float]:
         """Train ``student`` for ``config.epochs`` over ``loader`` (each batch extended by one of
         ``replay`` when given) with ``recipe``'s loss and parameter groups; returns the mean loss
         per epoch (of the global batches when data-parallel). ``recipe.begin_stage`` must have been
@@ -155,7 +157,12 @@ class Engine:
         With ``checkpoints``, an existing file of the same stage is resumed from (weights,
         optimiser, scaler, schedule, data order, RNG states, loss records), and the state is saved
         atomically (rank 0) after every ``every``-th and the last epoch: a resumed stage ends with the
-        same weights as an uninterrupted one (one process)."""
+        same weights as an uninterrupted one (one process).
+
+        With ``validate`` (the validation score of ``student`` as it is; called on every rank) and
+        ``val_every`` N > 0, it is called after every N-th and the last epoch; ``student`` ends with
+        the weights of the best-scoring epoch (the earliest on ties), recorded in ``self.selected``
+        as (1-based epoch, score)."""
         cfg = self.config
         data: SegmentationPairs = loader.dataset  # type: ignore[assignment]
         student.to(memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and CUDA
@@ -174,6 +181,8 @@ class Engine:
         trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         epoch_losses: list[float] = []
         replayed = 0
+        best: dict[str, Any] | None = None  # epoch, score and CPU weights of the best validated epoch
+        self.selected = None
         parts: dict[str, Any] = {"model": student, "optimizer": optimizer, "schedule": schedule, "scaler": scaler}
         if checkpoints is not None and checkpoints.path.is_file():
             state = load_weights_file(checkpoints.path)
@@ -189,6 +198,7 @@ class Engine:
             _set_rng_state(state["rng"])
             recipe.load_records(state["records"])
             epoch_losses, replayed = list(state["losses"]), int(state["replayed"])
+            best = state.get("best")
             if replay is not None:  # the endless replay stream, back at its position
                 for _ in range(replayed):
                     next(replay)
@@ -238,15 +248,37 @@ class Engine:
             scalars = progress.end_epoch(recipe, epoch_losses[-1], lr, images * distributed.world_size())
             self.events.scalars({f"train/{k}": v for k, v in scalars.items()}, first_epoch + epoch + 1)
             bar.set_postfix(loss=f"{epoch_losses[-1]:.4f}")
+            if validate is not None and cfg.val_every > 0 and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                best = self._validate(student, validate, epoch + 1, best, label)
             if checkpoints is not None and checkpoints.every > 0 and distributed.is_main() and (
                     (epoch + 1) % checkpoints.every == 0 or epoch + 1 == cfg.epochs):
                 assert loader.generator is not None
                 write_checkpoint(checkpoints.path, {
                     "format": EPOCH_FORMAT, "fingerprint": checkpoints.fingerprint, "losses": epoch_losses,
                     "replayed": replayed, "loader": loader.generator.get_state(), "rng": _rng_state(),
-                    "records": recipe.records(), **{name: part.state_dict() for name, part in parts.items()},
+                    "records": recipe.records(), "best": best, **{name: part.state_dict() for name, part in parts.items()},
                 })
+        if best is not None:
+            if best["epoch"] != cfg.epochs:
+                student.load_state_dict(best["weights"])
+            self.selected = (int(best["epoch"]), float(best["score"]))
+            log.info("%s: keeps the weights of epoch %d of %d (validation mIoU %.4f)", label, best["epoch"], cfg.epochs,
+                     best["score"])
         return epoch_losses
+
+    @staticmethod
+    def _validate(student: nn.Module, validate: Callable[[], float], epoch: int, best: dict[str, Any] | None,
+                  label: str) -> dict[str, Any] | None:
+        """Score ``student`` (its train/eval modes restored afterwards); the new best, or ``best``."""
+        modes = [(m, m.training) for m in student.modules()]
+        score = validate()
+        for m, training in modes:  # parents first: frozen BatchNorm (bn_freeze) stays in eval mode
+            m.training = training
+        log.info("%s epoch %d: validation mIoU %.4f", label, epoch, score)
+        if best is not None and not score > best["score"]:
+            return best
+        return {"epoch": epoch, "score": score,
+                "weights": {k: v.detach().to("cpu", copy=True) for k, v in student.state_dict().items()}}
 
 
 def pooled_batchnorm(model: nn.Module) -> bool:

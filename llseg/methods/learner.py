@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from torch import nn
 from llseg import __version__, distributed
 from llseg.data.dataset import DecodedCache, SegmentationPairs, channel_lut, label_counts
 from llseg.data.imageio import read_label_png
+from llseg.data.indexfile import read_index
 from llseg.data.labels import IGNORE_INDEX, DatasetInfo, get_dataset_info
 from llseg.data.predictions import Prediction, predictions_from_logits
 from llseg.data.splits import CityClassIncrementalSpec, ClassIncrementalSpec, DomainIncrementalSpec, get_preset
@@ -297,6 +298,8 @@ class ContinualLearner:
         log.info("stage %d (%s): learned %s on %d images (%d of the stage's %d), loss %.4f, %.1fs", self.stages,
                  cfg.recipe, summary["new_classes"] or "no new class", len(pairs), len(used), len(rows),
                  summary["final_loss"], summary["seconds"])
+        if self.engine.selected is not None:
+            summary["chosen_epoch"], summary["val_mIoU"] = self.engine.selected
         if not np.isfinite(summary["final_loss"]):
             log.warning("stage %d (%s): the loss is not finite (%s): training diverged; lower the learning rates "
                         "or the loss weights", self.stages, cfg.recipe, summary["final_loss"])
@@ -371,7 +374,26 @@ class ContinualLearner:
         self.recipe.begin_stage(stage, teacher_outputs)
         return engine.fit(student, teacher, self.recipe, stage, loader, replay=replay_batches,
                           label=f"stage {self.stages} {cfg.recipe}", checkpoints=checkpoints,
-                          first_epoch=(self.stages - 1) * cfg.epochs)
+                          first_epoch=(self.stages - 1) * cfg.epochs,
+                          validate=self._validation(student) if cfg.val_every > 0 else None)
+
+    def _validation(self, student: nn.Module) -> Callable[[], float]:
+        """``val_every``: a function scoring ``student`` on ``val_index`` (mIoU over the learned
+        classes, ``mIoU_all``; -1 when none of them is labelled or predicted)."""
+        rows = read_index(str(self.config.val_index), check_exists=True)
+        if rows and len(rows[0]) < 2:
+            raise DataError(f"{self.config.val_index}: lines need at least '<image> <full_label>'")
+        images, labels = [str(r[0]) for r in rows], [str(r[1]) for r in rows]
+
+        def validate() -> float:
+            previous, self.model = self.model, student
+            try:
+                score = self.evaluate(images, labels)["mIoU_all"]
+            finally:
+                self.model = previous
+            return -1.0 if score is None else score
+
+        return validate
 
     # -------------------------------------------------------------- inference
     def evaluate(self, images: Sequence[str], labels: Sequence[str]) -> dict[str, float | None]:
@@ -413,29 +435,47 @@ class ContinualLearner:
 
     @torch.no_grad()
     def predict(self, images: Sequence[str]) -> Iterator[Prediction]:
-        """Yield one :class:`Prediction` per image, at the image's own resolution."""
+        """Yield one :class:`Prediction` per image, at the image's own resolution. With ``eval_crop``
+        S, only the centred min(H, W) square is predicted (seen by the model at S×S); the pixels
+        outside it are 255 (not scored)."""
         if self.model is None:
             raise RuntimeError("cannot predict: the model has not been trained or loaded yet")
         self.model.eval()
         sizes = [len(g) for g in self.channel_groups]
+        crop = self.config.eval_crop
         progress = Progress("predict", len(images), "image")
         for path in images:
             rgb = self.cache.get("rgb", Path(path))
-            image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
-            if self.config.input_size is not None:
-                image, _ = resize_pair(image, None, self.config.input_size)
+            window = center_square(*rgb.shape[:2]) if crop is not None else (0, 0, *rgb.shape[:2])
+            top, left, h, w = window
+            image = torch.from_numpy(rgb[top:top + h, left:left + w]).permute(2, 0, 1).float().div_(255)
+            size = (crop, crop) if crop is not None else self.config.input_size
+            if size is not None:
+                image, _ = resize_pair(image, None, size)
             with self.engine.autocast():
                 batch = normalize(image)[None].to(self.device).contiguous(memory_format=torch.channels_last)
                 scores = self.class_scores(self.model(batch))
-            scores = upsample_scores(scores, rgb.shape[:2], mode=self.config.eval_upsample)
-            pred, group_pred, prefix_pred = predictions_from_logits(scores, self.classes, sizes)
+            scores = upsample_scores(scores, (h, w), mode=self.config.eval_upsample)
+            maps = [m[0].cpu().numpy() for m in predictions_from_logits(scores, self.classes, sizes)]
+            if (h, w) != rgb.shape[:2]:  # place the crop's maps into full-size maps of 255 (not scored)
+                full = [np.full((*m.shape[:-2], *rgb.shape[:2]), IGNORE_INDEX, dtype=m.dtype) for m in maps]
+                for f, m in zip(full, maps):
+                    f[..., top:top + h, left:left + w] = m
+                maps = full
             yield Prediction(
-                pred=pred[0].cpu().numpy(),
-                group_pred=group_pred[0].cpu().numpy(),
-                prefix_pred=prefix_pred[0].cpu().numpy(),
+                pred=maps[0],
+                group_pred=maps[1],
+                prefix_pred=maps[2],
                 classes=np.asarray(self.classes),
                 group_sizes=np.asarray(sizes),
                 num_classes=self.info.num_classes,
                 unscored=tuple(sorted(self.info.unscored)),
             )
             progress.update()
+
+
+def center_square(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, left, side, side) of the centred square of side min(H, W): the part of an H×W image
+    that resizing the shorter side to S and center-cropping S×S keeps (torchvision's rounding)."""
+    side = min(height, width)
+    return int(round((height - side) / 2.0)), int(round((width - side) / 2.0)), side, side

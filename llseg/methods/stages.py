@@ -35,22 +35,32 @@ def task_train_rows(prepared: Path) -> list[list[tuple[str, str, str]]]:
 
 def train_config(prepared: Path, hyperparameters: dict[str, Any]) -> TrainConfig:
     """The resolved config of ``llseg train`` on ``prepared``: ``dataset`` and ``split`` default to
-    what the prepared manifest records (setting another dataset is an error)."""
+    what the prepared manifest records (setting another dataset is an error); with ``val_every``,
+    ``val_index`` defaults to the prepared ``val_index.txt``."""
     manifest = Manifest.load(prepared)
     hps = dict(hyperparameters)
     if hps.setdefault("dataset", manifest.dataset) != manifest.dataset:
         raise ConfigError(f"llseg train: dataset {hps['dataset']!r} contradicts {prepared}, prepared as "
                           f"{manifest.dataset!r}; drop the dataset key")
     hps.setdefault("split", manifest.spec)
+    if hps.get("val_every") and not hps.get("val_index"):  # checkpoint choice on the prepared validation images
+        if not (prepared / "val_index.txt").is_file():
+            raise ConfigError(f"llseg train: val_every needs validation images, but {prepared} has no val_index.txt "
+                              "(its split keeps no eval-side images); set val_index or drop val_every")
+        hps["val_index"] = str(prepared / "val_index.txt")
     return resolve_config(hps, source="llseg train")
 
 
 def run_fingerprint(config: TrainConfig, prepared: Path) -> str:
-    """Hash of the resolved config (without runtime keys) and the prepared index files and manifest."""
+    """Hash of the resolved config (without runtime keys) and the prepared index files and manifest
+    (with ``val_every``, also the validation index)."""
     digest = hashlib.sha256(json.dumps({k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS},
                                        sort_keys=True, default=str).encode())
-    for name in ("train_index.txt", "test_index.txt", "manifest.json"):
-        digest.update((prepared / name).read_bytes() if (prepared / name).is_file() else b"")
+    files = [prepared / name for name in ("train_index.txt", "test_index.txt", "manifest.json")]
+    if config.val_every > 0 and config.val_index:  # the checkpoint choice depends on the validation images
+        files.append(Path(config.val_index))
+    for path in files:
+        digest.update(path.read_bytes() if path.is_file() else b"")
     return digest.hexdigest()[:32]
 
 

@@ -53,18 +53,24 @@ class IncrementalScorer:
             raise ValueError(f"prediction records mix models: class groups {groups} vs {self.groups}")
         if self.unscored:
             target = np.where(np.isin(target, self.unscored), np.uint8(255), target).astype(target.dtype)
-        maps = [prediction.pred[None], prediction.group_pred, prediction.prefix_pred]
+        pred, group_pred, prefix_pred = prediction.pred, prediction.group_pred, prediction.prefix_pred
+        outside = pred == 255  # outside the evaluation crop (``eval_crop``): not scored
+        if outside.any():
+            target = np.where(outside, np.uint8(255), target).astype(target.dtype)
+            pred, group_pred, prefix_pred = (np.where(m == 255, np.uint8(0), m).astype(m.dtype)
+                                             for m in (pred, group_pred, prefix_pred))
+        maps = [pred[None], group_pred, prefix_pred]
         if any(m.shape[1:] != target.shape or len(m) != n for m, n in zip(maps, (1, len(groups), len(groups)))):
             raise ValueError(
-                f"group_pred {prediction.group_pred.shape} / prefix_pred {prediction.prefix_pred.shape} do not "
+                f"group_pred {group_pred.shape} / prefix_pred {prefix_pred.shape} do not "
                 f"hold {len(groups)} maps of the label's shape {target.shape}"
             )
         # One pass over the image for all 2G+1 maps. Restricting the ground truth to some classes
         # (other pixels ignored) keeps exactly those classes' rows, so restriction is row selection.
         # The class-incremental map usually equals the last prefix map (argmax over every learned
         # class): then it is counted once.
-        same = np.array_equal(prediction.pred, prediction.prefix_pred[-1])
-        counts = confusion_stack([*(() if same else (prediction.pred,)), *prediction.group_pred, *prediction.prefix_pred],
+        same = np.array_equal(pred, prefix_pred[-1])
+        counts = confusion_stack([*(() if same else (pred,)), *group_pred, *prefix_pred],
                                  target, self.num_classes)
         if same:
             counts = np.concatenate([counts[-1:], counts])

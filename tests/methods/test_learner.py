@@ -146,3 +146,50 @@ def test_eval_upsample_nearest_predicts_at_input_size_then_repeats(make_rows):
     assert torch.equal(nearest, nearest[::2, ::2].repeat_interleave(2, 0).repeat_interleave(2, 1))
     bilinear = torch.from_numpy(preds["bilinear"].astype("int64"))
     assert not torch.equal(bilinear, bilinear[::2, ::2].repeat_interleave(2, 0).repeat_interleave(2, 1))
+
+
+def test_eval_crop_predicts_the_center_square_at_the_crop_size_and_scores_only_it(make_rows):
+    """eval_crop: 16 on 32x64 images (MiB/PLOP/SSUL's resize + center crop): the model sees the
+    centred 32x32 square resized to 16x16; columns outside it are 255 and evaluate() ignores them,
+    so the scores equal those of labels whose outside pixels are 255."""
+    import numpy as np
+
+    from llseg.data.imageio import read_label_png
+    from llseg.data.transforms import normalize, resize_pair, upsample_scores
+    from llseg.metrics.incremental import IncrementalScorer
+
+    rows = make_rows("a", 2, [0, 5, 10], keep={0, 5, 10})
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **dict(FAST, epochs=1))))
+    _learn(learner, rows)
+    image, label = rows.x[0, 0], rows.x[0, 1]
+    record = next(learner.predict([image]))
+    assert record.pred.shape == (32, 64)
+    assert (record.pred[:, :16] == 255).all() and (record.pred[:, 48:] == 255).all()
+    assert (record.group_pred[..., :16] == 255).all() and (record.prefix_pred[..., 48:] == 255).all()
+    assert not (record.pred[:, 16:48] == 255).any()
+    rgb = learner.cache.get("rgb", __import__("pathlib").Path(image))
+    square = torch.from_numpy(rgb[:, 16:48].copy()).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        small, _ = resize_pair(square, None, (16, 16))
+        scores = upsample_scores(learner.class_scores(learner.model(normalize(small)[None])), (32, 32), mode="bilinear")
+    expected = np.asarray(learner.classes)[scores.argmax(1)[0].numpy()]
+    assert np.array_equal(record.pred[:, 16:48], expected)
+
+    scored = learner.evaluate([image], [label])
+    target = read_label_png(__import__("pathlib").Path(label))
+    assert (target[:, :16] != 255).any()  # the outside holds labelled pixels that must not count
+    reference = IncrementalScorer(learner.info.num_classes)
+    inside = np.full_like(target, 255)
+    inside[:, 16:48] = target[:, 16:48]
+    reference.update(record, inside)
+    assert reference.full.sum() == (inside != 255).sum() < (target != 255).sum()
+    assert scored == reference.table()
+
+
+def test_eval_crop_must_be_positive():
+    import pytest
+
+    from llseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval_crop must be a crop side"):
+        TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=0))

@@ -165,7 +165,7 @@ def test_data_ratio_subsets_later_steps(make_rows):
     first = _learn(learner, make_rows("a", 2, [0, 1], keep={0, 1}))
     trained = []
     original = learner._fit
-    learner._fit = lambda student, teacher, pairs, stage, *rest: trained.append(list(pairs)) or original(student, teacher, pairs, stage, *rest)
+    learner._fit = lambda student, teacher, pairs, *rest: trained.append(list(pairs)) or original(student, teacher, pairs, *rest)
     second = learner.learn(images, full, train)
     assert (first["stage_images"], first["used_images"]) == (2, 2)  # step 0 keeps everything
     assert (second["stage_images"], second["used_images"], second["num_images"]) == (10, 3, 3)

@@ -28,7 +28,7 @@ TINY_TRAIN = ["--set", "epochs=1", "--set", "input_size=32x64", "--set", "batch_
 PLACEHOLDERS = {"path/to/image_or_folder": "data/synthetic-city/leftImg8bit/val/frankfurt", "512x1024": "32x64"}
 # Not run here: minutes of training (bench; its data and job files are checked below), a workspace that
 # only bench writes (report), settings from a Sedna pod (sedna), repository files (make-jobs, tested in
-# tests/test_jobgen.py), and real datasets (/path/to, /data/).
+# tests/test_jobgen.py), elided arguments (`...`) and real datasets (/path/to, /data/, <your ...>).
 NOT_RUN = ("bench", "report", "sedna", "make-jobs")
 
 
@@ -51,7 +51,7 @@ def option(argv: list[str], name: str) -> str | None:
 
 def runnable(argv: list[str]) -> list[str] | None:
     """``argv`` as run by the test (tiny sizes, placeholders filled), or None when it is not run here."""
-    if argv[0] in NOT_RUN or any(a.startswith(("/path/to", "/data/")) for a in argv):
+    if argv[0] in NOT_RUN or "..." in argv or any(a.startswith(("/path/to", "/data/", "<")) for a in argv):
         return None
     argv = [PLACEHOLDERS.get(a, a) for a in argv]
     if argv[0] == "synth" and option(argv, "--kind") in (None, "city"):

@@ -1,7 +1,9 @@
 """Training, inference and metric speed of llseg next to plain reference loops, on this machine.
 
-Measures, each against a plain fp32 loop written here (PIL decode + resize every step, contiguous NCHW,
-``torch.optim``): training images/s of ``ContinualLearner.learn`` for ERFNet (19 classes, synthetic street
+Measures, each against two plain loops written here (PIL decode + resize every step, ``torch.optim``): the
+fp32 loop (contiguous NCHW) and the main reference, the loop a careful user writes (autocast in the peer
+precision: bf16 on CPUs with native bf16, fp16 on CUDA, fp32 elsewhere; channels_last model and input; fused
+optimizer): training images/s of ``ContinualLearner.learn`` for ERFNet (19 classes, synthetic street
 scenes, Adam) and DeepLabV3 (MobileNetV3-L and R101, 21 classes, synthetic VOC-style objects, SGD) in fp32
 and in the precision ``auto`` resolves to; the share of a step spent waiting for data; inference images/s of
 ``ContinualLearner.predict``; ``IncrementalScorer.update`` against a per-image numpy reference; Adam step
@@ -65,7 +67,7 @@ from llseg.runtime import cpu_has_native_bf16, pick_device, resolve_precision
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 19
 NATIVE = (512, 1024)  # size of the generated PNGs (Cityscapes at half resolution)
-JOB_NATIVE, JOB_INPUT, JOB_BATCH = (128, 256), (64, 128), 8  # the default benchmark job's data and settings
+JOB_NATIVE, JOB_INPUT, JOB_BATCH = (128, 256), (64, 128), 4  # the default benchmark job's data and settings
 LEAD_JOB = "3m11s with precision auto (bf16 autocast), 6m13s with fp32 (measured by the lead engineer)"
 
 VOC_CLASSES = 21  # background + 20 objects
@@ -131,6 +133,14 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU advertises AMX-BF16 (the ``amx_bf16`` flag of /proc/cpuinfo, as lscpu shows it)."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
 
 
 def log(text: str) -> None:
@@ -295,20 +305,35 @@ def reference_batches(images: list[str], labels: list[str], size: Size, batch: i
         yield normalize(torch.stack(xs)).contiguous(), torch.stack(ys)
 
 
+def peer_context(precision: str | None, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast in ``precision`` (the peer loops), or nothing for ``None`` / fp32."""
+    if precision in (None, "fp32"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
 def reference_train(images: list[str], labels: list[str], size: Size, batch: int, repeats: int,
                     model_name: str = "erfnet", num_classes: int = NUM_CLASSES, optimizer_name: str = "adam",
-                    device: torch.device = torch.device("cpu"), **model_kwargs: Any) -> tuple[float, float]:
-    """(images/s, data share) of the plain fp32 loop: one epoch over ``images`` per repetition.
+                    device: torch.device = torch.device("cpu"), peer: str | None = None,
+                    **model_kwargs: Any) -> tuple[float, float]:
+    """(images/s, data share) of a plain loop: one epoch over ``images`` per repetition.
 
     ERFNet with ``torch.optim.Adam`` (Klingner's settings) or, with ``optimizer_name="sgd"``, e.g.
-    DeepLabV3 with ``torch.optim.SGD`` (Nesterov, momentum 0.9; torch's default implementation).
+    DeepLabV3 with ``torch.optim.SGD`` (Nesterov, momentum 0.9). ``peer=None``: fp32, contiguous NCHW,
+    torch's default optimizer implementation. ``peer="bf16"|"fp16"|"fp32"``: the honest peer, autocast in
+    that precision (fp32 logits into the loss), channels_last model and input, ``fused=True`` optimizer.
     """
     model = create_model(model_name, num_classes=num_classes, **model_kwargs).to(device).train()
+    fused: dict[str, Any] = {}
+    if peer is not None:
+        model = model.to(memory_format=torch.channels_last)
+        fused = {"fused": True}
     if optimizer_name == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4)
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=3e-4, **fused)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=0.9, nesterov=True,
-                                    weight_decay=WEIGHT_DECAY)
+                                    weight_decay=WEIGHT_DECAY, **fused)
+    layout = torch.channels_last if peer is not None else torch.contiguous_format
     rng = np.random.default_rng(0)
     data_time = [0.0]
 
@@ -321,8 +346,10 @@ def reference_train(images: list[str], labels: list[str], size: Size, batch: int
             if item is None:
                 sync(device)
                 return
-            image, target = item[0].to(device), item[1].to(device)
-            loss = F.cross_entropy(model(image), target, ignore_index=255)
+            image, target = item[0].to(device, memory_format=layout), item[1].to(device)
+            with peer_context(peer, device):
+                logits = model(image)
+            loss = F.cross_entropy(logits.float(), target, ignore_index=255)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -349,9 +376,15 @@ def adam_step_ms(device: torch.device = torch.device("cpu"), **options: Any) -> 
 
 # ---------------------------------------------------------------------------------- inference
 def reference_predict(images: list[str], size: Size, repeats: int, device: torch.device = torch.device("cpu"),
-                      model_name: str = "erfnet", num_classes: int = NUM_CLASSES, **kwargs: Any) -> float:
-    """Images/s of plain fp32 inference: decode, resize, forward, upsample to the image size, argmax."""
+                      model_name: str = "erfnet", num_classes: int = NUM_CLASSES, peer: str | None = None,
+                      **kwargs: Any) -> float:
+    """Images/s of plain inference: decode, resize, forward, upsample to the image size, argmax.
+
+    ``peer=None``: fp32, contiguous NCHW; otherwise autocast in ``peer`` and channels_last (as in training).
+    """
     model = create_model(model_name, num_classes=num_classes, **kwargs).to(device).eval()
+    layout = torch.contiguous_format if peer is None else torch.channels_last
+    model = model.to(memory_format=layout)
 
     def run() -> None:
         with torch.no_grad():
@@ -359,7 +392,8 @@ def reference_predict(images: list[str], size: Size, repeats: int, device: torch
                 pil = Image.open(path).convert("RGB")
                 x = torch.from_numpy(np.asarray(pil.resize(size[::-1], Image.BILINEAR)).copy()
                                      ).permute(2, 0, 1).float() / 255
-                logits = model(normalize(x)[None].contiguous().to(device))
+                with peer_context(peer, device):
+                    logits = model(normalize(x)[None].to(device, memory_format=layout)).float()
                 F.interpolate(logits, size=(pil.height, pil.width), mode="bilinear",
                               align_corners=False).argmax(1).cpu().numpy()
 
@@ -487,6 +521,11 @@ class Settings:
     reps: int
 
     @property
+    def peer(self) -> str:
+        """The honest peer's autocast precision: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
+        return "fp16" if self.cuda else "bf16" if cpu_has_native_bf16() else "fp32"
+
+    @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
@@ -546,11 +585,13 @@ class Measurement:
     flops: float  # training FLOPs per image
     reference: float  # images/s of the plain fp32 training loop
     reference_data_share: float  # share of its epoch spent decoding and resizing
+    peer: float  # images/s of the honest peer training loop (the main reference)
     runs: dict[str, LlsegRun]  # llseg training by precision (fp32 and auto; the auto run has data_s and infer)
     auto: str
     workers1: float | None  # llseg auto images/s with one DataLoader worker (ERFNet below NATIVE only)
     not_kept: float | None  # llseg auto images/s with LLSEG_KEEP_FREED_MEMORY=0 (ERFNet below NATIVE, CPU only)
     reference_infer: float  # images/s of the plain fp32 inference loop
+    peer_infer: float  # images/s of the honest peer inference loop
     decode_ms: float  # PNG decode per image/label pair
 
     @property
@@ -588,6 +629,8 @@ def measure_training(config: TrainingConfig, images: list[str], labels: list[str
     flops = train_flops_per_image(size, **model)
     reference, share = fresh_process(reference_train, images, labels, size, batch, repeats, optimizer_name=optimizer,
                                      device=device, **model)
+    peer, _ = fresh_process(reference_train, images, labels, size, batch, repeats, optimizer_name=optimizer,
+                            device=device, peer=settings.peer, **model)
 
     def llseg(precision: str, **options: Any) -> LlsegRun:
         return LlsegRun(**fresh_process(llseg_measure, images, labels, size, batch, precision, repeats,
@@ -602,10 +645,12 @@ def measure_training(config: TrainingConfig, images: list[str], labels: list[str
         if not settings.cuda:
             not_kept = llseg(auto, _env={"LLSEG_KEEP_FREED_MEMORY": "0"}).train
     reference_infer = fresh_process(reference_predict, images, size, repeats, device, **model)
-    result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, runs=runs,
-                         auto=auto, workers1=workers1, not_kept=not_kept, reference_infer=reference_infer,
-                         decode_ms=decode_ms(images, labels))
-    log(f"  reference {reference:.2f} img/s, llseg fp32 {result.fp32:.2f}, llseg {auto} {result.best:.2f}")
+    peer_infer = fresh_process(reference_predict, images, size, repeats, device, peer=settings.peer, **model)
+    result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, peer=peer,
+                         runs=runs, auto=auto, workers1=workers1, not_kept=not_kept, reference_infer=reference_infer,
+                         peer_infer=peer_infer, decode_ms=decode_ms(images, labels))
+    log(f"  reference fp32 {reference:.2f} img/s, peer {peer:.2f}, llseg fp32 {result.fp32:.2f}, "
+        f"llseg {auto} {result.best:.2f}")
     return result
 
 
@@ -683,8 +728,8 @@ def training_rows(results: Sequence[Measurement], *, deeplab: bool) -> list[str]
     for m in results:
         if m.config.deeplab == deeplab:
             model = f" {model_label(m.config.model)} |" if deeplab else ""
-            rows.append(f"|{model} {m.config.name} | {m.reference:.2f} | {speedup(m.fp32, m.reference)} | "
-                        f"{speedup(m.best, m.reference)} |")
+            rows.append(f"|{model} {m.config.name} | {m.reference:.2f} | {m.peer:.2f} | {speedup(m.fp32, m.peer)} | "
+                        f"{speedup(m.best, m.peer)} | {m.best / m.reference:.2f}x |")
     return rows
 
 
@@ -721,8 +766,22 @@ def inference_rows(results: Sequence[Measurement]) -> list[str]:
         infer = m.runs[m.auto].infer
         assert infer is not None
         rows.append(f"| {model_label(m.config.model)} | {fmt_size(m.config.size)} (from {fmt_size(m.config.native)}) | "
-                    f"{m.reference_infer:.2f} | {speedup(infer, m.reference_infer)} |")
+                    f"{m.reference_infer:.2f} | {m.peer_infer:.2f} | {speedup(infer, m.peer_infer)} | "
+                    f"{infer / m.reference_infer:.2f}x |")
     return rows
+
+
+def peer_lines(results: Sequence[Measurement], peer: str) -> list[str]:
+    """One line per training and inference row: llseg (auto) over the honest peer, measured in this run."""
+    lines = []
+    for m in results:
+        name = f"{model_label(m.config.model)} {fmt_size(m.config.size)}"
+        infer = m.runs[m.auto].infer
+        assert infer is not None
+        lines.append(f"- {name} training vs plain {peer} channels_last loop: **{m.best / m.peer:.2f}x** "
+                     f"(batch {m.config.batch}; vs the plain fp32 loop {m.best / m.reference:.2f}x)")
+        lines.append(f"- {name} inference vs plain {peer} channels_last loop: **{infer / m.peer_infer:.2f}x**")
+    return lines
 
 
 def run_warnings(results: Sequence[Measurement]) -> list[str]:
@@ -748,25 +807,45 @@ def header_section(settings: Settings, started: dt.datetime) -> list[str]:
         lines.append("**Smoke run: tiny sizes and one repetition; the numbers below mean nothing.**\n")
     device = settings.device
     lines.append(f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with "
-                 f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}")
+                 f"{torch.get_num_threads()} threads, device {device}, native bf16: {cpu_has_native_bf16()}, "
+                 f"AMX-BF16: {cpu_has_amx()}, load average before the run: {os.getloadavg()[0]:.2f}")
     if settings.cuda:
         lines.append(f"- GPU: **{device_name(device)}** (CUDA {torch.version.cuda}); llseg runs with AMP and "
-                     "channels_last, the reference loops in plain fp32 NCHW on the same GPU")
+                     "channels_last, the plain loops in fp32 NCHW and (the peer) in fp16 channels_last with fused "
+                     "optimizers on the same GPU")
     lines.append(f"- precision `auto` resolves to **{settings.auto}** here; medians of {settings.reps} timed runs "
                  "after a warm-up\n")
     return lines
 
 
-def training_section(results: Sequence[Measurement], configs: Sequence[TrainingConfig], auto: str) -> list[str]:
+def peer_section(results: Sequence[Measurement], settings: Settings) -> list[str]:
+    peer = settings.peer
+    return [
+        f"## llseg against the honest peer (plain {peer} channels_last loop)\n",
+        f"The peer is what a careful user writes in a few lines: autocast in {peer} (bf16 on CPUs with native bf16, "
+        "fp16 on CUDA, fp32 where neither; logits into the loss in fp32), channels_last model and input, fused "
+        "optimizer (`fused=True`), PIL decode + resize every step. llseg in the precision `auto` resolves to "
+        f"({settings.auto}); both in fresh processes of this run, on {cpu_model()}, AMX (lscpu flag amx_bf16): "
+        f"{'yes' if cpu_has_amx() else 'no'}.\n",
+        *(peer_lines(results, peer) or ["Not measured in this run (see `--models`)."]),
+        "",
+    ]
+
+
+def training_section(results: Sequence[Measurement], configs: Sequence[TrainingConfig], settings: Settings) -> list[str]:
+    auto, peer = settings.auto, settings.peer
     erfnet = [c for c in configs if not c.deeplab]
     deeplab = [c for c in configs if c.deeplab]
     voc_natives = ", ".join(dict.fromkeys(fmt_size(c.native) for c in deeplab)) or fmt_size(VOC_NATIVE)
     return [
         "## Training throughput (images/s, ERFNet, 19 classes)\n",
-        "Reference: plain fp32 loop, contiguous NCHW, PIL decode + resize from PNG every step, plain Adam. "
+        f"Main reference: the plain {peer} channels_last loop above (fused Adam); ratios in brackets are over it. "
+        "Also shown: the plain fp32 loop (contiguous NCHW, plain Adam); last column llseg auto over it. Both "
+        "decode + resize from PNG every step with PIL. "
         "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
         f"the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(erfnet)} images.\n",
-        *table(f"| input | reference fp32 | llseg fp32 | llseg {auto} (auto) |", training_rows(results, deeplab=False)),
+        *table(f"| input | plain fp32 | plain {peer} channels_last (reference) | llseg fp32 | llseg {auto} (auto) | "
+               "llseg auto / plain fp32 |", training_rows(results, deeplab=False)),
         "\n## Training throughput (images/s, DeepLabV3, 21 classes)\n",
         f"Synthetic VOC-style object images (`render_objects`, {voc_natives} PNGs, ids 0..20 and 255; every "
         "label holds all 21 classes), expanding head, output stride 16, random init. Reference: plain fp32 loop, "
@@ -775,8 +854,9 @@ def training_section(results: Sequence[Measurement], configs: Sequence[TrainingC
         f"`ContinualLearner.learn` with `TrainConfig(recipe=\"finetune\", dataset=\"voc\", optimizer=\"sgd\", "
         f"lr={SGD_LR}, input_size=(S, S))` (cached decode, augmentation, channels_last, fused SGD, poly schedule), "
         f"in fp32 and in the precision `auto` resolves to ({auto}). Timed epochs of {epochs_text(deeplab)} images.\n",
-        *table(f"| model | input | reference fp32 | llseg fp32 | llseg {auto} (auto) |",
-               training_rows(results, deeplab=True)),
+        f"Main reference: the plain {peer} channels_last loop with fused SGD (ratios in brackets).\n",
+        *table(f"| model | input | plain fp32 | plain {peer} channels_last (reference) | llseg fp32 | "
+               f"llseg {auto} (auto) | llseg auto / plain fp32 |", training_rows(results, deeplab=True)),
     ]
 
 
@@ -824,12 +904,15 @@ def limit_section(results: Sequence[Measurement], peak: MatmulPeak, device: torc
     return lines
 
 
-def inference_section(results: Sequence[Measurement], auto: str) -> list[str]:
+def inference_section(results: Sequence[Measurement], settings: Settings) -> list[str]:
+    auto, peer = settings.auto, settings.peer
     return [
         "\n## Inference throughput (images/s)\n",
-        "Reference: plain fp32 loop (decode, resize, forward, upsample to the PNG size, argmax). llseg: "
-        "`ContinualLearner.predict` (also the task-restricted maps).\n",
-        *table(f"| model | input | reference fp32 | llseg {auto} |", inference_rows(results)),
+        "Plain loops: decode, resize, forward, upsample to the PNG size, argmax; in fp32 NCHW, and (main reference, "
+        f"ratios in brackets) with {peer} autocast and channels_last. llseg: `ContinualLearner.predict` (also the "
+        "task-restricted maps).\n",
+        *table(f"| model | input | plain fp32 | plain {peer} channels_last (reference) | llseg {auto} | "
+               "llseg / plain fp32 |", inference_rows(results)),
     ]
 
 
@@ -935,11 +1018,12 @@ def main(argv: list[str] | None = None) -> int:
     auto, device = settings.auto, settings.device
     write_markdown(args.out, [
         *header_section(settings, started),
-        *training_section(results, configs, auto),
+        *peer_section(results, settings),
+        *training_section(results, configs, settings),
         *data_wait_section(results, auto),
         *malloc_section(results, auto),
         *limit_section(results, peak, device),
-        *inference_section(results, auto),
+        *inference_section(results, settings),
         *metric_section(metrics),
         *adam_section(adam, device),
         *job_section(job, auto),

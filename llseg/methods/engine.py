@@ -325,7 +325,7 @@ class EpochProgress:
         parts = [f"loss {loss:.4f}"] + [f"{k} {v:.4g}" for k, v in terms.items()]
         parts += [f"lr {lr:.3g}", f"{images / max(seconds, 1e-9):.1f} img/s", f"ETA {format_seconds(eta)}"]
         if self.device.type == "cuda":
-            parts.append(f"peak CUDA memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MiB")
+            parts.append(f"peak CUDA memory {torch.cuda.max_memory_allocated(self.device) / 2**30:.2f} GiB")
         log.info("%s epoch %d/%d: %s", self.label, self.epoch, self.epochs, ", ".join(parts))
         return {"loss": loss, **terms, "lr": lr, "images_per_s": images / max(seconds, 1e-9)}
 

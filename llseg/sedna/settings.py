@@ -90,7 +90,7 @@ def estimator_spec(role: str) -> tuple[str, dict[str, Any]]:
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError(f"{role} worker: HYPERPARAMETERS is not valid JSON/YAML ({reason}); "
-                          "give a mapping such as '{\"recipe\": \"klingner\", \"epochs\": 20}'") from None
+                          "give a mapping such as '{\"epochs\": 20, \"batch_size\": 8}'") from None
     if hps is None:
         hps = {}
     if not isinstance(hps, dict):

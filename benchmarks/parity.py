@@ -715,11 +715,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    torch.set_default_dtype(torch.float64)
     checks = [(args.mib, check_mib), (args.plop, check_plop), (args.ssul, check_ssul), (args.klingner, check_klingner),
               (args.idec, check_idec)]
     if not any(path for path, _ in checks):
         parser.error("pass at least one repository path")
+    torch.set_default_dtype(torch.float64)  # only once the arguments are valid: callers keep their dtype on an error
     rows = [row for path, check in checks if path for row in check(path.resolve(), args.seed)]
     print(markdown(rows))
     if args.json:

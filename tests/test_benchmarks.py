@@ -113,3 +113,4 @@ def test_parity_helpers_without_the_authors_code(tmp_path: Path) -> None:
     assert "| M | term | up.py f | `llseg.f` | 2 | nan | 2.0e-09 | why |" in table
     with pytest.raises(SystemExit):
         parity.main([])
+    assert torch.get_default_dtype() == torch.float32  # a refused call leaves the caller's dtype alone

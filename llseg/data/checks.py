@@ -50,3 +50,9 @@ def check_out_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise DataError(f"output folder {out} is a file; pass a folder path as out (--out)")
     return check_output_dir(out, "output folder")
+
+
+def listing(items: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` items for an error message, with the count when there are more."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")

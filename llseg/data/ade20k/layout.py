@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llseg.data.checks import listing
 from llseg.data.imageio import PathLike, image_size, read_label_png
 from llseg.data.labels import ADE20K
 from llseg.errors import DataError
@@ -39,10 +40,6 @@ class ADESample:
     label: Path
     id: str
 
-
-def _listing(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 def find_ade_samples(root: PathLike, split: str) -> list[ADESample]:
@@ -68,7 +65,7 @@ def find_ade_samples(root: PathLike, split: str) -> list[ADESample]:
         lonely = sorted(str(paths[k]) for k in paths.keys() - other.keys())
         if lonely:
             raise DataError(
-                f"{len(lonely)} {what}(s) of {split} have no counterpart: {_listing(lonely)}; every "
+                f"{len(lonely)} {what}(s) of {split} have no counterpart: {listing(lonely)}; every "
                 f"{IMAGE_DIR}/{split}/<id>{IMAGE_SUFFIX} needs {LABEL_DIR}/{split}/<id>.png: restore or remove them"
             )
     if not images:

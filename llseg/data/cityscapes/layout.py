@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from llseg.data.checks import listing
 from llseg.data.imageio import PathLike, image_size, read_label_png
 from llseg.data.labels import CITYSCAPES, IGNORE_INDEX
 from llseg.errors import ConfigError, DataError
@@ -45,10 +46,6 @@ class CityscapesSample:
     stem: str
     kind: LabelKind = "labelIds"
 
-
-def _listing(items: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 def _subdirs(path: Path) -> list[str]:
@@ -106,13 +103,13 @@ def find_samples(root: PathLike, split: str, cities: Sequence[str] | None = None
             samples.append(CityscapesSample(images[stem], label, split, city, stem, kind))
     if no_label:
         raise DataError(
-            f"{len(no_label)} image(s) have no label: {_listing(no_label)}; expected "
+            f"{len(no_label)} image(s) have no label: {listing(no_label)}; expected "
             f"<stem>{LABEL_SUFFIXES['labelIds']} in the matching gtFine folder; restore the labels "
             "or remove the images"
         )
     if no_image:
         raise DataError(
-            f"{len(no_image)} label(s) have no image: {_listing(no_image)}; expected <stem>{IMAGE_SUFFIX} "
+            f"{len(no_image)} label(s) have no image: {listing(no_image)}; expected <stem>{IMAGE_SUFFIX} "
             "in the matching leftImg8bit folder; restore the images or remove the labels"
         )
     if not samples:

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from llseg.data.checks import listing
 from llseg.data.imageio import PathLike, write_label_png
 from llseg.data.labels import IGNORE_INDEX, ISPRS_BOUNDARY_COLOUR, ISPRS_DOMAINS, ISPRS_SOURCE_CLASSES
 from llseg.data.labelwriter import STATE_DIR
@@ -145,10 +146,6 @@ class ISPRSPatch:
     counts: tuple[int, ...]
 
 
-def _listing(items: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
-
 
 def _domain_dir(root: Path, domain: str) -> Path:
     for name in (domain, domain.capitalize()):
@@ -207,7 +204,7 @@ def find_isprs_tiles(root: PathLike, *, eroded: bool = False) -> list[ISPRSTile]
         if unlabelled:
             dirs = ", ".join(f"{s}/" for s in label_dirs)
             raise DataError(
-                f"{len(unlabelled)} {domain} tile(s) have no label in {folder} ({dirs}): {_listing(unlabelled)}; "
+                f"{len(unlabelled)} {domain} tile(s) have no label in {folder} ({dirs}): {listing(unlabelled)}; "
                 "the benchmark needs the labels of the test tiles too: unpack the complete ground truth "
                 f"({label_dirs[0]}) there" + ("" if eroded else ", or pass eroded (--eroded) to use the *_noBoundary labels")
             )

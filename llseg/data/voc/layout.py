@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from llseg.data.checks import listing
 from llseg.data.imageio import PathLike, read_label_png
 from llseg.data.labels import IGNORE_INDEX, VOC
 from llseg.errors import DataError
@@ -49,10 +50,6 @@ class VOCSample:
     id: str
 
 
-def _listing(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" ... ({len(items)} in all)" if len(items) > limit else "")
-
 
 def read_id_list(path: PathLike) -> list[str]:
     """Ids of a VOC list file, in file order (blank lines skipped; see the module docstring).
@@ -68,7 +65,7 @@ def read_id_list(path: PathLike) -> list[str]:
         raise DataError(f"split list {path} holds no ids; write one image id per line")
     if len(set(ids)) != len(ids):
         repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
-        raise DataError(f"split list {path} repeats ids {_listing(repeated)}; remove the duplicate lines")
+        raise DataError(f"split list {path} repeats ids {listing(repeated)}; remove the duplicate lines")
     return ids
 
 
@@ -111,7 +108,7 @@ def find_voc_samples(
     ):
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
-            raise DataError(f"{len(missing)} {kind}(s) listed in {list_path} are missing: {_listing(missing)}; {fix}")
+            raise DataError(f"{len(missing)} {kind}(s) listed in {list_path} are missing: {listing(missing)}; {fix}")
     return [VOCSample(image, label, i) for image, label, i in zip(images, labels, ids)]
 
 

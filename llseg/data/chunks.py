@@ -1,4 +1,5 @@
-"""The padded one-task-per-chunk layout of train_index.txt that VOC and ISPRS share.
+"""The padded one-task-per-chunk layout of train_index.txt that VOC, ISPRS and ADE20K share
+(:func:`prepare_padded`: their common prepare tail).
 
 Ianvs' ``fwt_splitting`` cuts ``train_index.txt`` by line order into R equal chunks
 (R = ``incremental_rounds`` = number of tasks) and each chunk into its first
@@ -30,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from llseg.data.indexfile import write_index
+from llseg.data.labels import DatasetInfo
 from llseg.data.labelwriter import LabelWriter
-from llseg.data.manifest import TaskSummary
+from llseg.data.manifest import Manifest, SplitSummary, TaskSummary, write_manifest
+from llseg.data.splits import ClassDomainIncrementalSpec, ClassIncrementalSpec, train_label_lut
 from llseg.errors import ConfigError
 
 
@@ -178,7 +181,7 @@ def padded_rows(
     out: Path,
     domains: Sequence[str | None] | None = None,
 ) -> PaddedRows:
-    """Index lines, label files and task summaries of ``chunks`` (VOC and ISPRS).
+    """Index lines, label files and task summaries of ``chunks`` (VOC, ISPRS, ADE20K).
 
     ``counts`` ``int (n_images, n_classes)`` pixel counts of ``samples`` (each with ``.image``);
     ``label_rel(kind, sample)`` its label path under ``out`` for kind ``full`` or ``task<k>``;
@@ -269,3 +272,65 @@ def write_padded_layout(
                    "labels/full": len(layout.outputs) + len(test_samples),
                    **{f"labels/task{summary.task}": summary.available for summary in layout.summaries}}
     return WrittenLayout(len(val), file_counts, written)
+
+
+def prepare_padded(
+    *,
+    out: Path,
+    root: Path,
+    info: DatasetInfo,
+    split: str,
+    spec: ClassIncrementalSpec,
+    member: np.ndarray,
+    counts: np.ndarray,
+    samples: Sequence[Any],
+    test_samples: Sequence[Any],
+    label_rel: Callable[[str, Any], str],
+    read_label: Callable[[Path], np.ndarray],
+    full_lut: np.ndarray,
+    train_lut: np.ndarray | None = None,
+    seed: int,
+    train_ratio: float,
+    all_train: bool,
+    train_list: str,
+    test_list: str,
+    test_domains: tuple[str, ...] = (),
+    options: dict[str, Any] | None = None,
+    domains: dict[str, dict[str, int]] | None = None,
+) -> Manifest:
+    """The shared tail of the padded prepares (VOC, ISPRS, ADE20K): lay out ``member``
+    (``bool (n_images, n_tasks)``, checked >= 2 images per task) as padded chunks, write label
+    files and index files into ``out`` and return the saved manifest.
+
+    ``counts`` ``int (n_images, n_classes)`` pixel counts of ``samples``; ``full_lut`` maps a source
+    label to the full labels, ``train_lut`` (default ``full_lut``) to the train ids that step k's
+    :func:`~llseg.data.splits.train_label_lut` then maps. A :class:`ClassDomainIncrementalSpec`
+    names each step's domain. ``train_list`` / ``test_list`` (and ``test_domains``) name where the
+    validation and test images come from; ``options`` (plus ``all_train``) and ``domains`` go to the manifest.
+    """
+    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
+    to_train = full_lut if train_lut is None else train_lut
+    task_luts = [train_label_lut(spec, t)[to_train] for t in range(spec.num_steps)]
+    step_domains = spec.step_domains if isinstance(spec, ClassDomainIncrementalSpec) else None
+    layout = padded_rows(chunks, spec.tasks, counts, info.class_names, samples, label_rel, full_lut, task_luts, out,
+                         step_domains)
+    written = write_padded_layout(layout, chunks, samples, test_samples, label_rel, read_label, full_lut, out)
+    return write_manifest(
+        out,
+        info,
+        spec=split,
+        root=root,
+        written=written.written,
+        seed=seed,
+        train_ratio=train_ratio,
+        chunk_size=chunks.size,
+        tasks=tuple(layout.summaries),
+        validation=SplitSummary("val_index.txt", train_list, (), written.val_images),
+        test=SplitSummary("test_index.txt", test_list, test_domains, len(test_samples)),
+        files=written.files,
+        first_line_missing=layout.first_line_missing,
+        mode=spec.mode,
+        train_list=train_list,
+        options={**(options or {}), **({"all_train": True} if all_train else {})},
+        domains=domains,
+    )

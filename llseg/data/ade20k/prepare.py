@@ -27,13 +27,13 @@ from pathlib import Path
 
 from llseg.data.ade20k.layout import ADESample, find_ade_samples, load_ade_label
 from llseg.data.checks import check_seed, check_train_ratio
-from llseg.data.chunks import padded_chunks, padded_rows, write_padded_layout
+from llseg.data.chunks import prepare_padded
 from llseg.data.imageio import PathLike
 from llseg.data.labels import ADE20K
 from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR
-from llseg.data.manifest import Manifest, SplitSummary, write_manifest
+from llseg.data.manifest import Manifest
 from llseg.data.scan import scan_class_counts
-from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership, train_label_lut
+from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership
 from llseg.errors import ConfigError
 
 TRAIN_SPLIT, TEST_SPLIT = "training", "validation"
@@ -88,26 +88,8 @@ def prepare_ade20k(
             f"split {split} needs at least 2 training images per step (one for the train and one for the eval part of "
             f"its chunk), got {detail}; check that {root}/annotations/{TRAIN_SPLIT} holds the full training set"
         )
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
-    layout = padded_rows(chunks, spec.tasks, counts, ADE20K.class_names, train_samples, _label_rel, IDENTITY_LUT,
-                         [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
-    written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_ade_label,
-                                  IDENTITY_LUT, out)
-    return write_manifest(
-        out,
-        ADE20K,
-        spec=split,
-        root=root,
-        written=written.written,
-        seed=seed,
-        train_ratio=train_ratio,
-        chunk_size=chunks.size,
-        tasks=tuple(layout.summaries),
-        validation=SplitSummary("val_index.txt", TRAIN_SPLIT, (), written.val_images),
-        test=SplitSummary("test_index.txt", TEST_SPLIT, (), len(test_samples)),
-        files=written.files,
-        first_line_missing=layout.first_line_missing,
-        mode=spec.mode,
-        train_list=TRAIN_SPLIT,
-        options={"all_train": True} if all_train else None,
+    return prepare_padded(
+        out=out, root=root, info=ADE20K, split=split, spec=spec, member=member, counts=counts, samples=train_samples,
+        test_samples=test_samples, label_rel=_label_rel, read_label=load_ade_label, full_lut=IDENTITY_LUT, seed=seed,
+        train_ratio=train_ratio, all_train=all_train, train_list=TRAIN_SPLIT, test_list=TEST_SPLIT,
     )

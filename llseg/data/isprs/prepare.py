@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 
 from llseg.data.checks import check_seed, check_train_ratio
-from llseg.data.chunks import padded_chunks, padded_rows, write_padded_layout
+from llseg.data.chunks import prepare_padded
 from llseg.data.imageio import PathLike, read_label_png
 from llseg.data.isprs.layout import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
 from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN, get_dataset_info
-from llseg.data.manifest import Manifest, SplitSummary, write_manifest
-from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split, train_label_lut
+from llseg.data.manifest import Manifest
+from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split
 from llseg.errors import ConfigError, DataError
 
 CLUTTER_MODES = ("background", "ignore")
@@ -156,12 +156,6 @@ def prepare_isprs(
     counts = np.array([p.counts[: ISPRS.num_classes] for p in train_patches], dtype=np.int64).reshape(-1, ISPRS.num_classes)
     member = spec.membership(counts, [p.domain for p in train_patches])
     _check_step_sizes(spec, member, split)
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
-    to_train = clutter_lut(clutter)
-    layout = padded_rows(chunks, spec.tasks, counts, ISPRS.class_names, train_patches, _label_rel, ISPRS_SOURCE_TO_TRAIN,
-                       [train_label_lut(spec, t)[to_train] for t in range(spec.num_steps)], out, spec.step_domains)
-    written = write_padded_layout(layout, chunks, train_patches, test_patches, _label_rel, read_label_png,
-                                  ISPRS_SOURCE_TO_TRAIN, out)
 
     domains = {}
     for domain in ISPRS_DOMAINS:
@@ -172,29 +166,17 @@ def prepare_isprs(
             "train_patches": sum(p.domain == domain for p in train_patches),
             "test_patches": sum(p.domain == domain for p in test_patches),
         }
-    return write_manifest(
-        out,
-        get_dataset_info(spec.dataset),
-        spec=split,
-        root=root,
-        written=written.written,
-        seed=seed,
-        train_ratio=train_ratio,
-        chunk_size=chunks.size,
-        tasks=tuple(layout.summaries),
-        validation=SplitSummary("val_index.txt", "train", (), written.val_images),
-        test=SplitSummary("test_index.txt", "test", ISPRS_DOMAINS, len(test_patches)),
-        files=written.files,
-        first_line_missing=layout.first_line_missing,
-        mode=spec.mode,
-        train_list="train",
+    return prepare_padded(
+        out=out, root=root, info=get_dataset_info(spec.dataset), split=split, spec=spec, member=member, counts=counts,
+        samples=train_patches, test_samples=test_patches, label_rel=_label_rel, read_label=read_label_png,
+        full_lut=ISPRS_SOURCE_TO_TRAIN, train_lut=clutter_lut(clutter), seed=seed, train_ratio=train_ratio,
+        all_train=all_train, train_list="train", test_list="test", test_domains=ISPRS_DOMAINS,
         options={
             "background": background,
             "clutter": clutter,
             "patch_size": patch_size,
             "eroded": eroded,
             "colour_tolerance": colour_tolerance,
-            **({"all_train": True} if all_train else {}),
         },
         domains=domains,
     )

@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from llseg.data.checks import check_seed, check_train_ratio
-from llseg.data.chunks import padded_chunks, padded_rows, write_padded_layout
+from llseg.data.chunks import prepare_padded
 from llseg.data.imageio import PathLike
 from llseg.data.labels import VOC
 from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR
-from llseg.data.manifest import Manifest, SplitSummary, write_manifest
+from llseg.data.manifest import Manifest
 from llseg.data.scan import scan_class_counts
-from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership, train_label_lut
+from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership
 from llseg.data.voc.layout import VOCSample, find_voc_samples, load_voc_label
 from llseg.errors import ConfigError
 
@@ -118,27 +118,8 @@ def prepare_voc(
     )
     member = membership(spec, counts)
     _check_task_sizes(spec, member, split, train_list)
-    chunks = padded_chunks(member, counts[:, spec.tasks[0]] > 0, train_ratio, seed, all_train=all_train)
-    layout = padded_rows(chunks, spec.tasks, counts, VOC.class_names, train_samples, _label_rel, IDENTITY_LUT,
-                       [train_label_lut(spec, t) for t in range(spec.num_steps)], out)
-    written = write_padded_layout(layout, chunks, train_samples, test_samples, _label_rel, load_voc_label,
-                                  IDENTITY_LUT, out)
-
-    return write_manifest(
-        out,
-        VOC,
-        spec=split,
-        root=root,
-        written=written.written,
-        seed=seed,
-        train_ratio=train_ratio,
-        chunk_size=chunks.size,
-        tasks=tuple(layout.summaries),
-        validation=SplitSummary("val_index.txt", train_list, (), written.val_images),
-        test=SplitSummary("test_index.txt", test_list, (), len(test_samples)),
-        files=written.files,
-        first_line_missing=layout.first_line_missing,
-        mode=spec.mode,
-        train_list=train_list,
-        options={"all_train": True} if all_train else None,
+    return prepare_padded(
+        out=out, root=root, info=VOC, split=split, spec=spec, member=member, counts=counts, samples=train_samples,
+        test_samples=test_samples, label_rel=_label_rel, read_label=load_voc_label, full_lut=IDENTITY_LUT, seed=seed,
+        train_ratio=train_ratio, all_train=all_train, train_list=train_list, test_list=test_list,
     )

@@ -57,16 +57,20 @@ def write_scene(
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
-@pytest.fixture
-def make_rows(tmp_path: Path) -> Callable[..., Rows]:
-    """``make_rows(tag, n, bands, keep, size=(32, 64))`` -> Rows of n scenes."""
-    folder = tmp_path / "scenes"
+def rows_writer(folder: Path) -> Callable[..., Rows]:
+    """``make(tag, n, bands, keep, size=(32, 64))`` -> Rows of n scenes written into ``folder``."""
     folder.mkdir(exist_ok=True)
 
     def make(tag: str, n: int, bands: list[int], keep: set[int], size: tuple[int, int] = (32, 64)) -> Rows:
         return Rows([write_scene(folder, f"{tag}{i}", bands, size, keep, seed=hash((tag, i)) & 0xFFFF) for i in range(n)])
 
     return make
+
+
+@pytest.fixture
+def make_rows(tmp_path: Path) -> Callable[..., Rows]:
+    """``make_rows(tag, n, bands, keep, size=(32, 64))`` -> Rows of n scenes under ``tmp_path/scenes``."""
+    return rows_writer(tmp_path / "scenes")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,8 @@ import yaml
 from PIL import Image
 
 from llseg.cli import main
-from tests.conftest import Rows
-from tests.methods.test_predict import train_checkpoint
-from tests.runner.test_e2e import JOB, _tiny_repo
+from tests.conftest import rows_writer
+from tests.helpers import JOB, tiny_city_repo, two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,16 +32,11 @@ def unwritable(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, make_rows_module: Callable[..., Rows]) -> Path:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository with the default job on tiny data, a trained checkpoint and malformed files."""
     root = tmp_path_factory.mktemp("battery")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        _tiny_repo(root)
-    finally:
-        os.chdir(cwd)
-    train_checkpoint(make_rows_module, root / "stage2.pt")
+    tiny_city_repo(root)
+    two_stage_checkpoint(rows_writer(tmp_path_factory.mktemp("scenes")), root / "stage2.pt")
     (root / "a_file").write_text("not a folder")
     (root / "folder").mkdir()
     image = np.full((32, 64, 3), 90, np.uint8)
@@ -53,18 +46,6 @@ def root(tmp_path_factory: pytest.TempPathFactory, make_rows_module: Callable[..
     (root / "size.txt").write_text("img.png small_label.png\n")
     (root / "ids.txt").write_text("img.png bad_ids.png\n")
     return root
-
-
-@pytest.fixture(scope="module")
-def make_rows_module(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Rows]:
-    from tests.conftest import write_scene
-
-    folder = tmp_path_factory.mktemp("scenes")
-
-    def make(tag: str, n: int, bands: list[int], keep: set[int], size: tuple[int, int] = (32, 64)) -> Rows:
-        return Rows([write_scene(folder, f"{tag}{i}", bands, size, keep, seed=i) for i in range(n)])
-
-    return make
 
 
 def _train(*extra: str) -> list[str]:

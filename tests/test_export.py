@@ -10,25 +10,13 @@ import pytest
 from llseg.cli import main
 from llseg.errors import ConfigError
 from llseg.export import TorchModel, export_checkpoint, load_edge_model, predict_image
-from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from tests.conftest import Rows
+from tests.helpers import two_stage_checkpoint
 
-FAST = {"epochs": 1, "batch_size": 2, "seed": 3, "jitter": 0.0, "device": "cpu", "precision": "fp32"}
 SIZE = (32, 64)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def two_stage_checkpoint(make_rows: Callable[..., Rows], path: Path) -> tuple[Path, Rows]:
-    """ERFNet klingner checkpoint with groups [0, 10] then [13]; returns it and the stage-2 rows."""
-    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
-    first = make_rows("a", 2, [10, 0, 13], keep={0, 10})
-    second = make_rows("b", 2, [10, 0, 13], keep={13})
-    for rows in (first, second):
-        learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
-    learner.save(path)
-    return path, second
 
 
 def test_onnx_and_torchscript_masks_equal_pytorch(make_rows: Callable[..., Rows], tmp_path: Path) -> None:

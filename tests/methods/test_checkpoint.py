@@ -14,7 +14,7 @@ import torch
 from llseg.cli import main
 from llseg.methods.checkpoint import ALLOW_PICKLE_ENV, load_weights_file, read_checkpoint, write_checkpoint
 from tests.conftest import Rows
-from tests.methods.test_predict import train_checkpoint
+from tests.helpers import two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,7 +74,7 @@ def test_damaged_files_are_named(tmp_path: Path) -> None:
 def test_llseg_checkpoints_load_safely_and_writes_are_atomic(make_rows: Callable[..., Rows], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ALLOW_PICKLE_ENV, raising=False)
-    path, _ = train_checkpoint(make_rows, tmp_path / "stage2.pt")
+    path, _ = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
     before = path.read_bytes()
     checkpoint = read_checkpoint(path)  # weights_only: llseg's own files need no opt-in
     assert checkpoint["groups"] == [[0, 10], [13]]

@@ -11,7 +11,7 @@ from llseg.cli import main
 from llseg.methods.learner import ContinualLearner
 from llseg.metrics.incremental import format_table
 from tests.conftest import Rows
-from tests.methods.test_predict import train_checkpoint
+from tests.helpers import two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_eval_prints_the_table_and_writes_csv(
     make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    checkpoint, _ = train_checkpoint(make_rows, tmp_path / "stage2.pt")
+    checkpoint, _ = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
     test = make_rows("t", 2, [13, 10, 0], keep={0, 10, 13})
     index = tmp_path / "test_index.txt"
     index.write_text("".join(f"{Path(img).relative_to(tmp_path)} {Path(full).relative_to(tmp_path)} "

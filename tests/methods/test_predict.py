@@ -4,7 +4,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,26 +11,12 @@ from PIL import Image
 
 from llseg.cli import main
 from llseg.data.labels import CITYSCAPES
-from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.methods.predict import colorize, overlay
 from tests.conftest import Rows
-
-FAST: dict[str, Any] = {"epochs": 2, "batch_size": 2, "seed": 3, "jitter": 0.0, "device": "cpu"}
-
+from tests.helpers import two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def train_checkpoint(make_rows: Callable[..., Rows], path: Path) -> tuple[Path, Rows]:
-    """A 2-stage cil checkpoint (groups [0, 10], [13]) and the rows of its second stage."""
-    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="klingner", **FAST)))
-    first = make_rows("a", 2, [10, 0, 13], keep={0, 10})
-    second = make_rows("b", 2, [10, 0, 13], keep={13})
-    for rows in (first, second):
-        learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
-    learner.save(path)
-    return path, second
 
 
 def test_colorize_and_overlay() -> None:
@@ -48,7 +33,7 @@ def test_colorize_and_overlay() -> None:
 def test_predict_writes_palette_masks_and_overlays(
     make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    checkpoint, rows = train_checkpoint(make_rows, tmp_path / "stage2.pt")
+    checkpoint, rows = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
     images = tmp_path / "images"
     images.mkdir()
     for source in rows.x[:, 0]:
@@ -75,7 +60,7 @@ def test_predict_writes_palette_masks_and_overlays(
 
 
 def test_predict_errors_name_the_file(make_rows: Callable[..., Rows], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    checkpoint, rows = train_checkpoint(make_rows, tmp_path / "stage2.pt")
+    checkpoint, rows = two_stage_checkpoint(make_rows, tmp_path / "stage2.pt")
     image = str(rows.x[0, 0])
     assert main(["predict", "--checkpoint", str(tmp_path / "none.pt"), "--image", image, "--out", str(tmp_path)]) == 2
     assert f"checkpoint {tmp_path / 'none.pt'} does not exist" in capsys.readouterr().err

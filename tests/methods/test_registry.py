@@ -24,7 +24,7 @@ from llseg.methods.recipe import Recipe, RecipeOptions
 from llseg.methods.registry import get_recipe, list_recipes, register_recipe
 from llseg.models import model_accepts
 from llseg.runner.job import run_job
-from tests.runner.test_e2e import JOB, _tiny_repo
+from tests.helpers import JOB, tiny_city_repo
 
 LLSEG = Path(__file__).resolve().parents[2] / "llseg"
 FAST = {"epochs": 1, "batch_size": 4, "input_size": [32, 64], "device": "cpu"}
@@ -126,7 +126,7 @@ def test_a_recipe_in_one_file_runs_through_train_the_estimator_and_bench(
     bench = tmp_path / "bench"
     bench.mkdir()
     monkeypatch.chdir(bench)
-    _tiny_repo(bench)
+    tiny_city_repo(bench)
     path = bench / "testalgorithms" / "erfnet_finetune_cil-3_synthetic-city.yaml"
     algorithm = yaml.safe_load(path.read_text())
     for item in algorithm["algorithm"]["modules"][0]["hyperparameters"]:

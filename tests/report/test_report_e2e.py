@@ -23,8 +23,8 @@ from llseg.report.capture import sample_rows
 from llseg.report.workspace import case_matrix, final_test_predictions, read_cases, read_csv
 from llseg.runner.dataset import final_metric_y, process_index
 from llseg.runner.job import JobResult, run_job
+from tests.helpers import JOB, tiny_city_repo
 from tests.report.htmlcheck import Page
-from tests.runner.test_e2e import JOB, _tiny_repo
 
 NAME = "erfnet_cil-3_synthetic-city"
 CASE_HEADINGS = ["Configuration", "Results matrix", "mIoU per step", "IoU per class after the last step",
@@ -40,7 +40,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, JobR
     os.chdir(root)
     torch.set_num_threads(1)
     try:
-        _tiny_repo(root)
+        tiny_city_repo(root)
         job = yaml.safe_load((root / JOB).read_text())
         job["benchmarkingjob"]["test_object"]["algorithms"] = job["benchmarkingjob"]["test_object"]["algorithms"][:2]
         (root / JOB).write_text(yaml.safe_dump(job, sort_keys=False))

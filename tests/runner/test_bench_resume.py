@@ -4,7 +4,6 @@ to resume on changed data."""
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import signal
 import subprocess
@@ -14,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import JOB, tiny_city_repo
 from tests.interrupt import env, llseg, stop_when
-from tests.runner.test_e2e import JOB, _tiny_repo
 
 NAME = "erfnet_cil-3_synthetic-city"
 METRICS = ["mIoU_task1", "mIoU_task2", "mIoU_task1+2", "mIoU_task3", "mIoU_task1+2+3", "BWT", "FWT", "task_avg_acc", "MATRIX"]
@@ -30,12 +29,7 @@ def _rank(root: Path) -> dict[str, dict[str, str]]:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default job with two algorithms (klingner, finetune), 2 epochs, fp32, tiny data."""
     root = tmp_path_factory.mktemp("bench-resume")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        _tiny_repo(root)
-    finally:
-        os.chdir(cwd)
+    tiny_city_repo(root)
     job = yaml.safe_load((root / JOB).read_text())
     job["benchmarkingjob"]["test_object"]["algorithms"] = job["benchmarkingjob"]["test_object"]["algorithms"][:2]
     (root / JOB).write_text(yaml.safe_dump(job, sort_keys=False))

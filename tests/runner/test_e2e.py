@@ -4,41 +4,17 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from llseg.data.cityscapes.synthetic import generate_city_dataset
 from llseg.data.imageio import read_label_png
 from llseg.data.predictions import load_prediction
-from llseg.data.prepare import prepare
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.runner.dataset import final_metric_y
 from llseg.runner.job import run_job
-
-ROOT = Path(__file__).resolve().parents[2]
-JOB = "benchmarkingjob.yaml"
-FAST = {"epochs": 1, "batch_size": 4, "input_size": [32, 64], "device": "cpu"}
-
-
-
-def _tiny_repo(root: Path) -> None:
-    """The repository's YAML and plugin files, tiny synthetic CIL-3 data, 1-epoch CPU hyperparameters."""
-    shutil.copytree(ROOT / "testenv", root / "testenv")
-    shutil.copytree(ROOT / "testalgorithms", root / "testalgorithms")
-    shutil.copy(ROOT / JOB, root / JOB)
-    generate_city_dataset("data/synthetic-city", seed=0, size=(32, 64), images_per_city=2)
-    prepare("cityscapes", root="data/synthetic-city", split="cil-3", out="data/synthetic-city-cil3")
-    for path in (root / "testalgorithms").glob("*.yaml"):
-        data = yaml.safe_load(path.read_text())
-        for item in data["algorithm"]["modules"][0]["hyperparameters"]:
-            ((name, spec),) = item.items()
-            if name in FAST:
-                spec["values"] = [FAST[name]]
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+from tests.helpers import JOB, tiny_city_repo
 
 
 def _recompute(predictions: list[str], test_index: str) -> dict[str, float | None]:
@@ -59,7 +35,7 @@ def _rows(name: str) -> list[dict[str, Any]]:
 
 def test_default_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     monkeypatch.chdir(tmp_path)
-    _tiny_repo(tmp_path)
+    tiny_city_repo(tmp_path)
     result = run_job(JOB)
     assert not result.failed
     assert [c.algorithm for c in result.cases] == ["erfnet_klingner", "erfnet_finetune", "erfnet_joint"]

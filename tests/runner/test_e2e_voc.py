@@ -19,6 +19,7 @@ from llseg.ianvs.estimator import DeepLabV3Estimator
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
 from llseg.runner.paradigm import model_path
+from tests.helpers import set_hyperparameters
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/voc/lifelong_learning_bench"
@@ -48,13 +49,7 @@ def _tiny_repo(root: Path) -> dict[str, Any]:
     shutil.copytree(ROOT / EXAMPLE, root / EXAMPLE)
     generate_objects_dataset("data/synthetic-objects", seed=0, size=(32, 32), images=40)
     prepare("voc", root="data/synthetic-objects", split="voc-15-5", out="data/synthetic-objects-voc-15-5")
-    for path in (root / EXAMPLE / "testalgorithms").glob("*synthetic-objects.yaml"):
-        data = yaml.safe_load(path.read_text())
-        for item in data["algorithm"]["modules"][0]["hyperparameters"]:
-            ((name, spec),) = item.items()
-            if name in FAST:
-                spec["values"] = [FAST[name]]
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    set_hyperparameters((root / EXAMPLE / "testalgorithms").glob("*synthetic-objects.yaml"), FAST)
     return json.loads(Path("data/synthetic-objects-voc-15-5/manifest.json").read_text())
 
 

@@ -7,13 +7,13 @@ import pytest
 
 from llseg.cli import main
 from llseg.runner.plan import plan_job
-from tests.runner.test_e2e import JOB, _tiny_repo
+from tests.helpers import JOB, tiny_city_repo
 
 
 def test_plan_counts_every_round_and_trains_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str], one_thread: None) -> None:
     monkeypatch.chdir(tmp_path)
-    _tiny_repo(tmp_path)  # 1 epoch, batch 4, 32x64 inputs; train_index: 3 chunks of 4 lines, train ratio 0.8 -> 3 train lines
+    tiny_city_repo(tmp_path)  # 1 epoch, batch 4, 32x64 inputs; train_index: 3 chunks of 4 lines, train ratio 0.8 -> 3 train lines
     lines = Path("data/synthetic-city-cil3/train_index.txt").read_text().splitlines()
     chunk = len(lines) // 3
     train = int(chunk * 0.8)

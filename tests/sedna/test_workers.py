@@ -23,7 +23,7 @@ from llseg.export import export_checkpoint
 from llseg.methods.learner import ContinualLearner
 from llseg.sedna import workers
 from tests.conftest import Rows
-from tests.test_export import two_stage_checkpoint
+from tests.helpers import two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SEDNA_VARIABLES = ("TRAIN_DATASET_URL", "TEST_DATASET_URL", "ORIGINAL_DATASET_URL", "OUTPUT_URL", "MODEL_URLS", "KB_SERVER",

@@ -22,8 +22,14 @@ JOBS = {
     ROOT / "examples/isprs/lifelong_learning_bench/benchmarkingjob_synthetic-aerial.yaml":
         ROOT / "examples/isprs/lifelong_learning_bench/README.md",
 }
-# Tiny sizes through documented options (the commands are otherwise run as written).
-TINY_CITY = ["--size", "32x64", "--images-per-city", "3"]  # the domain split needs 3 per city
+# Tiny sizes through documented options (the commands are otherwise run as written; a repeated option's last
+# value wins). The aerial tiles hold one 96 px patch each (--patch-size 96 as written), 12 train tiles a domain.
+TINY_SYNTH = {
+    "city": ["--size", "32x64", "--images-per-city", "3"],  # the domain split needs 3 per city
+    "objects": ["--size", "32x32"],
+    "aerial": ["--size", "96x96"],
+    "ade20k": ["--size", "16x16"],
+}
 TINY_TRAIN = ["--set", "epochs=1", "--set", "input_size=32x64", "--set", "batch_size=4"]
 PLACEHOLDERS = {"path/to/image_or_folder": "data/synthetic-city/leftImg8bit/val/frankfurt", "512x1024": "32x64"}
 # Not run here: minutes of training (bench; its data and job files are checked below), a workspace that
@@ -54,8 +60,8 @@ def runnable(argv: list[str]) -> list[str] | None:
     if argv[0] in NOT_RUN or "..." in argv or any(a.startswith(("/path/to", "/data/", "<")) for a in argv):
         return None
     argv = [PLACEHOLDERS.get(a, a) for a in argv]
-    if argv[0] == "synth" and option(argv, "--kind") in (None, "city"):
-        argv += TINY_CITY
+    if argv[0] == "synth":
+        argv += TINY_SYNTH[option(argv, "--kind") or "city"]
     if argv[0] == "train" and "--print-config" not in argv:
         argv += TINY_TRAIN
     return argv
@@ -99,7 +105,7 @@ def test_every_job_file_a_readme_names_exists() -> None:
                 assert (ROOT / path).is_file(), f"{doc.relative_to(ROOT)}: {path} does not exist"
 
 
-def test_readme_command_sequences_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_command_sequences_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
     """Run every llseg command of the READMEs in order (each distinct command once), from an empty
     folder standing for the repository root; then the prepared folders hold what the jobs read."""
     monkeypatch.chdir(tmp_path)

@@ -489,6 +489,19 @@ def preset_dataset(spec: Preset) -> str:
     return {21: "voc", ADE20K.num_classes: "ade20k"}.get(spec.num_classes, "?")
 
 
+def dataset_preset(split: str, dataset: str) -> Preset:
+    """The preset ``split`` of ``dataset`` (as :func:`preset_dataset` names it).
+
+    Raises:
+        ConfigError: ``split`` is unknown or another dataset's; lists the presets of ``dataset``.
+    """
+    valid = {name: spec for name, spec in PRESETS.items() if preset_dataset(spec) == dataset}
+    if split not in valid:
+        what = ("is not an" if dataset[0] in "aeiou" else "is not a") if split in PRESETS else "is an unknown"
+        raise ConfigError(f"split {split!r} {what} {dataset} split; valid: {', '.join(valid)}")
+    return valid[split]
+
+
 def describe_presets() -> str:
     """Every preset, one block each: name, dataset, mode, steps and the classes (or domains) per step
     (``llseg prepare --list-splits``)."""

@@ -24,6 +24,7 @@ chunk per step; training and scoring use a repeated line once).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from llseg.data.ade20k.layout import ADESample, find_ade_samples, load_ade_label
 from llseg.data.checks import check_seed, check_train_ratio
@@ -33,7 +34,7 @@ from llseg.data.labels import ADE20K
 from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR
 from llseg.data.manifest import Manifest
 from llseg.data.scan import scan_class_counts
-from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership
+from llseg.data.splits import ClassIncrementalSpec, dataset_preset, membership
 from llseg.errors import ConfigError
 
 TRAIN_SPLIT, TEST_SPLIT = "training", "validation"
@@ -41,15 +42,7 @@ TRAIN_SPLIT, TEST_SPLIT = "training", "validation"
 
 def ade_spec(split: str) -> ClassIncrementalSpec:
     """The ADE20K split preset ``split``; ``ConfigError`` lists the valid ones."""
-    valid = {
-        name: spec
-        for name, spec in PRESETS.items()
-        if isinstance(spec, ClassIncrementalSpec) and spec.num_classes == ADE20K.num_classes
-    }
-    if split not in valid:
-        what = "is not an" if split in PRESETS else "is an unknown"
-        raise ConfigError(f"split {split!r} {what} ade20k split; valid: {', '.join(valid)}")
-    return valid[split]
+    return cast(ClassIncrementalSpec, dataset_preset(split, ADE20K.name))
 
 
 def _label_rel(kind: str, sample: ADESample) -> str:

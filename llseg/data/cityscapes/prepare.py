@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -33,9 +34,9 @@ from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR, LabelWriter
 from llseg.data.manifest import Manifest, SplitSummary, TaskSummary, write_manifest
 from llseg.data.scan import scan_class_counts
 from llseg.data.splits import (
-    PRESETS,
     CityClassIncrementalSpec,
     DomainIncrementalSpec,
+    dataset_preset,
     domain_membership,
     eval_covering_order,
     train_label_lut,
@@ -46,12 +47,7 @@ TEST_SPLIT = "val"  # Cityscapes' val split is the benchmark's test set
 
 
 def _cityscapes_spec(split: str) -> CityClassIncrementalSpec | DomainIncrementalSpec:
-    valid = {n: s for n, s in PRESETS.items()
-             if isinstance(s, DomainIncrementalSpec) or isinstance(s, CityClassIncrementalSpec) and s.dataset == "cityscapes"}
-    if split not in valid:
-        what = "is not a" if split in PRESETS else "is an unknown"
-        raise ConfigError(f"split {split!r} {what} cityscapes split; valid: {', '.join(valid)}")
-    return valid[split]
+    return cast(CityClassIncrementalSpec | DomainIncrementalSpec, dataset_preset(split, CITYSCAPES.name))
 
 
 def _source_lut(sample: CityscapesSample) -> np.ndarray:

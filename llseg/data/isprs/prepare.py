@@ -49,7 +49,7 @@ from llseg.data.imageio import PathLike, read_label_png
 from llseg.data.isprs.layout import ISPRSPatch, cut_tiles, find_isprs_tiles, tile_sides
 from llseg.data.labels import IGNORE_INDEX, ISPRS, ISPRS_CLUTTER, ISPRS_DOMAINS, ISPRS_SOURCE_TO_TRAIN, get_dataset_info
 from llseg.data.manifest import Manifest
-from llseg.data.splits import ISPRS_BACKGROUNDS, PRESETS, ClassDomainIncrementalSpec, isprs_split
+from llseg.data.splits import ISPRS_BACKGROUNDS, ClassDomainIncrementalSpec, dataset_preset, isprs_split
 from llseg.errors import ConfigError, DataError
 
 CLUTTER_MODES = ("background", "ignore")
@@ -58,12 +58,7 @@ DEFAULT_PATCH_SIZE = 512
 
 def isprs_spec(split: str, background: str = "impervious") -> ClassDomainIncrementalSpec:
     """The ISPRS split preset ``split`` with the given ``background`` (``ConfigError`` lists the valid ones)."""
-    valid = [
-        name for name, spec in PRESETS.items() if isinstance(spec, ClassDomainIncrementalSpec) and spec.dataset == ISPRS.name
-    ]
-    if split not in valid:
-        what = "is not an" if split in PRESETS else "is an unknown"
-        raise ConfigError(f"split {split!r} {what} isprs split; valid: {', '.join(valid)}")
+    dataset_preset(split, ISPRS.name)
     return isprs_split(split.removeprefix("isprs-"), background)
 
 

@@ -26,6 +26,7 @@ most task-1 classes. ``val_index.txt`` lists every eval-side image once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -36,23 +37,14 @@ from llseg.data.labels import VOC
 from llseg.data.labelwriter import IDENTITY_LUT, STATE_DIR
 from llseg.data.manifest import Manifest
 from llseg.data.scan import scan_class_counts
-from llseg.data.splits import PRESETS, ClassIncrementalSpec, membership
+from llseg.data.splits import ClassIncrementalSpec, dataset_preset, membership
 from llseg.data.voc.layout import VOCSample, find_voc_samples, load_voc_label
 from llseg.errors import ConfigError
 
 
 def voc_spec(split: str) -> ClassIncrementalSpec:
     """The VOC split preset ``split`` (21 classes, background 0); ``ConfigError`` lists the valid ones."""
-    valid = {
-        name: spec
-        for name, spec in PRESETS.items()
-        if isinstance(spec, ClassIncrementalSpec)
-        and (spec.num_classes, spec.background_id) == (VOC.num_classes, VOC.background_id)
-    }
-    if split not in valid:
-        what = "is not a" if split in PRESETS else "is an unknown"
-        raise ConfigError(f"split {split!r} {what} voc split; valid: {', '.join(valid)}")
-    return valid[split]
+    return cast(ClassIncrementalSpec, dataset_preset(split, VOC.name))
 
 
 def _label_rel(kind: str, sample: VOCSample) -> str:

@@ -12,7 +12,7 @@ from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.models import create_model
 from tests.conftest import Rows
-from tests.methods.test_predict import FAST
+from tests.helpers import CHECKPOINT_FAST as FAST
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

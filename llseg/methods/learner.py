@@ -67,7 +67,13 @@ class ContinualLearner:
         self.recipe = make_recipe(config)
         self.model_kwargs = self.recipe.model_kwargs(dict(config.model_kwargs))
         self.split_steps = self._split_steps(config, self.info)
-        if self.recipe.needs_background and self.info.background_id is None:
+        self.domains = self._domain_split(config)
+        recipe = self.recipe
+        if self.domains is not None and recipe.keeps_teacher and not recipe.domain_stages:
+            raise ConfigError(f"recipe {config.recipe} has no domain-incremental form (its teacher distils the classes of "
+                              f"earlier steps, and split {config.split!r} adds none); on a domain-incremental split "
+                              f"use finetune, joint, mib or plop (docs/methods.md §8.3)")
+        if recipe.needs_background and self.info.background_id is None and not (self.domains and recipe.domain_stages):
             raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
         self.model: nn.Module | None = None
         self.groups: list[list[int]] = []
@@ -105,6 +111,27 @@ class ContinualLearner:
         if spec.background_id is not None:
             steps[0] = [spec.background_id] + steps[0]
         return steps
+
+    @staticmethod
+    def _domain_split(cfg: TrainConfig) -> DomainIncrementalSpec | None:
+        """The ``split`` preset when it is domain-incremental, else None (``_split_steps`` checked the name)."""
+        preset = get_preset(cfg.split) if cfg.split is not None else None
+        return preset if isinstance(preset, DomainIncrementalSpec) else None
+
+    def _domain_step(self, rows: Sequence[Row]) -> int:
+        """Step of a domain-incremental stage: the latest step whose group holds the domain of one of
+        its rows; the domain is the name of the full label's folder (``llseg prepare`` writes
+        ``labels/full/<split>/<city>/<stem>.png``; Ianvs' round 0 is a line of step 0)."""
+        spec = cast(DomainIncrementalSpec, self.domains)
+        steps = set()
+        for _, full, _ in rows:
+            step = spec.task_of(Path(full).parent.name)
+            if step is None:
+                raise DataError(f"{full}: on the domain-incremental split {self.config.split!r} the folder of every label "
+                                f"must name its domain (one of {', '.join(spec.tasks[0][:3])}, ...); prepare the data "
+                                f"with llseg prepare --split {self.config.split}")
+            steps.add(step)
+        return max(steps)
 
     # ------------------------------------------------------------------ state
     @property
@@ -256,14 +283,18 @@ class ContinualLearner:
         seed_everything(cfg.seed + self.stages)
         n_old = sum(len(g) for g in self.groups)
         new_groups = self._new_groups(self._present([t for _, _, t in rows]))
-        if recipe.background_first and not self.groups and new_groups and new_groups[0][0] != self.info.background_id:
+        domain_step = self._domain_step(rows) if self.domains is not None else None
+        if (recipe.background_first and domain_step is None and not self.groups and new_groups
+                and new_groups[0][0] != self.info.background_id):
             raise DataError(
                 f"recipe {cfg.recipe} needs the background ({self.info.class_names[self.info.background_id or 0]}) "
                 "in the first stage's labels; the first stage must be step 0 of the split"
             )
-        used = self._limit_data(rows, step=len(self.groups) + len(new_groups) - 1)
+        step = len(self.groups) + len(new_groups) - 1 if domain_step is None else domain_step
+        used = self._limit_data(rows, step=step)
         teacher: nn.Module | None = None
-        if recipe.keeps_teacher and self.model is not None and new_groups:
+        new_domain = domain_step is not None and domain_step >= 1 and recipe.domain_stages
+        if recipe.keeps_teacher and self.model is not None and (new_groups or new_domain):
             teacher = self._frozen(copy.deepcopy(self.model))
         self.groups += new_groups
         pairs = recipe.stage_pairs(used)
@@ -274,9 +305,10 @@ class ContinualLearner:
         else:
             student = self.model
             self._grow(student, [len(g) for g in new_groups])
-        # with new classes the old ones are the teacher's; else those of the steps before the newest
-        old = n_old if new_groups else sum(len(g) for g in self.groups[:-1])
-        stage = Stage(step=len(self.groups) - 1, old_classes=old, classes=len(self.classes))
+        # with a teacher the old classes are the teacher's (all of them in a new domain); else those of
+        # the steps before the newest
+        old = n_old if new_groups or teacher is not None else sum(len(g) for g in self.groups[:-1])
+        stage = Stage(step=step, old_classes=old, classes=len(self.classes))
 
         start = time.perf_counter()
         losses = self._fit(student, teacher, pairs, stage, resume)

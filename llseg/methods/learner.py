@@ -40,6 +40,7 @@ from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine, EpochCheckpoints, cycle
 from llseg.methods.recipe import Pair, Row, Stage
 from llseg.methods.registry import make_recipe
+from llseg.metrics.confusion import mean_iou
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import SegmentationModel, create_model
 from llseg.runtime import Progress, seed_everything
@@ -410,8 +411,9 @@ class ContinualLearner:
                           validate=self._validation(student) if cfg.val_every > 0 else None)
 
     def _validation(self, student: nn.Module) -> Callable[[], float]:
-        """``val_every``: a function scoring ``student`` on ``val_index`` (mIoU over the learned
-        classes, ``mIoU_all``; -1 when none of them is labelled or predicted)."""
+        """``val_every``: a function scoring ``student`` on ``val_index``: with ``val_metric: all``
+        the mIoU over the learned classes (``mIoU_all``), with ``current`` over the newest class
+        group (SSUL); -1 when none of them is labelled or predicted."""
         rows = read_index(str(self.config.val_index), check_exists=True)
         if rows and len(rows[0]) < 2:
             raise DataError(f"{self.config.val_index}: lines need at least '<image> <full_label>'")
@@ -420,9 +422,16 @@ class ContinualLearner:
         def validate() -> float:
             previous, self.model = self.model, student
             try:
-                score = self.evaluate(images, labels)["mIoU_all"]
+                scorer = self._scorer(images, labels)
             finally:
                 self.model = previous
+            if self.config.val_metric == "all":
+                score = scorer.table()["mIoU_all"]
+            else:
+                try:
+                    score = mean_iou(scorer.learned, classes=[c for c in self.groups[-1] if c not in scorer.unscored])
+                except ValueError:  # no pixel of those classes labelled or predicted
+                    score = None
             return -1.0 if score is None else score
 
         return validate
@@ -432,6 +441,13 @@ class ContinualLearner:
         """Klingner table, accuracy and old/new/all on labelled images (see IncrementalScorer);
         repeated (image, label) pairs are scored once. Data-parallel, each rank scores every
         world-size-th pair and the confusion matrices are summed over the ranks."""
+        table = self._scorer(images, labels).table()
+        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
+                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
+        return table
+
+    def _scorer(self, images: Sequence[str], labels: Sequence[str]) -> IncrementalScorer:
+        """The confusion matrices of :meth:`evaluate`, summed over the data-parallel ranks."""
         pairs = list(dict.fromkeys(zip(images, labels)))[distributed.rank()::distributed.world_size()]
         scorer = IncrementalScorer(self.info.num_classes)
         for (image, label), prediction in zip(pairs, self.predict([i for i, _ in pairs])):
@@ -445,10 +461,7 @@ class ContinualLearner:
                 raise DataError(f"label {label}: {exc}") from None
         if distributed.is_distributed():
             self._sum_over_ranks(scorer)
-        table = scorer.table()
-        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
-                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
-        return table
+        return scorer
 
     def _sum_over_ranks(self, scorer: IncrementalScorer) -> None:
         """Sum ``scorer``'s confusion matrices over the ranks (a rank without images adds zeros)."""

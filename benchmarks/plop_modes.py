@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -64,8 +63,7 @@ def main() -> None:
         cells = ["–" if row[k] is None else f"{100 * row[k]:.1f}" for k in ("mIoU_old", "mIoU_new", "mIoU_all")]
         print(f"| {mode} | " + " | ".join(cells) + f" | {row['seconds']} |")
     if args.json is not None:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cpu": platform.processor(),
-                                         "scores": scores}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "scores": scores}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

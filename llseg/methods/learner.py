@@ -39,7 +39,7 @@ from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, write_c
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine, EpochCheckpoints, cycle
 from llseg.methods.recipe import Pair, Row, Stage
-from llseg.methods.registry import make_recipe
+from llseg.methods.registry import get_recipe, list_recipes, make_recipe
 from llseg.metrics.confusion import mean_iou
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import SegmentationModel, create_model
@@ -71,9 +71,10 @@ class ContinualLearner:
         self.domains = self._domain_split(config)
         recipe = self.recipe
         if self.domains is not None and recipe.keeps_teacher and not recipe.domain_stages:
+            usable = [n for n in list_recipes() if get_recipe(n).domain_stages or not get_recipe(n).keeps_teacher]
             raise ConfigError(f"recipe {config.recipe} has no domain-incremental form (its teacher distils the classes of "
                               f"earlier steps, and split {config.split!r} adds none); on a domain-incremental split "
-                              f"use finetune, joint, mib or plop (docs/methods.md §8.3)")
+                              f"use one of {', '.join(usable)} (docs/methods.md §8.3)")
         if recipe.needs_background and self.info.background_id is None and not (self.domains and recipe.domain_stages):
             raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
         self.model: nn.Module | None = None

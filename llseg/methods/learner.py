@@ -420,19 +420,21 @@ class ContinualLearner:
             raise DataError(f"{self.config.val_index}: lines need at least '<image> <full_label>'")
         images, labels = [str(r[0]) for r in rows], [str(r[1]) for r in rows]
 
+        def current(scorer: IncrementalScorer) -> float | None:
+            try:
+                return mean_iou(scorer.learned, classes=[c for c in self.groups[-1] if c not in scorer.unscored])
+            except ValueError:  # no pixel of those classes labelled or predicted
+                return None
+
         def validate() -> float:
             previous, self.model = self.model, student
             try:
-                scorer = self._scorer(images, labels)
+                if self.config.val_metric == "all":
+                    score = self.evaluate(images, labels)["mIoU_all"]
+                else:
+                    score = current(self._scorer(images, labels))
             finally:
                 self.model = previous
-            if self.config.val_metric == "all":
-                score = scorer.table()["mIoU_all"]
-            else:
-                try:
-                    score = mean_iou(scorer.learned, classes=[c for c in self.groups[-1] if c not in scorer.unscored])
-                except ValueError:  # no pixel of those classes labelled or predicted
-                    score = None
             return -1.0 if score is None else score
 
         return validate

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from llseg.data.cityscapes.synthetic import generate_city_dataset
@@ -130,3 +131,25 @@ def test_finetune_takes_lr_incremental_from_the_domain_step(prepared: Path):
     learner.learn(*(list(c) for c in zip(*chunks[1][:2])))
     # no teacher: old classes are those of the steps before the newest (none: one class group)
     assert learner.recipe.stage == Stage(step=1, old_classes=0, classes=19) and learner.recipe.learning_rate() == 0.001
+
+
+def test_the_domain_job_lists_mib_and_plop_with_plops_script_settings():
+    """examples/cityscapes/...-domain-11-5: every algorithm file builds a learner as shipped; MiB and PLOP carry
+    the options of PLOP's scripts/cityscapesDomain (loss_kd 10; POD 0.0001 / 0.0001, released mode)."""
+    from llseg.ianvs.estimator import DeepLabV3Estimator
+
+    root = Path(__file__).resolve().parents[3] / "examples" / "cityscapes" / "lifelong_learning_bench"
+    job = yaml.safe_load((root / f"benchmarkingjob_{SPLIT}.yaml").read_text())
+    names = [a["name"] for a in job["benchmarkingjob"]["test_object"]["algorithms"]]
+    assert names == ["deeplabv3_finetune", "deeplabv3_joint", "deeplabv3_mib", "deeplabv3_plop"]
+    configs = {}
+    for name in names:
+        path = root / "testalgorithms" / f"{name}_{SPLIT}_cityscapes.yaml"
+        hps = yaml.safe_load(path.read_text())["algorithm"]["modules"][0]["hyperparameters"]
+        config = DeepLabV3Estimator(**{k: v["values"][0] for item in hps for k, v in item.items()}).config
+        ContinualLearner(config)  # no refusal on the domain split
+        configs[config.recipe] = config
+    assert configs["mib"].options.loss_kd == 10.0 and configs["mib"].lr_incremental == 0.001
+    plop_options = configs["plop"].options
+    assert (plop_options.pod_factor, plop_options.pod_logits_factor, plop_options.mode) == (0.0001, 0.0001, "released")
+    assert configs["joint"].lr_incremental is None  # a fresh model every round

@@ -287,7 +287,7 @@ def plop_modules(root: Path) -> tuple[types.ModuleType, types.ModuleType]:
 
     @contextlib.contextmanager
     def scale_loss(loss: torch.Tensor, optim: Any) -> Iterator[torch.Tensor]:
-        captured["loss"] = loss.detach()
+        captured["loss"] = loss  # not detached: the domain rows differentiate it
         raise _Captured
         yield loss  # pragma: no cover
 
@@ -400,7 +400,100 @@ def check_plop(root: Path, seed: int) -> list[Row]:
         # local POD with PLOP's own options
         for shape in ((8, 8), (12, 12), (9, 9), (12, 8)):
             compare_pod(pod, pod_paper, train, trainer, old, new, shape, seed)
-    return [entropy, entropy_paper, median, median_paper, pseudo, pseudo_paper, pod, pod_paper]
+    return [entropy, entropy_paper, median, median_paper, pseudo, pseudo_paper, pod, pod_paper,
+            *check_domain(train, argparser, seed)]
+
+
+# The domain-incremental Cityscapes scripts (scripts/cityscapesDomain/*.sh): --method FT plus these options
+DOMAIN_MIB = ["--loss_kd", "10.0"]
+DOMAIN_PLOP = ["--pod", "local", "--pod_factor", "0.0001", "--pod_logits", "--pod_options",
+               '{"switch": {"after": {"extra_channels": "sum", "factor": 0.0001, "type": "local"}}}']
+
+
+class _FeatureFake:
+    """What llseg's PLOP recipe calls: forward_features(image, preactivation) -> its named maps."""
+
+    def __init__(self, maps: dict[str, torch.Tensor]) -> None:
+        self.maps = maps
+
+    def forward_features(self, image: torch.Tensor, preactivation: bool = False) -> dict[str, torch.Tensor]:
+        return self.maps
+
+
+def _domain_loss(train: types.ModuleType, argparser: types.ModuleType, options: list[str], target: torch.Tensor,
+                 new: tuple[torch.Tensor, dict[str, Any]], old: tuple[torch.Tensor, dict[str, Any]]) -> torch.Tensor:
+    """loss_tot of one step-1 batch of PLOP's Trainer.train on cityscapes_domain with ``options``."""
+    opts = argparser.modify_command_options(argparser.get_argparser().parse_args(
+        ["--method", "FT", "--dataset", "cityscapes_domain", "--task", "11-1", "--step", "1", *options]))
+    trainer = train.Trainer(_FakeModel(*new), _FakeModel(*old), torch.device("cpu"), opts, step=1)
+    data = _Loader([(torch.zeros(len(target), 3, 2, 2), target.clone())])
+    with contextlib.suppress(_Captured):
+        trainer.train(0, types.SimpleNamespace(zero_grad=lambda: None, param_groups=[{"lr": 0.0}]), data, logger=_LOG)
+    return train._captured["loss"]
+
+
+def check_domain(train: types.ModuleType, argparser: types.ModuleType, seed: int) -> list[Row]:
+    """MiB and PLOP on a domain step (19 classes, no new class, no background) against the Trainer of
+    PLOP's released domain scripts; llseg's recipes in a stage with ``Stage.same_classes``."""
+    mib_row = Row("MiB", "domain step: CE + 10 · KD (Cityscapes domains, mib_cityscapesDomain_1-1.sh)",
+                  "PLOP's train.py Trainer.train, --method FT --loss_kd 10 (loss_tot)", "Mib.loss (Stage.same_classes)")
+    rows = {mode: Row("PLOP", f"domain step: CE + local POD, mode {mode} (plop_cityscapesDomain_11-1.sh)",
+                      "train.py Trainer.train, --method FT --pod local --pod_factor 0.0001 --pod_logits (loss_tot)",
+                      f"Plop.loss (Stage.same_classes, mode {mode})") for mode in ("released", "corrected")}
+    gen = torch.Generator().manual_seed(seed)
+    # full logits and the low-resolution maps POD reads (square, sides 4 divides: the same regions in both modes)
+    for shape, small in (((12, 12), (8, 8)), ((10, 14), (4, 4)), ((16, 16), (12, 12))):
+        compare_domain_case(mib_row, rows, train, argparser, gen, shape, small)
+    return [mib_row, *rows.values()]
+
+
+def compare_domain_case(mib_row: Row, plop_rows: dict[str, Row], train: types.ModuleType, argparser: types.ModuleType,
+                        gen: torch.Generator, shape: tuple[int, int], small: tuple[int, int]) -> None:
+    from llseg.methods.config import TrainConfig
+    from llseg.methods.recipe import Stage
+    from llseg.methods.registry import make_recipe
+
+    classes, n = 19, 2
+    logits = torch.randn(n, classes, *shape, generator=gen) * 3
+    teacher = torch.randn(n, classes, *shape, generator=gen) * 3
+    target = torch.randint(0, classes, (n, *shape), generator=gen)
+    target[torch.rand(n, *shape, generator=gen) < 0.1] = IGNORE
+    image = torch.zeros(n, 3, *shape)
+    stage = Stage(step=1, old_classes=classes, classes=classes)
+    settings = dict(dataset="cityscapes", split="cityscapes-domain-11-1", model="deeplabv3_resnet50")
+
+    def ours_mib(x: torch.Tensor) -> torch.Tensor:
+        recipe = make_recipe(TrainConfig.from_hyperparameters(dict(recipe="mib", **settings)))
+        recipe.begin_stage(stage, None)
+        return recipe.loss(lambda _: x, lambda _: teacher, image, target).double()
+
+    compare_loss(mib_row, lambda x: _domain_loss(train, argparser, DOMAIN_MIB, target, (x, {}), (teacher, {})),
+                 ours_mib, logits)
+    feats_new = [torch.randn(n, 4, *small, generator=gen) for _ in range(5)]
+    feats_old = [f + 0.3 * torch.randn(f.shape, generator=gen) for f in feats_new]
+    small_old = torch.randn(n, classes, *small, generator=gen)
+    small_new = torch.randn(n, classes, *small, generator=gen)
+
+    def maps(feats: list[torch.Tensor], full: torch.Tensor, lowres: torch.Tensor) -> _FeatureFake:
+        names = ("layer1", "layer2", "layer3", "layer4", "aspp")
+        return _FeatureFake({**dict(zip(names, feats)), "aspp_before_dropout": feats[4], "logits": full,
+                             "logits_lowres": lowres})
+
+    def theirs_plop(x: torch.Tensor) -> torch.Tensor:
+        new = (logits, {"attentions": list(feats_new), "sem_logits_small": x})
+        old = (teacher, {"attentions": list(feats_old), "sem_logits_small": small_old})
+        return _domain_loss(train, argparser, DOMAIN_PLOP, target, new, old)
+
+    def ours_plop(mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            recipe = make_recipe(TrainConfig.from_hyperparameters(dict(
+                recipe="plop", pod_factor=0.0001, pod_logits_factor=0.0001, mode=mode, crop_size="512x512", **settings)))
+            recipe.begin_stage(stage, None)
+            return recipe.loss(maps(feats_new, logits, x), maps(feats_old, teacher, small_old), image, target).double()
+        return fn
+
+    for mode, row in plop_rows.items():
+        compare_loss(row, theirs_plop, ours_plop(mode), small_new)
 
 
 def compare_pod(pod: Row, pod_paper: Row, train: types.ModuleType, trainer: Any, old: int, new: int,

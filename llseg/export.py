@@ -5,10 +5,13 @@ the deploy resolution -> N×K×H×W float32 class scores, channel k scoring trai
 (ImageNet normalisation and the recipe's ``class_scores`` are inside the graph). What the graph
 does not hold travels as metadata (ONNX ``metadata_props``, TorchScript extra file
 ``llseg.json``): ``classes``, ``group_sizes``, ``num_classes``, ``dataset``, ``input_size``
-(H, W), ``architecture``, ``recipe``. :func:`load_edge_model` opens a checkpoint (``.pt``/
-``.model``), an ``.onnx`` or a TorchScript file (``.ts``/``.torchscript``) behind one interface,
-and :func:`predict_image` turns scores into the same train-id mask as ``ContinualLearner.predict``
-(bilinear upsampling to the image's size, argmax; 255 never occurs in a prediction).
+(H, W), ``architecture``, ``recipe``, ``eval_crop``. :func:`load_edge_model` opens a checkpoint
+(``.pt``/``.model``), an ``.onnx`` or a TorchScript file (``.ts``/``.torchscript``) behind one
+interface, and :func:`predict_image` turns scores into the same train-id mask as
+``ContinualLearner.predict`` (bilinear upsampling to the image's size, argmax). A checkpoint
+trained with ``eval_crop`` S is exported for S×S inputs and predicts as it is evaluated
+(docs/methods.md §9.4): the centred min(H, W) square of the image, resized to S×S, the pixels
+outside it 255 (not predicted); without ``eval_crop`` 255 never occurs in a prediction.
 
 ONNX needs the optional extra ``llseg[onnx]`` (onnx, onnxscript, onnxruntime).
 """
@@ -27,10 +30,11 @@ import torch
 from torch import nn
 
 from llseg.data.imageio import read_rgb
+from llseg.data.labels import IGNORE_INDEX
 from llseg.data.predictions import predictions_from_logits
 from llseg.data.transforms import normalize, resize_pair
 from llseg.errors import ConfigError
-from llseg.methods.learner import ContinualLearner
+from llseg.methods.learner import ContinualLearner, center_square
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -63,6 +67,7 @@ class ModelInfo:
     input_size: tuple[int, int] | None
     architecture: str
     recipe: str
+    eval_crop: int | None = None  # S: predict the centred square at S×S (input_size (S, S)), 255 outside
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "input_size": list(self.input_size) if self.input_size else None})
@@ -77,6 +82,7 @@ class ModelInfo:
                 num_classes=int(data["num_classes"]), dataset=str(data["dataset"]),
                 input_size=(int(size[0]), int(size[1])) if size else None,
                 architecture=str(data["architecture"]), recipe=str(data["recipe"]),
+                eval_crop=int(data["eval_crop"]) if data.get("eval_crop") else None,  # absent in older exports
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ConfigError(f"{source}: llseg metadata is missing or malformed ({exc}); "
@@ -95,7 +101,7 @@ def _info(learner: ContinualLearner, size: tuple[int, int] | None) -> ModelInfo:
     return ModelInfo(
         classes=[int(c) for c in learner.classes], group_sizes=[len(g) for g in learner.channel_groups],
         num_classes=learner.info.num_classes, dataset=learner.config.dataset, input_size=size,
-        architecture=learner.config.model, recipe=learner.config.recipe,
+        architecture=learner.config.model, recipe=learner.config.recipe, eval_crop=learner.config.eval_crop,
     )
 
 
@@ -104,7 +110,7 @@ class TorchModel:
 
     def __init__(self, learner: ContinualLearner, size: tuple[int, int] | None = None) -> None:
         self.head = ScoreHead(learner).eval()
-        self.info = _info(learner, size or learner.config.input_size)
+        self.info = _info(learner, size or deploy_size(learner))
 
     @torch.no_grad()
     def scores(self, batch: np.ndarray) -> np.ndarray:
@@ -182,10 +188,23 @@ def mask_from_scores(scores: np.ndarray, info: ModelInfo, shape: tuple[int, int]
 
 
 def predict_image(model: EdgeModel, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(mask H×W uint8 train ids at the image's size, scores 1×K×h×w at the deploy size)``."""
+    """``(mask H×W uint8 train ids at the image's size, scores 1×K×h×w at the deploy size)``; with
+    ``eval_crop`` the mask is 255 outside the centred square (the scores are the square's)."""
     rgb = read_rgb(path)
-    scores = model.scores(to_batch(rgb, model.info.input_size))
-    return mask_from_scores(scores, model.info, rgb.shape[:2]), scores
+    if model.info.eval_crop is None:
+        scores = model.scores(to_batch(rgb, model.info.input_size))
+        return mask_from_scores(scores, model.info, rgb.shape[:2]), scores
+    top, left, h, w = center_square(*rgb.shape[:2])
+    scores = model.scores(to_batch(rgb[top:top + h, left:left + w], (model.info.eval_crop, model.info.eval_crop)))
+    mask = np.full(rgb.shape[:2], IGNORE_INDEX, dtype=np.uint8)
+    mask[top:top + h, left:left + w] = mask_from_scores(scores, model.info, (h, w))
+    return mask, scores
+
+
+def deploy_size(learner: ContinualLearner) -> tuple[int, int] | None:
+    """The input size a checkpoint predicts at: (S, S) with ``eval_crop`` S, else ``input_size``."""
+    crop = learner.config.eval_crop
+    return (crop, crop) if crop is not None else learner.config.input_size
 
 
 def export_checkpoint(checkpoint: Path, out: Path, fmt: str, size: tuple[int, int] | None = None) -> Path:
@@ -197,7 +216,11 @@ def export_checkpoint(checkpoint: Path, out: Path, fmt: str, size: tuple[int, in
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     learner = ContinualLearner.from_checkpoint(checkpoint, device="cpu")
-    size = size or learner.config.input_size
+    crop = learner.config.eval_crop
+    if crop is not None and size is not None and tuple(size) != (crop, crop):
+        raise ConfigError(f"{checkpoint} evaluates with eval_crop {crop} (the centred square at {crop}x{crop}); "
+                          f"export it with --size {crop}x{crop} or without --size")
+    size = size or deploy_size(learner)
     if size is None:
         raise ConfigError(f"{checkpoint} has no input_size: give the deploy resolution with --size HxW")
     model = TorchModel(learner, size)

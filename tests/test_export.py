@@ -54,3 +54,21 @@ def test_cli_export_and_errors(make_rows: Callable[..., Rows], tmp_path: Path, c
     pytest.importorskip("onnxruntime")
     with pytest.raises(ConfigError, match="bad.onnx: not a readable ONNX model"):
         load_edge_model(tmp_path / "bad.onnx")
+
+
+def test_export_records_eval_crop_and_predicts_its_square(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
+    """eval_crop 16 on 32x64 images: the export takes 16x16 inputs, records eval_crop, and its mask is the
+    checkpoint's evaluation prediction (255 outside the centred 32x32 square); another --size is refused."""
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **FAST)))
+    rows = make_rows("a", 2, [10, 0, 13], keep={0, 10, 13})
+    learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
+    learner.save(tmp_path / "stage1.pt")
+    with pytest.raises(ConfigError, match="evaluates with eval_crop 16 .* export it with --size 16x16 or without --size"):
+        export_checkpoint(tmp_path / "stage1.pt", tmp_path / "x.ts", "torchscript", SIZE)
+    edge = load_edge_model(export_checkpoint(tmp_path / "stage1.pt", tmp_path / "model.ts", "torchscript"))
+    assert edge.info.eval_crop == 16 and edge.info.input_size == (16, 16)
+    image = Path(rows.x[0, 0])
+    mask, scores = predict_image(edge, image)
+    expected = next(learner.predict([str(image)])).pred
+    assert scores.shape[2:] == (16, 16) and (mask[:, :16] == 255).all() and (mask[:, 48:] == 255).all()
+    assert np.array_equal(mask, expected)

@@ -33,6 +33,7 @@ from llseg.runtime import PRECISIONS
 
 log = logging.getLogger("llseg.config")
 LOSS_TYPES = ("ce", "bce")
+VAL_METRICS = ("all", "current")  # val_metric: mIoU over the learned classes, or the current step's
 DEFAULT_RECIPE = "klingner"
 SIZE_KEYS = ("input_size", "crop_size")
 
@@ -107,6 +108,9 @@ class TrainConfig:
             last epoch's weights (docs/methods.md §9.4).
         val_index: index file of the validation images (``<image> <full_label> ...`` per line);
             ``llseg train`` defaults it to the prepared folder's ``val_index.txt``.
+        val_metric: the validation score ``val_every`` maximises: ``all`` (mIoU over the classes
+            learned so far) or ``current`` (mIoU over the current step's classes, background
+            included in step 0: SSUL's released rule).
         checkpoint_every: epochs between resumable training checkpoints, when the caller names a
             file for them (``llseg train --out``, ``llseg bench``); 0 = none. No effect on results.
         tensorboard: folder for TensorBoard event files (losses, lr, per-round mIoU;
@@ -149,6 +153,7 @@ class TrainConfig:
     tensorboard: str | None = None
     val_every: int = 0
     val_index: str | None = None
+    val_metric: str = "all"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     options: RecipeOptions = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
 
@@ -180,6 +185,9 @@ class TrainConfig:
         if self.val_every > 0 and not self.val_index:
             raise ConfigError("val_every needs val_index: the index file of the validation images (e.g. the prepared "
                               "folder's val_index.txt); llseg train sets it from --data")
+        if self.val_metric not in VAL_METRICS:
+            raise ConfigError(f"val_metric must be one of {', '.join(VAL_METRICS)} (the score val_every maximises), "
+                              f"got {self.val_metric!r}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0 (0: no training checkpoints), got {self.checkpoint_every}")
         if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)

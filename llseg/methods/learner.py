@@ -39,7 +39,8 @@ from llseg.methods.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, write_c
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine, EpochCheckpoints, cycle
 from llseg.methods.recipe import Pair, Row, Stage
-from llseg.methods.registry import make_recipe
+from llseg.methods.registry import get_recipe, list_recipes, make_recipe
+from llseg.metrics.confusion import mean_iou
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import SegmentationModel, create_model
 from llseg.runtime import Progress, seed_everything
@@ -67,7 +68,14 @@ class ContinualLearner:
         self.recipe = make_recipe(config)
         self.model_kwargs = self.recipe.model_kwargs(dict(config.model_kwargs))
         self.split_steps = self._split_steps(config, self.info)
-        if self.recipe.needs_background and self.info.background_id is None:
+        self.domains = self._domain_split(config)
+        recipe = self.recipe
+        if self.domains is not None and recipe.keeps_teacher and not recipe.domain_stages:
+            usable = [n for n in list_recipes() if get_recipe(n).domain_stages or not get_recipe(n).keeps_teacher]
+            raise ConfigError(f"recipe {config.recipe} has no domain-incremental form (its teacher distils the classes of "
+                              f"earlier steps, and split {config.split!r} adds none); on a domain-incremental split "
+                              f"use one of {', '.join(usable)} (docs/methods.md §8.3)")
+        if recipe.needs_background and self.info.background_id is None and not (self.domains and recipe.domain_stages):
             raise ConfigError(f"recipe {config.recipe} needs a dataset with a background class; {self.info.name} has none")
         self.model: nn.Module | None = None
         self.groups: list[list[int]] = []
@@ -105,6 +113,27 @@ class ContinualLearner:
         if spec.background_id is not None:
             steps[0] = [spec.background_id] + steps[0]
         return steps
+
+    @staticmethod
+    def _domain_split(cfg: TrainConfig) -> DomainIncrementalSpec | None:
+        """The ``split`` preset when it is domain-incremental, else None (``_split_steps`` checked the name)."""
+        preset = get_preset(cfg.split) if cfg.split is not None else None
+        return preset if isinstance(preset, DomainIncrementalSpec) else None
+
+    def _domain_step(self, rows: Sequence[Row]) -> int:
+        """Step of a domain-incremental stage: the latest step whose group holds the domain of one of
+        its rows; the domain is the name of the full label's folder (``llseg prepare`` writes
+        ``labels/full/<split>/<city>/<stem>.png``; Ianvs' round 0 is a line of step 0)."""
+        spec = cast(DomainIncrementalSpec, self.domains)
+        steps = set()
+        for _, full, _ in rows:
+            step = spec.task_of(Path(full).parent.name)
+            if step is None:
+                raise DataError(f"{full}: on the domain-incremental split {self.config.split!r} the folder of every label "
+                                f"must name its domain (one of {', '.join(spec.tasks[0][:3])}, ...); prepare the data "
+                                f"with llseg prepare --split {self.config.split}")
+            steps.add(step)
+        return max(steps)
 
     # ------------------------------------------------------------------ state
     @property
@@ -256,14 +285,18 @@ class ContinualLearner:
         seed_everything(cfg.seed + self.stages)
         n_old = sum(len(g) for g in self.groups)
         new_groups = self._new_groups(self._present([t for _, _, t in rows]))
-        if recipe.background_first and not self.groups and new_groups and new_groups[0][0] != self.info.background_id:
+        domain_step = self._domain_step(rows) if self.domains is not None else None
+        if (recipe.background_first and domain_step is None and not self.groups and new_groups
+                and new_groups[0][0] != self.info.background_id):
             raise DataError(
                 f"recipe {cfg.recipe} needs the background ({self.info.class_names[self.info.background_id or 0]}) "
                 "in the first stage's labels; the first stage must be step 0 of the split"
             )
-        used = self._limit_data(rows, step=len(self.groups) + len(new_groups) - 1)
+        step = len(self.groups) + len(new_groups) - 1 if domain_step is None else domain_step
+        used = self._limit_data(rows, step=step)
         teacher: nn.Module | None = None
-        if recipe.keeps_teacher and self.model is not None and new_groups:
+        new_domain = domain_step is not None and domain_step >= 1 and recipe.domain_stages
+        if recipe.keeps_teacher and self.model is not None and (new_groups or new_domain):
             teacher = self._frozen(copy.deepcopy(self.model))
         self.groups += new_groups
         pairs = recipe.stage_pairs(used)
@@ -274,9 +307,10 @@ class ContinualLearner:
         else:
             student = self.model
             self._grow(student, [len(g) for g in new_groups])
-        # with new classes the old ones are the teacher's; else those of the steps before the newest
-        old = n_old if new_groups else sum(len(g) for g in self.groups[:-1])
-        stage = Stage(step=len(self.groups) - 1, old_classes=old, classes=len(self.classes))
+        # with a teacher the old classes are the teacher's (all of them in a new domain); else those of
+        # the steps before the newest
+        old = n_old if new_groups or teacher is not None else sum(len(g) for g in self.groups[:-1])
+        stage = Stage(step=step, old_classes=old, classes=len(self.classes))
 
         start = time.perf_counter()
         losses = self._fit(student, teacher, pairs, stage, resume)
@@ -378,17 +412,27 @@ class ContinualLearner:
                           validate=self._validation(student) if cfg.val_every > 0 else None)
 
     def _validation(self, student: nn.Module) -> Callable[[], float]:
-        """``val_every``: a function scoring ``student`` on ``val_index`` (mIoU over the learned
-        classes, ``mIoU_all``; -1 when none of them is labelled or predicted)."""
+        """``val_every``: a function scoring ``student`` on ``val_index``: with ``val_metric: all``
+        the mIoU over the learned classes (``mIoU_all``), with ``current`` over the newest class
+        group (SSUL); -1 when none of them is labelled or predicted."""
         rows = read_index(str(self.config.val_index), check_exists=True)
         if rows and len(rows[0]) < 2:
             raise DataError(f"{self.config.val_index}: lines need at least '<image> <full_label>'")
         images, labels = [str(r[0]) for r in rows], [str(r[1]) for r in rows]
 
+        def current(scorer: IncrementalScorer) -> float | None:
+            try:
+                return mean_iou(scorer.learned, classes=[c for c in self.groups[-1] if c not in scorer.unscored])
+            except ValueError:  # no pixel of those classes labelled or predicted
+                return None
+
         def validate() -> float:
             previous, self.model = self.model, student
             try:
-                score = self.evaluate(images, labels)["mIoU_all"]
+                if self.config.val_metric == "all":
+                    score = self.evaluate(images, labels)["mIoU_all"]
+                else:
+                    score = current(self._scorer(images, labels))
             finally:
                 self.model = previous
             return -1.0 if score is None else score
@@ -400,6 +444,13 @@ class ContinualLearner:
         """Klingner table, accuracy and old/new/all on labelled images (see IncrementalScorer);
         repeated (image, label) pairs are scored once. Data-parallel, each rank scores every
         world-size-th pair and the confusion matrices are summed over the ranks."""
+        table = self._scorer(images, labels).table()
+        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
+                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
+        return table
+
+    def _scorer(self, images: Sequence[str], labels: Sequence[str]) -> IncrementalScorer:
+        """The confusion matrices of :meth:`evaluate`, summed over the data-parallel ranks."""
         pairs = list(dict.fromkeys(zip(images, labels)))[distributed.rank()::distributed.world_size()]
         scorer = IncrementalScorer(self.info.num_classes)
         for (image, label), prediction in zip(pairs, self.predict([i for i, _ in pairs])):
@@ -413,10 +464,7 @@ class ContinualLearner:
                 raise DataError(f"label {label}: {exc}") from None
         if distributed.is_distributed():
             self._sum_over_ranks(scorer)
-        table = scorer.table()
-        self.engine.events.scalars({f"eval/{k}": v for k, v in table.items()
-                                    if k.startswith(("mIoU", "hIoU", "accuracy")) and isinstance(v, float)}, self.stages)
-        return table
+        return scorer
 
     def _sum_over_ranks(self, scorer: IncrementalScorer) -> None:
         """Sum ``scorer``'s confusion matrices over the ranks (a rank without images adds zeros)."""

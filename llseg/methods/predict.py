@@ -2,7 +2,9 @@
 
 For every image ``<stem>.<ext>`` two PNGs are written: ``<stem>_mask.png``, the predicted train
 ids coloured with the dataset palette, and ``<stem>_overlay.png``, that mask alpha-blended onto
-the input. Both have the input's size.
+the input. Both have the input's size. A checkpoint trained with ``eval_crop`` S predicts as it is
+evaluated (docs/methods.md §9.4): only the centred min(H, W) square, seen by the model at S×S; the
+pixels outside it are not predicted (255, black in the mask) and keep the input's colours in the overlay.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from PIL import Image
 
 from llseg.atomic import check_output_dir
 from llseg.data.imageio import read_rgb
+from llseg.data.labels import IGNORE_INDEX
 from llseg.errors import ConfigError
 from llseg.methods.learner import ContinualLearner
 
@@ -26,14 +29,15 @@ def colorize(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[label.astype(np.uint8)]
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``(1 - alpha) * rgb + alpha * mask``, rounded to uint8; both H×W×3."""
+def overlay(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5, predicted: np.ndarray | None = None) -> np.ndarray:
+    """``(1 - alpha) * rgb + alpha * mask``, rounded to uint8; both H×W×3. Where the H×W bool
+    ``predicted`` is False (outside ``eval_crop``'s square) the pixel stays ``rgb``."""
     if rgb.shape != mask.shape:
         raise ValueError(f"image is {rgb.shape} but mask is {mask.shape}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    blend = (1.0 - alpha) * rgb.astype(np.float32) + alpha * mask.astype(np.float32)
-    return np.round(blend).astype(np.uint8)
+    blend = np.round((1.0 - alpha) * rgb.astype(np.float32) + alpha * mask.astype(np.float32)).astype(np.uint8)
+    return blend if predicted is None else np.where(predicted[..., None], blend, rgb)
 
 
 def list_images(path: Path) -> list[Path]:
@@ -75,6 +79,6 @@ def predict_images(
         mask = colorize(prediction.pred, lut)
         pair = (out / f"{path.stem}_mask.png", out / f"{path.stem}_overlay.png")
         Image.fromarray(mask).save(pair[0])
-        Image.fromarray(overlay(read_rgb(path), mask, alpha)).save(pair[1])
+        Image.fromarray(overlay(read_rgb(path), mask, alpha, prediction.pred != IGNORE_INDEX)).save(pair[1])
         written.append(pair)
     return written

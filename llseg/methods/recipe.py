@@ -62,7 +62,8 @@ class Stage:
     Attributes:
         step: index of the newest class group (0 = the first step).
         old_classes: classes of the earlier steps (background first): with a teacher exactly the
-            teacher's classes; 0 in step 0.
+            teacher's classes; 0 in step 0. A domain-incremental stage with a teacher (see
+            ``Recipe.domain_stages``) has ``old_classes == classes``: it adds no class.
         classes: all classes of the student |C_1:t|.
     """
 
@@ -72,8 +73,13 @@ class Stage:
 
     @property
     def new_classes(self) -> int:
-        """|C_t|: classes of the current step."""
+        """|C_t|: classes of the current step (0 in a domain-incremental stage with a teacher)."""
         return self.classes - self.old_classes
+
+    @property
+    def same_classes(self) -> bool:
+        """A stage ≥ 1 that adds no class (a new domain): the teacher knows every class of the student."""
+        return self.step >= 1 and self.classes == self.old_classes
 
 
 class Recipe:
@@ -84,6 +90,9 @@ class Recipe:
     defaults: ClassVar[Mapping[str, Any]] = {}  # published values of shared TrainConfig options
     keeps_teacher: ClassVar[bool] = False  # frozen copy of the previous model when classes are added
     needs_background: ClassVar[bool] = False  # dataset background class, channel 0 of step 0
+    # the recipe has a form for domain-incremental splits (every class in every step, no background
+    # needed): it keeps its teacher in steps >= 1 although they add no class (Stage.same_classes)
+    domain_stages: ClassVar[bool] = False
     one_head_per_group: ClassVar[bool] = False  # the model grows one head per class group (else one block)
     teacher_maps: ClassVar[tuple[str, ...]] = ()  # forward_features maps of the begin_stage teacher pass
     capabilities: ClassVar[tuple[type, ...]] = ()  # protocols of llseg.models the recipe's model must meet

@@ -4,7 +4,8 @@ Per test case and round: the images a stage trains on (as the learner counts the
 lines once, ``joint``'s images so far, ``data_ratio``, round 0's single line seen twice), × epochs,
 the evaluation images of the round (every eval chunk, the report samples; the test index twice at
 the end), the counted FLOPs (``torch.utils.flop_counter`` on the model's forward at the size a
-training sample really has after augmentation; training = 3 × forward, + 1 forward with a teacher)
+training sample really has after augmentation; training = 3 × forward, + 1 forward with a teacher;
+evaluation at the size the model predicts at, the ``eval_crop`` square when set)
 and the estimated time from a short calibration on this machine: a few timed training steps
 (loading real samples, forward, backward, optimiser; the engine's device and precision) and timed
 evaluations of one image as Ianvs runs them (prediction, record, two scorings). Replayed
@@ -102,6 +103,14 @@ def _forward_flops(model: torch.nn.Module, image: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
+def eval_input_size(config: TrainConfig, image: Path) -> tuple[int, int]:
+    """(H, W) the model sees when evaluating ``image``: the ``eval_crop`` square, else ``input_size``,
+    else the image's own size."""
+    if config.eval_crop is not None:
+        return config.eval_crop, config.eval_crop
+    return config.input_size or image_size(image)
+
+
 def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) -> Calibration:
     """Time ``CALIBRATION_STEPS`` training steps at ``batch_size`` on samples of ``row`` (after one
     warm-up step), and as many evaluations of its image as Ianvs runs them (prediction at the image's
@@ -148,8 +157,7 @@ def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) 
                 IncrementalScorer(num_classes).update(load_prediction(record), read_label_png(Path(row[1])))
             if step:
                 eval_seconds += time.perf_counter() - start
-    eval_size = config.input_size or image_size(Path(row[0]))
-    probe = torch.zeros(1, 3, *eval_size, device=engine.device)
+    probe = torch.zeros(1, 3, *eval_input_size(config, Path(row[0])), device=engine.device)
     n = CALIBRATION_STEPS
     return Calibration((loads + steps) / (n * batch), eval_seconds / n, train_flops, _forward_flops(model, probe))
 

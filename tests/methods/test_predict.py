@@ -80,3 +80,28 @@ def test_predict_errors_name_the_file(make_rows: Callable[..., Rows], tmp_path: 
     (empty / "x.jpg").write_bytes(b"")
     assert main(["predict", "--checkpoint", str(checkpoint), "--image", str(empty)]) == 2
     assert "would both write x_mask.png" in capsys.readouterr().err
+
+
+def test_predict_honours_eval_crop(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
+    """A checkpoint with eval_crop 16, 32x64 images: only the centred 32x32 square (columns 16..47) is
+    predicted, from the crop seen at 16x16; outside it the mask is black (255) and the overlay is the input."""
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **dict(FAST, epochs=1))))
+    rows = make_rows("a", 2, [10, 0, 13], keep={0, 10, 13})
+    learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
+    learner.save(tmp_path / "stage1.pt")
+    out = tmp_path / "out"
+    image = Path(rows.x[0, 0])
+    assert main(["predict", "--checkpoint", str(tmp_path / "stage1.pt"), "--image", str(image), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    rgb = np.asarray(Image.open(image).convert("RGB"))
+    mask = np.asarray(Image.open(out / f"{image.stem}_mask.png"))
+    shown = np.asarray(Image.open(out / f"{image.stem}_overlay.png"))
+    outside = np.ones((32, 64), bool)
+    outside[:, 16:48] = False
+    assert (mask[outside] == 0).all() and (shown[outside] == rgb[outside]).all()
+    # inside: the evaluation's prediction (ContinualLearner.predict, the path every scorer uses)
+    pred = next(ContinualLearner.from_checkpoint(tmp_path / "stage1.pt", device="cpu").predict([str(image)])).pred
+    assert (pred[outside] == 255).all() and pred[~outside].max() < 255
+    assert (mask[~outside] == CITYSCAPES.palette_lut()[pred[~outside]]).all()
+    blend = np.round(0.5 * rgb.astype(np.float32) + 0.5 * mask.astype(np.float32)).astype(np.uint8)
+    assert (shown[~outside] == blend[~outside]).all()

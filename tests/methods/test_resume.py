@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from llseg.errors import ConfigError
+from llseg.methods import engine as engine_module
+from llseg.methods.checkpoint import load_weights_file
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.methods.recipe import Recipe
@@ -94,3 +96,39 @@ def test_a_checkpoint_of_other_settings_is_refused(make_rows: Callable[..., Rows
     # runtime keys do not count: another checkpoint interval or device setting resumes the same file
     same = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", checkpoint_every=2, **ERFNET)))
     same.learn(*_args(rows), checkpoints=file)
+
+
+def test_a_stage_interrupted_with_a_best_epoch_resumes_to_the_same_choice(make_rows: Callable[..., Rows], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """val_every 1 over 3 epochs, the last one ruined (10⁴ × lr, so an earlier epoch is kept); killed at the
+    start of epoch 3, after the epoch-2 checkpoint that holds the best epoch so far, and resumed: the same
+    kept epoch, validation score and weights as without the interruption. Losing the recorded best would
+    keep epoch 3 (the only one validated after resuming)."""
+    def scripted(optimizer, policy, total, **kwargs):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0 if it < total * 2 // 3 else 1e4)
+
+    monkeypatch.setattr(engine_module, "make_schedule", scripted)
+    rows = make_rows("a", 4, [0, 5, 10], keep={0, 5, 10})
+    val = make_rows("v", 2, [0, 5, 10], keep={0, 5, 10})
+    index = tmp_path / "val_index.txt"
+    index.write_text("".join(f"{i} {lab} {lab}\n" for i, lab in val.x))
+    config = TrainConfig.from_hyperparameters(dict(recipe="finetune", **{**ERFNET, "lr": 5e-3}, val_every=1,
+                                                   val_index=str(index)))
+    straight = ContinualLearner(config)
+    summary = straight.learn(*_args(rows))
+    assert summary["chosen_epoch"] < 3
+
+    file = tmp_path / "stage1.resume.pt"
+    with monkeypatch.context() as patch:
+        _stop_at(patch, 3)
+        with pytest.raises(Stop):
+            ContinualLearner(config).learn(*_args(rows), checkpoints=file)
+    assert load_weights_file(file)["best"]["epoch"] == summary["chosen_epoch"]
+
+    resumed = ContinualLearner(config)
+    with monkeypatch.context() as patch:
+        _stop_at(patch, 1)  # epochs 1 and 2 must not run again
+        again = resumed.learn(*_args(rows), checkpoints=file)
+    assert (again["chosen_epoch"], again["val_mIoU"]) == (summary["chosen_epoch"], summary["val_mIoU"])
+    expected = _state(straight)
+    assert all(torch.equal(v, expected[k]) for k, v in _state(resumed).items())

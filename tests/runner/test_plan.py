@@ -93,3 +93,18 @@ def test_plan_table_shows_replayed_samples_and_teacher_pass() -> None:
     assert "| ssul_m | 1 | 10 × 2 = 20 + 12 replayed | 5 |" in table
     assert "| ssul_m | all | 32 |" in table  # replayed samples are trained samples
     assert "| plop | 1 | 10 × 2 = 20 + 10 teacher pass | 5 |" in table
+
+
+def test_plan_counts_evaluation_at_the_eval_crop(make_rows, one_thread: None) -> None:
+    """eval_crop 16 on a 32x64 image: the model predicts the 16x16 square, so the counted evaluation FLOPs are
+    those of a 16x16 forward (1/8 of the full image's for ERFNet, whose FLOPs grow with the pixels)."""
+    from llseg.methods.config import TrainConfig
+    from llseg.runner.plan import calibrate, eval_input_size
+
+    rows = make_rows("a", 1, [0, 10], keep={0, 10})
+    row = (str(rows.x[0, 0]), str(rows.x[0, 1]), str(rows.y[0]))
+    plain = TrainConfig.from_hyperparameters(dict(recipe="finetune", batch_size=2, device="cpu"))
+    cropped = TrainConfig.from_hyperparameters(dict(recipe="finetune", batch_size=2, device="cpu", eval_crop=16))
+    assert eval_input_size(plain, Path(row[0])) == (32, 64) and eval_input_size(cropped, Path(row[0])) == (16, 16)
+    full, crop = calibrate(plain, row, 19), calibrate(cropped, row, 19)
+    assert crop.eval_flops == pytest.approx(full.eval_flops / 8, rel=1e-3) and crop.train_flops == full.train_flops

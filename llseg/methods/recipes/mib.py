@@ -127,15 +127,23 @@ class MibOptions(ExpandingOptions):
 
 @register_recipe("mib")
 class Mib(ExpandingRecipe):
-    """Unbiased cross-entropy + ``loss_kd`` · unbiased distillation from the frozen previous model."""
+    """Unbiased cross-entropy + ``loss_kd`` · unbiased distillation from the frozen previous model.
+
+    On a domain-incremental split (a step adds no class, §8.3) both terms lose their background
+    correction: cross-entropy + ``loss_kd`` · KD over the same classes, what PLOP's released
+    ``scripts/cityscapesDomain/mib_cityscapesDomain_1-1.sh`` runs (``--method FT --loss_kd 10``)."""
 
     Options = MibOptions
     options: MibOptions
+    domain_stages = True
 
     def loss(self, student: nn.Module, teacher: nn.Module | None, image: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
         logits = student(image)
-        loss = unbiased_cross_entropy(logits, target, max(self.stage.old_classes, 1))
+        # a new domain: no class for the background to absorb (old_channels 1 is plain cross-entropy);
+        # the distillation below is then plain KD, its background channel being the teacher's own
+        old = 1 if self.stage.same_classes else max(self.stage.old_classes, 1)
+        loss = unbiased_cross_entropy(logits, target, old)
         if teacher is None or self.options.loss_kd == 0:
             return loss
         with torch.no_grad():

@@ -277,7 +277,10 @@ class PlopOptions(ExpandingOptions):
 class Plop(ExpandingRecipe):
     """Entropy pseudo-labels with per-class median thresholds, CE weighted by the adaptive factor ν,
     and local POD on the backbone stages, ASPP and logits. Without a teacher (step 0, or a stage
-    that adds no class) it is plain cross-entropy."""
+    that adds no class) it is plain cross-entropy. On a domain-incremental split (§8.3) a step ≥ 1
+    is cross-entropy on the complete labels + local POD, what PLOP's released
+    ``scripts/cityscapesDomain/plop_*.sh`` run (``--method FT --pod local --pod_logits``: no
+    pseudo-labels, no adaptive factor)."""
 
     Options = PlopOptions
     capabilities = (ExpandingClassifierModel, FeatureModel)
@@ -294,9 +297,12 @@ class Plop(ExpandingRecipe):
             raise ConfigError(f"mode: released needs a crop_size at least as tall as wide (PLOP trains on 512x512 "
                               f"crops; its POD fails on wider maps), got {config.crop_size}; set crop_size: 512x512")
 
+    domain_stages = True
+
     @property
     def teacher_pass(self) -> bool:
-        return True
+        """Thresholds for the pseudo-labels; a new domain (every pixel labelled, §8.3) needs none."""
+        return not self.stage.same_classes
 
     def begin_stage(self, stage: Stage, teacher_outputs: TeacherOutputs | None) -> None:
         """Per-class thresholds from the teacher's entropy over the stage's training data."""
@@ -329,13 +335,18 @@ class Plop(ExpandingRecipe):
         if teacher is None:
             logits = student(image)
             return weighted_cross_entropy(logits, target, logits.new_ones(len(logits), dtype=torch.float32))
-        if self.thresholds is None:
+        domain = self.stage.same_classes
+        if self.thresholds is None and not domain:
             raise RuntimeError("begin_stage must run the teacher pass before a stage with a teacher")
         released = opts.mode == "released"
         features = cast(FeatureModel, student).forward_features(image, preactivation=released)
         with torch.no_grad():
             old = cast(FeatureModel, teacher).forward_features(image, preactivation=released)
-        target, nu = entropy_pseudo_labels(target, old["logits"], self.thresholds, channels=self.released_channels)
+        if domain:  # the labels are complete: no pseudo-label, ν = 1
+            nu = target.new_ones(len(target), dtype=torch.float32)
+        else:
+            target, nu = entropy_pseudo_labels(target, old["logits"], cast(torch.Tensor, self.thresholds),
+                                               channels=self.released_channels)
         if not opts.classif_adaptive_factor:
             nu = torch.ones_like(nu)
         loss = weighted_cross_entropy(features["logits"], target, nu)
@@ -344,5 +355,7 @@ class Plop(ExpandingRecipe):
         new_maps.append(sum_extra_channels(features["logits_lowres"], self.stage.old_classes))
         old_maps = [old[k] for k in names] + [old["logits_lowres"]]
         factors = [opts.pod_factor] * len(POD_FEATURES) + [opts.pod_logits_factor]
+        # a new domain: PLOP's nb_new_classes is every class, so the factor sqrt(|C_1:t| / |C_t|) is 1
+        new_channels = self.stage.classes if domain else self.stage.new_classes
         return loss + pod_loss(new_maps, old_maps, factors, channels=self.stage.classes,
-                               new_channels=self.stage.new_classes, released=released)
+                               new_channels=new_channels, released=released)

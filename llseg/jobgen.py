@@ -9,14 +9,16 @@ of the family, :func:`generate` derives ``<folder>/splits/<split>/``::
     testalgorithms/<model>_<recipe>_<split>_<tag>.yaml   the template's file with ``split`` set to the split
 
 Only the split changes: hyperparameters stay the template's (the papers use one setting for all
-their VOC, ISPRS or ADE20K splits). Edit the template, then rerun ``llseg make-jobs``;
+their VOC, ISPRS or ADE20K splits), except a family's ``overrides``, where an author's script for
+that split sets a value of its own. Edit the template, then rerun ``llseg make-jobs``;
 ``llseg make-jobs --check`` (and the test suite) fails while shipped files differ from what it writes.
 """
 from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -38,7 +40,8 @@ SPLITS_DIR = "splits"
 class JobFamily:
     """One hand-written job (``<folder>/<job>``, its testenv ``testenv_<template>_<tag>.yaml`` and
     algorithm files ``testalgorithms/*_<template>_<tag>.yaml``) and the splits derived from it.
-    ``prepare`` is the data command, with ``{split}`` for the split name."""
+    ``prepare`` is the data command, with ``{split}`` for the split name; ``overrides`` maps
+    split -> recipe -> {hyperparameter: (value, source)} where the authors' script for that split differs."""
 
     folder: str
     template: str
@@ -46,6 +49,7 @@ class JobFamily:
     job: str
     splits: tuple[str, ...]
     prepare: str
+    overrides: Mapping[str, Mapping[str, Mapping[str, tuple[object, str]]]] = field(default_factory=dict)
 
 
 def _family_splits(dataset: str, template: str) -> tuple[str, ...]:
@@ -71,6 +75,8 @@ FAMILIES: tuple[JobFamily, ...] = (
         "examples/cityscapes/lifelong_learning_bench", "cityscapes-domain-11-5", "cityscapes",
         "benchmarkingjob_cityscapes-domain-11-5.yaml", _family_splits("cityscapes", "cityscapes-domain-11-5"),
         "llseg prepare --dataset cityscapes --root <your Cityscapes> --split {split} --out data/{split}",
+        {"cityscapes-domain-1-1": {"plop": {"pod_logits_factor": (
+            0.001, "PLOP's scripts/cityscapesDomain/plop_cityscapesDomain_1-1.sh")}}},
     ),
     JobFamily(
         "examples/ade20k/lifelong_learning_bench", "ade-100-50", "ade20k", "benchmarkingjob.yaml",
@@ -159,8 +165,21 @@ def _moved(family: JobFamily, split: str, text: str) -> str:
     return _token(family.template).sub(split, text)
 
 
+def _override(body: str, key: str, value: object, source: str) -> str:
+    """``body`` with hyperparameter ``key``'s ``values: [...]`` set to ``[value]`` and a comment naming ``source``."""
+    pattern = re.compile(rf"(?m)^(\s*)- {re.escape(key)}:\n\s*values: \[.*\]$")
+    if not pattern.search(body):
+        raise ValueError(f"make-jobs override: the template sets no hyperparameter {key!r}")
+    return pattern.sub(lambda m: f"{m.group(1)}# This split: {key} {value} ({source}).\n"
+                       f"{m.group(1)}- {key}:\n{m.group(1)}    values: [{value}]", body)
+
+
 def _algorithm(family: JobFamily, split: str, name: str, template_text: str) -> str:
     body = _token(family.template).sub(split, _strip_header(template_text))
+    recipe = yaml.safe_load(body)["algorithm"]["modules"][0]["hyperparameters"]
+    recipe_name = next(h["recipe"]["values"][0] for h in recipe if "recipe" in h)
+    for key, (value, source) in family.overrides.get(split, {}).get(recipe_name, {}).items():
+        body = _override(body, key, value, source)
     spec = PRESETS[split]
     if not isinstance(spec, ClassIncrementalSpec):
         return _header(family, split, f"testalgorithms/{name}") + body

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llseg.data.splits import PRESETS, preset_dataset
 from llseg.jobgen import FAMILIES, SPLITS_DIR, generate, stale, write_jobs
@@ -27,6 +28,18 @@ def test_every_voc_isprs_ade20k_and_cityscapes_domain_split_has_a_job() -> None:
     wanted |= {name for name in PRESETS if name.startswith("cityscapes-domain-")}
     assert jobs | templates == wanted and not jobs & templates
     assert len([n for n in wanted if n.startswith("voc-")]) == 10 and "voc-5-3-disjoint" in jobs
+
+
+def test_split_override_follows_the_authors_script_for_that_split() -> None:
+    """PLOP's 1-1 script sets the POD logits factor to 0.001; its 11-1 script (and so the 11-5 template) 0.0001."""
+    files = generate(ROOT)
+
+    def factor(split: str) -> float:
+        rel = next(r for r in files if f"/{split}/testalgorithms/" in r and "_plop_" in r)
+        hps = yaml.safe_load(files[rel])["algorithm"]["modules"][0]["hyperparameters"]
+        return next(h["pod_logits_factor"]["values"][0] for h in hps if "pod_logits_factor" in h)
+
+    assert factor("cityscapes-domain-1-1") == 0.001 and factor("cityscapes-domain-11-1") == 0.0001
 
 
 def test_write_jobs_rewrites_edits_and_removes_strays(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ import pytest
 from llseg.cli import main
 from llseg.errors import ConfigError
 from llseg.export import TorchModel, export_checkpoint, load_edge_model, predict_image
+from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from tests.conftest import Rows
-from tests.helpers import two_stage_checkpoint
+from tests.helpers import CHECKPOINT_FAST, two_stage_checkpoint
 
 SIZE = (32, 64)
 
@@ -59,7 +60,7 @@ def test_cli_export_and_errors(make_rows: Callable[..., Rows], tmp_path: Path, c
 def test_export_records_eval_crop_and_predicts_its_square(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
     """eval_crop 16 on 32x64 images: the export takes 16x16 inputs, records eval_crop, and its mask is the
     checkpoint's evaluation prediction (255 outside the centred 32x32 square); another --size is refused."""
-    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **FAST)))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **CHECKPOINT_FAST)))
     rows = make_rows("a", 2, [10, 0, 13], keep={0, 10, 13})
     learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
     learner.save(tmp_path / "stage1.pt")

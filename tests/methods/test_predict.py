@@ -11,10 +11,11 @@ from PIL import Image
 
 from llseg.cli import main
 from llseg.data.labels import CITYSCAPES
+from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
 from llseg.methods.predict import colorize, overlay
 from tests.conftest import Rows
-from tests.helpers import two_stage_checkpoint
+from tests.helpers import CHECKPOINT_FAST, two_stage_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,7 +86,7 @@ def test_predict_errors_name_the_file(make_rows: Callable[..., Rows], tmp_path: 
 def test_predict_honours_eval_crop(make_rows: Callable[..., Rows], tmp_path: Path) -> None:
     """A checkpoint with eval_crop 16, 32x64 images: only the centred 32x32 square (columns 16..47) is
     predicted, from the crop seen at 16x16; outside it the mask is black (255) and the overlay is the input."""
-    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **dict(FAST, epochs=1))))
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(dict(recipe="finetune", eval_crop=16, **CHECKPOINT_FAST)))
     rows = make_rows("a", 2, [10, 0, 13], keep={0, 10, 13})
     learner.learn(list(rows.x[:, 0]), list(rows.x[:, 1]), list(rows.y))
     learner.save(tmp_path / "stage1.pt")

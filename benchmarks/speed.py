@@ -245,6 +245,7 @@ def llseg_measure(images: list[str], labels: list[str], size: Size, batch: int, 
     per-step ``float(loss)`` waits for the GPU.
     """
     config_kwargs.setdefault("recipe", "finetune")
+    load = os.getloadavg()[0]
     config = TrainConfig(epochs=1, batch_size=batch, input_size=size, precision=precision, num_workers=workers,
                          device=device, **config_kwargs)
     learner = ContinualLearner(config)
@@ -254,6 +255,7 @@ def llseg_measure(images: list[str], labels: list[str], size: Size, batch: int, 
         "train": len(images) / statistics.median(s["seconds"] for s in summaries[1:]),
         "classes": learner.classes,
         "nonfinite": sum(not np.isfinite(s["final_loss"]) for s in summaries),
+        "load": load,
     }
     if data:
         result["data_s"] = llseg_data_seconds(learner, images, labels, size, batch, repeats)
@@ -358,6 +360,18 @@ def reference_train(images: list[str], labels: list[str], size: Size, batch: int
     data_time[0] = 0.0
     per_epoch = median_time(epoch, repeats, warmup=0)
     return len(images) / per_epoch, data_time[0] / repeats / per_epoch
+
+
+def peer_measure(images: list[str], labels: list[str], size: Size, batch: int, repeats: int, peer: str,
+                 device: str = "cpu", optimizer_name: str = "adam", **model: Any) -> dict[str, float]:
+    """Run in a fresh process: ``train`` images/s of the honest peer's training loop (:func:`reference_train`
+    with ``peer``) and ``infer`` images/s of its inference loop (:func:`reference_predict`), as
+    :func:`llseg_measure` measures llseg in one process; ``load`` the 1-minute load average at its start."""
+    load = os.getloadavg()[0]
+    dev = torch.device(device)
+    train, _ = reference_train(images, labels, size, batch, repeats, optimizer_name=optimizer_name, device=dev,
+                               peer=peer, **model)
+    return {"train": train, "infer": reference_predict(images, size, repeats, dev, peer=peer, **model), "load": load}
 
 
 def adam_step_ms(device: torch.device = torch.device("cpu"), **options: Any) -> float:
@@ -519,6 +533,8 @@ class Settings:
     device: torch.device
     auto: str  # the precision "auto" resolves to on device
     reps: int
+    rounds: int  # interleaved peer / llseg rounds per training row
+    extras: bool = True  # also llseg with one DataLoader worker and with LLSEG_KEEP_FREED_MEMORY=0 (ERFNet)
 
     @property
     def peer(self) -> str:
@@ -575,6 +591,23 @@ class LlsegRun:
     data_s: float | None = None  # seconds per batch of the data pipeline
     infer: float | None = None  # images/s of learner.predict
     gpu_mib: float = 0.0  # peak GPU memory allocated
+    load: float = 0.0  # 1-minute load average when its process started
+
+
+@dataclass(frozen=True)
+class Round:
+    """One interleaved round: the honest peer and llseg (auto), each in its own fresh process, back to back
+    (in alternating order from round to round), so that both see about the same load of a shared machine."""
+
+    peer: float  # training images/s of the peer
+    llseg: float  # training images/s of llseg in the precision auto resolves to
+    peer_infer: float  # inference images/s of the peer
+    llseg_infer: float  # inference images/s of learner.predict
+    loads: tuple[float, float]  # 1-minute load averages at the start of the two processes
+
+    @property
+    def ratio(self) -> float:
+        return self.llseg / self.peer
 
 
 @dataclass(frozen=True)
@@ -585,23 +618,50 @@ class Measurement:
     flops: float  # training FLOPs per image
     reference: float  # images/s of the plain fp32 training loop
     reference_data_share: float  # share of its epoch spent decoding and resizing
-    peer: float  # images/s of the honest peer training loop (the main reference)
-    runs: dict[str, LlsegRun]  # llseg training by precision (fp32 and auto; the auto run has data_s and infer)
+    rounds: list[Round]  # interleaved peer / llseg (auto) trials: the main comparison
+    runs: dict[str, LlsegRun]  # llseg training by precision (fp32 and auto; auto: the first round's, with data_s)
     auto: str
     workers1: float | None  # llseg auto images/s with one DataLoader worker (ERFNet below NATIVE only)
     not_kept: float | None  # llseg auto images/s with LLSEG_KEEP_FREED_MEMORY=0 (ERFNet below NATIVE, CPU only)
     reference_infer: float  # images/s of the plain fp32 inference loop
-    peer_infer: float  # images/s of the honest peer inference loop
     decode_ms: float  # PNG decode per image/label pair
 
     @property
     def fp32(self) -> float:
-        return self.runs["fp32"].train
+        """llseg's fp32 training images/s (the median of the rounds when auto is fp32)."""
+        return self.best if self.auto == "fp32" else self.runs["fp32"].train
 
     @property
     def best(self) -> float:
-        """llseg's training images/s in the precision auto resolves to."""
-        return self.runs[self.auto].train
+        """llseg's training images/s in the precision auto resolves to (median of the rounds)."""
+        return statistics.median(r.llseg for r in self.rounds)
+
+    @property
+    def peer(self) -> float:
+        """The honest peer's training images/s (median of the rounds)."""
+        return statistics.median(r.peer for r in self.rounds)
+
+    @property
+    def peer_infer(self) -> float:
+        return statistics.median(r.peer_infer for r in self.rounds)
+
+    @property
+    def infer(self) -> float:
+        """llseg's inference images/s (median of the rounds)."""
+        return statistics.median(r.llseg_infer for r in self.rounds)
+
+    @property
+    def ratio(self) -> float:
+        """llseg over the peer in training: the median of the rounds' ratios."""
+        return statistics.median(r.ratio for r in self.rounds)
+
+    @property
+    def infer_ratio(self) -> float:
+        return statistics.median(r.llseg_infer / r.peer_infer for r in self.rounds)
+
+    @property
+    def loads(self) -> list[float]:
+        return [load for r in self.rounds for load in r.loads]
 
 
 def write_datasets(configs: Sequence[TrainingConfig], out: Path) -> dict[tuple[str, Size], tuple[list[str], list[str]]]:
@@ -629,28 +689,42 @@ def measure_training(config: TrainingConfig, images: list[str], labels: list[str
     flops = train_flops_per_image(size, **model)
     reference, share = fresh_process(reference_train, images, labels, size, batch, repeats, optimizer_name=optimizer,
                                      device=device, **model)
-    peer, _ = fresh_process(reference_train, images, labels, size, batch, repeats, optimizer_name=optimizer,
-                            device=device, peer=settings.peer, **model)
 
     def llseg(precision: str, **options: Any) -> LlsegRun:
         return LlsegRun(**fresh_process(llseg_measure, images, labels, size, batch, precision, repeats,
                                         device=str(device), **options, **llseg_kwargs))
 
-    runs = {p: llseg(p, data=p == auto, infer=p == auto) for p in settings.precisions}
+    def peer() -> dict[str, float]:
+        return fresh_process(peer_measure, images, labels, size, batch, repeats, settings.peer, str(device),
+                             optimizer, **model)
+
+    rounds, runs = [], {}
+    for k in range(settings.rounds):  # peer, llseg, llseg, peer, ...: both see the same drift of the load
+        if k % 2 == 0:
+            theirs, ours = peer(), llseg(auto, data=k == 0, infer=True)
+        else:
+            ours = llseg(auto, infer=True)
+            theirs = peer()
+        runs.setdefault(auto, ours)
+        assert ours.infer is not None
+        rounds.append(Round(theirs["train"], ours.train, theirs["infer"], ours.infer, (theirs["load"], ours.load)))
+        log(f"  round {k + 1}: peer {rounds[-1].peer:.2f} img/s, llseg {auto} {rounds[-1].llseg:.2f} "
+            f"({rounds[-1].ratio:.2f}x), load {theirs['load']:.1f} / {ours.load:.1f}")
+    if auto != "fp32":
+        runs["fp32"] = llseg("fp32")
     if config.deeplab:  # the model whose FLOPs are counted
-        assert runs["fp32"].classes == list(range(VOC_CLASSES)), runs["fp32"].classes
+        assert runs[auto].classes == list(range(VOC_CLASSES)), runs[auto].classes
     workers1 = not_kept = None
-    if not config.deeplab and size != NATIVE:
+    if settings.extras and not config.deeplab and size != NATIVE:
         workers1 = llseg(auto, workers=1).train
         if not settings.cuda:
             not_kept = llseg(auto, _env={"LLSEG_KEEP_FREED_MEMORY": "0"}).train
     reference_infer = fresh_process(reference_predict, images, size, repeats, device, **model)
-    peer_infer = fresh_process(reference_predict, images, size, repeats, device, peer=settings.peer, **model)
-    result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, peer=peer,
+    result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, rounds=rounds,
                          runs=runs, auto=auto, workers1=workers1, not_kept=not_kept, reference_infer=reference_infer,
-                         peer_infer=peer_infer, decode_ms=decode_ms(images, labels))
-    log(f"  reference fp32 {reference:.2f} img/s, peer {peer:.2f}, llseg fp32 {result.fp32:.2f}, "
-        f"llseg {auto} {result.best:.2f}")
+                         decode_ms=decode_ms(images, labels))
+    log(f"  reference fp32 {reference:.2f} img/s, peer {result.peer:.2f}, llseg fp32 {result.fp32:.2f}, "
+        f"llseg {auto} {result.best:.2f}, llseg / peer {result.ratio:.2f}x")
     return result
 
 
@@ -763,24 +837,26 @@ def limit_rows(results: Sequence[Measurement], peak: MatmulPeak) -> list[str]:
 def inference_rows(results: Sequence[Measurement]) -> list[str]:
     rows = []
     for m in results:
-        infer = m.runs[m.auto].infer
-        assert infer is not None
         rows.append(f"| {model_label(m.config.model)} | {fmt_size(m.config.size)} (from {fmt_size(m.config.native)}) | "
-                    f"{m.reference_infer:.2f} | {m.peer_infer:.2f} | {speedup(infer, m.peer_infer)} | "
-                    f"{infer / m.reference_infer:.2f}x |")
+                    f"{m.reference_infer:.2f} | {m.peer_infer:.2f} | {m.infer:.2f} ({m.infer_ratio:.2f}x) | "
+                    f"{m.infer / m.reference_infer:.2f}x |")
     return rows
 
 
 def peer_lines(results: Sequence[Measurement], peer: str) -> list[str]:
-    """One line per training and inference row: llseg (auto) over the honest peer, measured in this run."""
+    """One line per training and inference row: llseg (auto) over the honest peer, the median of the ratios
+    of the interleaved rounds of this run, with each round's ratio and the load averages seen."""
     lines = []
     for m in results:
         name = f"{model_label(m.config.model)} {fmt_size(m.config.size)}"
-        infer = m.runs[m.auto].infer
-        assert infer is not None
-        lines.append(f"- {name} training vs plain {peer} channels_last loop: **{m.best / m.peer:.2f}x** "
-                     f"(batch {m.config.batch}; vs the plain fp32 loop {m.best / m.reference:.2f}x)")
-        lines.append(f"- {name} inference vs plain {peer} channels_last loop: **{infer / m.peer_infer:.2f}x**")
+        each = ", ".join(f"{r.ratio:.2f}" for r in m.rounds)
+        each_infer = ", ".join(f"{r.llseg_infer / r.peer_infer:.2f}" for r in m.rounds)
+        load = f"load {min(m.loads):.1f}-{max(m.loads):.1f}"
+        lines.append(f"- {name} training vs plain {peer} channels_last loop: **{m.ratio:.2f}x** "
+                     f"(batch {m.config.batch}; rounds {each}; {load}; vs the plain fp32 loop "
+                     f"{m.best / m.reference:.2f}x)")
+        lines.append(f"- {name} inference vs plain {peer} channels_last loop: **{m.infer_ratio:.2f}x** "
+                     f"(rounds {each_infer}; {load})")
     return lines
 
 
@@ -796,11 +872,8 @@ def epochs_text(configs: Sequence[TrainingConfig]) -> str:
                      f"{', ' + c.label if c.label else ''})" for c in configs) or "–"
 
 
-def header_section(settings: Settings, started: dt.datetime) -> list[str]:
-    flags = "".join(f" {flag}" for flag, on in (("--quick", settings.quick), ("--job", settings.job),
-                                                 ("--smoke", settings.smoke)) if on)
-    flags += f" --models {','.join(settings.models)}" if settings.models != list(MODELS) else ""
-    flags += f" --device {settings.device_option}" if settings.device_option != "auto" else ""
+def header_section(settings: Settings, started: dt.datetime, argv: Sequence[str]) -> list[str]:
+    flags = "".join(f" {arg}" for arg in argv if not arg.startswith("--out") and not arg.endswith(".md"))
     lines = ["# llseg speed benchmark\n",
              f"Written by `benchmarks/speed.py{flags}` on {started:%Y-%m-%d %H:%M} UTC.\n"]
     if settings.smoke:
@@ -825,8 +898,11 @@ def peer_section(results: Sequence[Measurement], settings: Settings) -> list[str
         f"The peer is what a careful user writes in a few lines: autocast in {peer} (bf16 on CPUs with native bf16, "
         "fp16 on CUDA, fp32 where neither; logits into the loss in fp32), channels_last model and input, fused "
         "optimizer (`fused=True`), PIL decode + resize every step. llseg in the precision `auto` resolves to "
-        f"({settings.auto}); both in fresh processes of this run, on {cpu_model()}, AMX (lscpu flag amx_bf16): "
-        f"{'yes' if cpu_has_amx() else 'no'}.\n",
+        f"({settings.auto}); on {cpu_model()}, AMX (lscpu flag amx_bf16): {'yes' if cpu_has_amx() else 'no'}, "
+        f"native bf16: {'yes' if cpu_has_native_bf16() else 'no'}. Interleaved trials: {settings.rounds} rounds of "
+        "peer then llseg (llseg then peer in every other round), each trial a fresh process (warm-up epoch, then "
+        f"the median of {settings.reps} timed epochs); the ratio is the median of the rounds' ratios, and the "
+        "1-minute load averages at the trials' starts are given (a shared machine's load moves both alike).\n",
         *(peer_lines(results, peer) or ["Not measured in this run (see `--models`)."]),
         "",
     ]
@@ -981,16 +1057,29 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and one repetition: exercises every code path in about a minute; "
                              "the numbers mean nothing (use with --out)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved peer / llseg rounds per training row (default 3; 1 with --smoke)")
+    parser.add_argument("--sizes", default="",
+                        help="comma-separated input sizes of the training rows to run, e.g. 256x512 (default: all)")
+    parser.add_argument("--reps", type=int, default=None, help="timed epochs per trial (default 3, 2 with --quick)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of every process (OMP_NUM_THREADS; default: torch's, the core count)")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip the ERFNet trials with one DataLoader worker and with LLSEG_KEEP_FREED_MEMORY=0")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    if args.threads:  # inherited by the spawned measurement processes, read by torch at import
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     settings = Settings(models=models, quick=args.quick, smoke=args.smoke, job=args.job, device_option=args.device,
                         device=device, auto=resolve_precision("auto", device),
-                        reps=1 if args.smoke else 2 if args.quick else 3)
+                        reps=args.reps or (1 if args.smoke else 2 if args.quick else 3),
+                        rounds=args.rounds or (1 if args.smoke else 3), extras=not args.no_extras)
     return args, settings
 
 
@@ -998,6 +1087,9 @@ def main(argv: list[str] | None = None) -> int:
     args, settings = parse_args(argv)
     configs = training_configs(settings.models, quick=settings.quick, smoke=settings.smoke, cuda=settings.cuda,
                                reps=settings.reps)
+    if args.sizes:
+        sizes = {size.strip() for size in args.sizes.split(",")}
+        configs = [c for c in configs if fmt_size(c.size) in sizes]
     started = dt.datetime.now(dt.timezone.utc)
     job = None
     if settings.job:  # first, while this process is small: a child's peak RSS includes its parent's at fork time
@@ -1017,7 +1109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     auto, device = settings.auto, settings.device
     write_markdown(args.out, [
-        *header_section(settings, started),
+        *header_section(settings, started, sys.argv[1:] if argv is None else argv),
         *peer_section(results, settings),
         *training_section(results, configs, settings),
         *data_wait_section(results, auto),

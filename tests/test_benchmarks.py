@@ -114,3 +114,41 @@ def test_parity_helpers_without_the_authors_code(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         parity.main([])
     assert torch.get_default_dtype() == torch.float32  # a refused call leaves the caller's dtype alone
+
+
+def test_peer_ratio_is_the_median_of_the_interleaved_rounds_ratios() -> None:
+    """A load spike that slows one round's trials alike must not move the ratio: the median of the
+    per-round ratios (2.0, 2.0, 1.0 -> 2.0), not the ratio of medians taken from different rounds
+    (2.0 / 1.5 = 1.33)."""
+    config = speed.TrainingConfig("erfnet", "", (512, 1024), (256, 512), 4, 8, 1)
+    rounds = [speed.Round(peer=p, llseg=q, peer_infer=p, llseg_infer=2 * q, loads=(load, load + 1))
+              for p, q, load in ((3.0, 6.0, 1.0), (1.0, 2.0, 7.0), (1.5, 1.5, 2.0))]
+    m = speed.Measurement(config=config, flops=1e9, reference=1.0, reference_data_share=0.0, rounds=rounds, runs={},
+                          auto="fp32", workers1=None, not_kept=None, reference_infer=1.0, decode_ms=1.0)
+    assert (m.peer, m.best, m.fp32) == (1.5, 2.0, 2.0)
+    assert m.ratio == 2.0 and m.infer_ratio == 4.0
+    lines = speed.peer_lines([m], "fp32")
+    assert lines[0].startswith("- ERFNet 256x512 training vs plain fp32 channels_last loop: **2.00x** ")
+    assert "rounds 2.00, 2.00, 1.00; load 1.0-8.0;" in lines[0]
+    assert lines[1].startswith("- ERFNet 256x512 inference vs plain fp32 channels_last loop: **4.00x** ")
+
+
+def test_profile_groups_ops_by_caller_then_outermost_op() -> None:
+    """benchmarks/profile_step.py: a conv-BN-ReLU-dropout step and a fused Adam step land in their groups
+    (backward ops by their own name, an allocation inside a convolution as convolution)."""
+    from torch import nn
+    from torch.profiler import ProfilerActivity, profile
+
+    profile_step = _load("profile_step")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.5))
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(torch.randn(2, 3, 8, 8)).sum().backward()
+        optimizer.step()
+    groups = profile_step.grouped_ms(prof.events())
+    for group in ("convolution forward", "convolution backward", "BatchNorm forward", "BatchNorm backward",
+                  "ReLU forward and backward", "dropout (Dropout2d, forward and backward)",
+                  "optimizer (fused Adam, zero_grad)"):
+        assert groups.get(group, 0) > 0, (group, groups)
+    inside_conv = [e for e in prof.events() if "aten::conv2d" in profile_step.callers(e)]
+    assert len(inside_conv) > 1 and {profile_step.group_of(e) for e in inside_conv} == {"convolution forward"}

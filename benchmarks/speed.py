@@ -9,7 +9,9 @@ and in the precision ``auto`` resolves to; the share of a step spent waiting for
 ``ContinualLearner.predict``; ``IncrementalScorer.update`` against a per-image numpy reference; Adam step
 times; training FLOPs against the measured ``torch.mm`` peak; optionally the default benchmark job's wall
 time. Every number is the median of timed repetitions after a warm-up, each training and inference
-measurement in a fresh process (:func:`fresh_process`); run it on a quiet machine. With CUDA (``--device
+measurement in a fresh process (:func:`fresh_process`). llseg and the honest peer run in interleaved rounds
+(peer then llseg, llseg then peer in the next round; ``--rounds``), and their ratio is the median of the
+rounds' ratios, stated with the load averages seen: a shared machine's load then moves both sides alike. With CUDA (``--device
 auto`` picks it like the learner) everything runs on the GPU and the GPU-only rows are added.
 
 Run from the repository root::
@@ -19,6 +21,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/speed.py --job      # also time the default benchmark job (~3 min)
     .venv/bin/python benchmarks/speed.py --models deeplabv3_mobilenet_v3_large   # only these training rows
     .venv/bin/python benchmarks/speed.py --smoke --out /tmp/speed.md  # tiny sizes: checks the code paths only
+    .venv/bin/python benchmarks/speed.py --models erfnet --sizes 256x512 --threads 1 --rounds 5   # busy machine
 
 It writes ``benchmarks/RESULTS.md`` (``--out`` to change), which also records the machine and the results.
 """
@@ -723,8 +726,8 @@ def measure_training(config: TrainingConfig, images: list[str], labels: list[str
     result = Measurement(config=config, flops=flops, reference=reference, reference_data_share=share, rounds=rounds,
                          runs=runs, auto=auto, workers1=workers1, not_kept=not_kept, reference_infer=reference_infer,
                          decode_ms=decode_ms(images, labels))
-    log(f"  reference fp32 {reference:.2f} img/s, peer {result.peer:.2f}, llseg fp32 {result.fp32:.2f}, "
-        f"llseg {auto} {result.best:.2f}, llseg / peer {result.ratio:.2f}x")
+    log(f"  reference fp32 {reference:.2f} img/s, peer {result.peer:.2f}, llseg fp32 {result.fp32:.2f}"
+        + (f", llseg {auto} {result.best:.2f}" if auto != "fp32" else "") + f", llseg / peer {result.ratio:.2f}x")
     return result
 
 
@@ -802,8 +805,10 @@ def training_rows(results: Sequence[Measurement], *, deeplab: bool) -> list[str]
     for m in results:
         if m.config.deeplab == deeplab:
             model = f" {model_label(m.config.model)} |" if deeplab else ""
-            rows.append(f"|{model} {m.config.name} | {m.reference:.2f} | {m.peer:.2f} | {speedup(m.fp32, m.peer)} | "
-                        f"{speedup(m.best, m.peer)} | {m.best / m.reference:.2f}x |")
+            best = f"{m.best:.2f} ({m.ratio:.2f}x)"  # the median of the rounds' ratios, as in the peer lines
+            fp32 = best if m.auto == "fp32" else speedup(m.fp32, m.peer)
+            rows.append(f"|{model} {m.config.name} | {m.reference:.2f} | {m.peer:.2f} | {fp32} | {best} | "
+                        f"{m.best / m.reference:.2f}x |")
     return rows
 
 
@@ -915,7 +920,8 @@ def training_section(results: Sequence[Measurement], configs: Sequence[TrainingC
     voc_natives = ", ".join(dict.fromkeys(fmt_size(c.native) for c in deeplab)) or fmt_size(VOC_NATIVE)
     return [
         "## Training throughput (images/s, ERFNet, 19 classes)\n",
-        f"Main reference: the plain {peer} channels_last loop above (fused Adam); ratios in brackets are over it. "
+        f"Main reference: the plain {peer} channels_last loop above (fused Adam); ratios in brackets are over it "
+        "(llseg auto: the median of the rounds' ratios; throughputs: medians of the rounds). "
         "Also shown: the plain fp32 loop (contiguous NCHW, plain Adam); last column llseg auto over it. Both "
         "decode + resize from PNG every step with PIL. "
         "llseg: `ContinualLearner.learn` (cached decode, augmentation, channels_last, Adam), in fp32 and in "
@@ -985,7 +991,8 @@ def inference_section(results: Sequence[Measurement], settings: Settings) -> lis
     return [
         "\n## Inference throughput (images/s)\n",
         "Plain loops: decode, resize, forward, upsample to the PNG size, argmax; in fp32 NCHW, and (main reference, "
-        f"ratios in brackets) with {peer} autocast and channels_last. llseg: `ContinualLearner.predict` (also the "
+        f"ratios in brackets: the median of the rounds' ratios) {'in fp32' if peer == 'fp32' else f'with {peer} autocast'} "
+        "and channels_last. llseg: `ContinualLearner.predict` (also the "
         "task-restricted maps).\n",
         *table(f"| model | input | plain fp32 | plain {peer} channels_last (reference) | llseg {auto} | "
                "llseg / plain fp32 |", inference_rows(results)),

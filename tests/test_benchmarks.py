@@ -131,6 +131,8 @@ def test_peer_ratio_is_the_median_of_the_interleaved_rounds_ratios() -> None:
     assert lines[0].startswith("- ERFNet 256x512 training vs plain fp32 channels_last loop: **2.00x** ")
     assert "rounds 2.00, 2.00, 1.00; load 1.0-8.0;" in lines[0]
     assert lines[1].startswith("- ERFNet 256x512 inference vs plain fp32 channels_last loop: **4.00x** ")
+    # the training table states the same ratio (the ratio of the medians would read 1.33x)
+    assert speed.training_rows([m], deeplab=False) == ["| 256x512 batch 4 | 1.00 | 1.50 | 2.00 (2.00x) | 2.00 (2.00x) | 2.00x |"]
 
 
 def test_profile_groups_ops_by_caller_then_outermost_op() -> None:

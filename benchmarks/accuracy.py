@@ -57,6 +57,8 @@ from llseg.data.voc.synthetic import generate_objects_dataset
 from llseg.ianvs.metrics import label_domain
 from llseg.methods.config import TrainConfig
 from llseg.methods.learner import ContinualLearner
+from llseg.methods.pretrain import Pretrained, PretrainSettings
+from llseg.methods.pretrain import pretrain_backbone as train_backbone
 from llseg.methods.registry import canonical_name, get_recipe, list_recipes
 from llseg.methods.stages import task_train_rows
 from llseg.runtime import resolve_precision
@@ -157,39 +159,13 @@ def make_data(args: argparse.Namespace, seed: int) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------- methods
-@dataclass(frozen=True)
-class Pretrained:
-    """A backbone from :func:`pretrain_backbone`."""
-
-    path: Path  # in torchvision's format (``backbone_weights``)
-    scores: Scores  # of the pretraining model on its own test index
-    seconds: float
-
-
-def pretrain_backbone(args: argparse.Namespace, common: dict[str, Any]) -> Pretrained:
-    """Train DeepLabV3 with cross-entropy on another synthetic dataset of the same kind (seed 1) and
-    save its backbone in torchvision's format, the role of the papers' ImageNet weights; reused when present.
-
-    objects: every class, full labels (ImageNet also holds VOC's categories); aerial: the source
-    domain only (step 0's Potsdam tiles, full labels), so the target domain stays unseen.
-    """
-    prepared = make_data(args, seed=1).prepared
-    tasks = task_train_rows(prepared)
-    used = tasks if args.dataset == "objects" else tasks[:1]
-    rows = list(dict.fromkeys((i, f, f) for task in used for i, f, _ in task))
-    out = args.work / f"backbone-{prepared.name}-{args.pretrain_epochs}ep.pth"
-    record = out.with_suffix(".json")
-    if out.is_file() and record.is_file():
-        saved = json.loads(record.read_text())
-        return Pretrained(out, saved["scores"], saved["seconds"])
-    start = time.perf_counter()
-    learner = ContinualLearner(recipe_config("joint", step=0, **{**common, "epochs": args.pretrain_epochs}))
-    learn(learner, rows)
-    result = scores(learner, test_pairs(prepared))
-    torch.save(learner.model.backbone_checkpoint(), out)
-    seconds = time.perf_counter() - start
-    record.write_text(json.dumps({"scores": result, "seconds": seconds, "train_images": len(rows)}) + "\n")
-    return Pretrained(out, result, seconds)
+def pretrain_backbone(args: argparse.Namespace) -> Pretrained:
+    """``llseg pretrain``'s backbone for ``--dataset`` at this run's size (and objects' images and tint), trained
+    for ``--pretrain-epochs`` on seed 1 of the generator (llseg.methods.pretrain); reused from ``--work`` when
+    a backbone with the same settings is there."""
+    settings = PretrainSettings(kind=args.dataset, size=args.size_hw, images=args.images, class_tint=args.tint,
+                                epochs=args.pretrain_epochs)
+    return train_backbone(settings, args.work / f"backbone-{args.dataset}-{settings.key()}.pth", work=args.work)
 
 
 @dataclass(frozen=True)
@@ -288,7 +264,7 @@ def run_methods(args: argparse.Namespace) -> dict[str, Any]:
         domains = ISPRS_DOMAINS
     pretrained: dict[str, Any] = {}
     if args.pretrain_epochs:
-        backbone = pretrain_backbone(args, common)
+        backbone = pretrain_backbone(args)
         pretrained = {"epochs": args.pretrain_epochs, "scores": backbone.scores, "seconds": backbone.seconds}
         print(f"pretrained backbone ({backbone.seconds / 60:.1f} min): {brief(backbone.scores)}", flush=True)
         common["model_kwargs"] = {**COMMON["model_kwargs"], "backbone_weights": str(backbone.path)}

@@ -194,6 +194,25 @@ def _cmd_export_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from llseg.methods.pretrain import PretrainSettings, pretrain_backbone
+
+    options = {k: v for k, v in (("size", args.size), ("images", args.images), ("class_tint", args.class_tint),
+                                 ("epochs", args.epochs)) if v is not None}
+    if args.kind == "aerial" and {"images", "class_tint"} & options.keys():
+        from llseg.errors import ConfigError
+
+        raise ConfigError("--images and --class-tint apply to --kind objects only; drop them for --kind aerial")
+    settings = PretrainSettings(kind=args.kind, seed=args.seed, **options)
+    result = pretrain_backbone(settings, args.out, work=args.work)
+    how = "reused (same settings)" if result.reused else f"trained in {result.seconds / 60:.1f} min"
+    mIoU = result.scores.get("mIoU_all")
+    print(f"{result.path}: {how}, {result.train_images} train images, its own test mIoU_all "
+          f"{'-' if mIoU is None else f'{mIoU:.3f}'}; settings key {result.key}")
+    print(f"start a training from it with the hyperparameter model_kwargs: {{backbone_weights: {result.path}}}")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from llseg.methods.predict import predict_images
 
@@ -333,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, help="a stage<k>.pt of 'llseg train' or a saved estimator")
     p.add_argument("--out", type=Path, required=True, help="output .pth (torchvision format for DeepLabV3)")
     p.set_defaults(func=_cmd_export_backbone)
+
+    p = sub.add_parser("pretrain", help="train a DeepLabV3 backbone on a synthetic dataset (another seed) as the pretrained "
+                       "weights of the synthetic VOC / ISPRS jobs; cached: the same settings reuse the file")
+    p.add_argument("--kind", choices=["objects", "aerial"], required=True,
+                   help="objects: every class of the synthetic objects (VOC layout); aerial: the Potsdam tiles of the "
+                        "synthetic aerial data (ISPRS layout)")
+    p.add_argument("--out", type=Path, required=True, help="output .pth (torchvision format; a record <out>.json beside it)")
+    p.add_argument("--seed", type=int, default=1, help="generator seed of the pretraining data (default 1; the jobs' data: 0)")
+    p.add_argument("--size", type=_size, default=None,
+                   help="objects: image size HxW; aerial: square patch size NxN (default 96x96 for both)")
+    p.add_argument("--images", type=int, default=None, help="objects only: train images to generate (default 400)")
+    p.add_argument("--class-tint", type=float, default=None, help="objects only: class colour cue 0..1 (default 0.7)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    p.add_argument("--work", type=Path, default=Path("data/pretrain"),
+                   help="folder for the generated and prepared pretraining data (default data/pretrain)")
+    p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("predict", help="colourised mask and overlay of a checkpoint's prediction, per image")
     p.add_argument("--checkpoint", type=Path, required=True)

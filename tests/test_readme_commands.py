@@ -31,6 +31,7 @@ TINY_SYNTH = {
     "ade20k": ["--size", "16x16"],
 }
 TINY_TRAIN = ["--set", "epochs=1", "--set", "input_size=32x64", "--set", "batch_size=4"]
+TINY_PRETRAIN = {"objects": ["--size", "32x32", "--images", "8", "--epochs", "1"], "aerial": ["--epochs", "1"]}
 PLACEHOLDERS = {"path/to/image_or_folder": "data/synthetic-city/leftImg8bit/val/frankfurt", "512x1024": "32x64"}
 # Not run here: minutes of training (bench; its data and job files are checked below), a workspace that
 # only bench writes (report), settings from a Sedna pod (sedna), repository files (make-jobs, tested in
@@ -64,28 +65,40 @@ def runnable(argv: list[str]) -> list[str] | None:
         argv += TINY_SYNTH[option(argv, "--kind") or "city"]
     if argv[0] == "train" and "--print-config" not in argv:
         argv += TINY_TRAIN
+    if argv[0] == "pretrain":
+        argv += TINY_PRETRAIN[str(option(argv, "--kind"))]
     return argv
 
 
 def job_data(job: Path) -> tuple[Path, set[str]]:
     """(folder of the testenv's train_index, the ``split`` hyperparameters of the job's algorithms)."""
+    folder, splits, _ = job_inputs(job)
+    return folder, splits
+
+
+def job_inputs(job: Path) -> tuple[Path, set[str], set[str]]:
+    """:func:`job_data` and the ``backbone_weights`` files that the job's algorithms load."""
     spec = yaml.safe_load(job.read_text())["benchmarkingjob"]
     testenv = yaml.safe_load((ROOT / spec["testenv"]).read_text())["testenv"]
     train_index = Path(testenv["dataset"]["train_index"])
     assert Path(testenv["dataset"]["test_index"]).parent == train_index.parent, job
-    splits = set()
+    splits, backbones = set(), set()
     for algorithm in spec["test_object"]["algorithms"]:
         modules = yaml.safe_load((ROOT / algorithm["url"]).read_text())["algorithm"]["modules"]
         for hp in (h for m in modules for h in m.get("hyperparameters", [])):
             splits.update(hp.get("split", {}).get("values", []))
-    return train_index.parent, splits
+            backbones.update(v["backbone_weights"] for v in hp.get("model_kwargs", {}).get("values", [])
+                             if "backbone_weights" in v)
+    return train_index.parent, splits, backbones
 
 
 @pytest.mark.parametrize("job", list(JOBS), ids=lambda p: p.name)
 def test_readmes_prepare_what_each_synthetic_job_reads(job: Path) -> None:
-    folder, splits = job_data(job)
+    folder, splits, backbones = job_inputs(job)
     for doc in dict.fromkeys((ROOT / "README.md", JOBS[job])):
         commands = llseg_commands(doc)
+        pretrained = {option(c, "--out") for c in commands if c[0] == "pretrain"}
+        assert backbones <= pretrained, f"{doc.name}: no `llseg pretrain --out` writes {sorted(backbones - pretrained)}"
         prepares = [c for c in commands if c[0] == "prepare" and option(c, "--out") == str(folder)]
         assert prepares, f"{doc.name} has no `llseg prepare ... --out {folder}` (what {job.name} reads)"
         for prepare in prepares:
@@ -117,11 +130,13 @@ def test_readme_command_sequences_run(tmp_path: Path, monkeypatch: pytest.Monkey
             assert main(argv) == 0, f"{doc.relative_to(ROOT)}: `llseg {shlex.join(argv)}` failed"
             done.append(argv)
     ran = {a[0] for a in done}
-    assert {"synth", "prepare", "train", "eval", "predict", "export-backbone", "export"} <= ran, ran
+    assert {"synth", "prepare", "pretrain", "train", "eval", "predict", "export-backbone", "export"} <= ran, ran
     assert list((tmp_path / "predictions").iterdir()), "llseg predict wrote nothing"
     for job in JOBS:
         folder, splits = job_data(job)
         for name in ("train_index.txt", "test_index.txt"):
             assert (tmp_path / folder / name).is_file(), f"{job.name} reads {folder / name}, which no README command writes"
+        for backbone in job_inputs(job)[2]:
+            assert (tmp_path / backbone).is_file(), f"{job.name} loads {backbone}, which no README command writes"
         manifest = Manifest.load(tmp_path / folder)
         assert splits <= {manifest.spec}, (job.name, manifest.spec, splits)

@@ -120,3 +120,26 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     r.write("data/test_index.txt", "\n".join(holdout_lines()) + "\n")
     r.write("testenv/testenv.yaml", env_yaml())
     return r
+
+
+def write_job_backbones(algorithm_files: Iterator[Path] | list[Path]) -> list[str]:
+    """Write, at each ``backbone_weights`` path that the algorithm files name (relative to the CWD), the
+    backbone of an untrained DeepLabV3-MobileNetV3 in ``llseg pretrain``'s format: the pipeline under test
+    needs the file, not its training (tests/methods/test_pretrain.py trains one)."""
+    import torch
+
+    from llseg.models import DeepLabV3, create_model
+
+    written: list[str] = []
+    for path in algorithm_files:
+        hps = yaml.safe_load(Path(path).read_text())["algorithm"]["modules"][0]["hyperparameters"]
+        for item in hps:
+            for kwargs in item.get("model_kwargs", {}).get("values", []):
+                target = kwargs.get("backbone_weights")
+                if target and target not in written:
+                    model = create_model("deeplabv3_mobilenet_v3_large", num_classes=2)
+                    assert isinstance(model, DeepLabV3)
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(model.backbone_checkpoint(), target)
+                    written.append(target)
+    return written

@@ -17,6 +17,7 @@ from llseg.ianvs.estimator import DeepLabV3Estimator
 from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
 from llseg.runner.paradigm import model_path
+from tests.runner.conftest import write_job_backbones
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/isprs/lifelong_learning_bench"
@@ -77,6 +78,7 @@ def test_synthetic_aerial_job_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     generate_aerial_dataset("data/synthetic-aerial", seed=0, size=(128, 128))
     prepare("isprs", root="data/synthetic-aerial", split="isprs-2-2-1", out="data/synthetic-aerial-isprs-2-2-1",
             isprs_options={"patch_size": 64})
+    assert write_job_backbones(sorted((tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml")))
     for path in (tmp_path / EXAMPLE / "testalgorithms").glob("*synthetic-aerial.yaml"):
         shipped = _set(path, {"epochs": 1, "batch_size": 4, "device": "cpu"})
         assert (shipped["split"], shipped["dataset"], shipped["model"]) == (

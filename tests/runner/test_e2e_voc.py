@@ -20,6 +20,7 @@ from llseg.methods.checkpoint import read_checkpoint
 from llseg.runner.job import run_job
 from llseg.runner.paradigm import model_path
 from tests.helpers import set_hyperparameters
+from tests.runner.conftest import write_job_backbones
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/voc/lifelong_learning_bench"
@@ -49,6 +50,7 @@ def _tiny_repo(root: Path) -> dict[str, Any]:
     shutil.copytree(ROOT / EXAMPLE, root / EXAMPLE)
     generate_objects_dataset("data/synthetic-objects", seed=0, size=(32, 32), images=40)
     prepare("voc", root="data/synthetic-objects", split="voc-15-5", out="data/synthetic-objects-voc-15-5")
+    assert write_job_backbones(sorted((root / EXAMPLE / "testalgorithms").glob("*synthetic-objects.yaml")))
     set_hyperparameters((root / EXAMPLE / "testalgorithms").glob("*synthetic-objects.yaml"), FAST)
     return json.loads(Path("data/synthetic-objects-voc-15-5/manifest.json").read_text())
 

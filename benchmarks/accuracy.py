@@ -7,7 +7,8 @@
   Every task trains on its chunk's train part (as under Ianvs) and is scored on the test index after every
   step. Recipes that start from the same step-0 training share one step-0 model (``STEP0_OF``, cached under
   ``--work``), so their differences come from the incremental steps only. ``--pretrain-epochs N`` first
-  pretrains the backbone on another synthetic dataset (seed 1), the role of the papers' ImageNet weights;
+  pretrains the backbone on another synthetic dataset (seed 1; ``llseg pretrain``'s code,
+  llseg.methods.pretrain), the role of the papers' ImageNet weights;
   ``--ratios`` adds LAG's data-limited protocol (``data_ratio``) for ``--ratio-recipe``.
 * ``precision``: the default job's ``klingner`` configuration (``testalgorithms/erfnet_klingner_cil-3_synthetic-city.yaml``)
   trained with ``llseg train``'s stage loop on the default job's prepared data, per seed and precision

@@ -42,7 +42,7 @@ FORMAT = 1  # bump when the training below changes: earlier records then no long
 # Per kind: the split whose train rows are used, the estimator dataset, default image (objects) or patch (aerial) size.
 SPLIT = {"objects": "voc-15-5", "aerial": "isprs-2-2-1"}
 DATASET = {"objects": "voc", "aerial": "isprs"}
-DEFAULT_SIZE = {"objects": (96, 96), "aerial": (96, 96)}
+DEFAULT_SIZE = {"objects": (64, 64), "aerial": (96, 96)}
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class PretrainSettings:
     size: tuple[int, int] | None = None
     images: int = 400
     class_tint: float = 0.7
-    epochs: int = 30
+    epochs: int = 20
     model: str = "deeplabv3_mobilenet_v3_large"
     hyperparameters: dict[str, Any] = field(default_factory=lambda: {
         # From scratch: BN momentum 0.1 and every parameter at lr 0.05 (benchmarks/accuracy.py's CPU settings).

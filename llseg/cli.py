@@ -361,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .pth (torchvision format; a record <out>.json beside it)")
     p.add_argument("--seed", type=int, default=1, help="generator seed of the pretraining data (default 1; the jobs' data: 0)")
     p.add_argument("--size", type=_size, default=None,
-                   help="objects: image size HxW; aerial: square patch size NxN (default 64x64 for objects, 96x96 for aerial: the synthetic jobs' sizes)")
+                   help="objects: image size HxW; aerial: square patch size NxN (default: the synthetic jobs' sizes, "
+                        "64x64 for objects, 96x96 for aerial)")
     p.add_argument("--images", type=int, default=None, help="objects only: train images to generate (default 400)")
     p.add_argument("--class-tint", type=float, default=None, help="objects only: class colour cue 0..1 (default 0.7)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")

@@ -177,7 +177,8 @@ def pretrain_backbone(settings: PretrainSettings, out: str | Path, *, work: str 
         raise ConfigError(f"llseg pretrain: model {settings.model} is not a DeepLabV3; it has no backbone to save")
     atomic_save(out, functools.partial(torch.save, model.backbone_checkpoint()))
     seconds = time.perf_counter() - start
-    record = {"key": settings.key(), "sha256": _sha256(out), "settings": asdict(settings), "scores": scores,
+    key = settings.key()
+    record = {"key": key, "sha256": _sha256(out), "settings": asdict(settings), "scores": scores,
               "seconds": seconds, "train_images": len(rows), "torch": torch.__version__}
     write_text(record_path(out), json.dumps(record, indent=1, default=list) + "\n")
-    return Pretrained(out, record["key"], scores, seconds, len(rows), reused=False)
+    return Pretrained(out, key, scores, seconds, len(rows), reused=False)

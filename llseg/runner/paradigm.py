@@ -163,6 +163,9 @@ def run_no_inference(
             r, rounds, len(train), trained, rounds, scores, time.perf_counter() - start,
         )
 
+    # where the last round's evaluation left OUTPUT_URL (also when every round was kept by --resume)
+    os.environ.update(OUTPUT_URL=os.path.join(case_dir, "output", "eval", str(rounds)), model_threshold=str(threshold),
+                      operator=operator)
     test = load_data(test_index, "eval")
     _, task = _evaluate(estimator, model_url, test, metric, test_index)
     estimator.load(model_url=model_url)

@@ -65,6 +65,14 @@ def test_killed_bench_resumes_to_the_uninterrupted_numbers(repo: Path, tmp_path:
     assert [len(list(job_dir.glob(f"{alg}/*/case.json"))) for alg in ("erfnet_klingner", "erfnet_finetune")] == [1, 1]
     assert not list(job_dir.glob("*/*/output/train/*/resume.pt"))
 
+    # killed after the last round of klingner, during its test prediction: every round is kept, the test reruns
+    (job_dir / "rank").joinpath("all_rank.csv").unlink()
+    (row_file,) = job_dir.glob("erfnet_klingner/*/rank_row.json")
+    row_file.unlink()
+    again = llseg(["bench", "-f", JOB, "--resume"], root)
+    assert again.returncode == 0, again.stderr
+    assert _rank(root) == _rank(reference) and (again.stdout + again.stderr).count("finished by an earlier run, kept") == 4
+
     # the index changed: resuming would mix data, so it is refused before any work
     index = root / "data" / "synthetic-city-cil3" / "test_index.txt"
     index.write_text("".join(index.read_text().splitlines(keepends=True)[:-1]))

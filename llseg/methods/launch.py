@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,8 @@ def learn_on_devices(learner: ContinualLearner, images: Sequence[str], full_labe
         try:
             mp.start_processes(_worker, args=args, nprocs=world, join=True, start_method="spawn")
         except mp.ProcessRaisedException as exc:
-            last = str(exc).strip().splitlines()[-1]
-            raise RuntimeError(f"devices: {world}: worker {exc.error_index} failed ({last}); the other workers were "
+            rank, last = _first_error(Path(tmp)) or (exc.error_index, str(exc).strip().splitlines()[-1])
+            raise RuntimeError(f"devices: {world}: worker {rank} failed ({last}); the other workers were "
                                "stopped") from None
         except mp.ProcessExitedException as exc:
             raise RuntimeError(f"devices: {world}: worker {exc.error_index} died (exit code {exc.exit_code}); the other "
@@ -61,6 +62,15 @@ def learn_on_devices(learner: ContinualLearner, images: Sequence[str], full_labe
         state = torch.load(result, map_location="cpu", weights_only=False)
     learner.load_state_dict(state["checkpoint"], source=f"devices: {world} workers")
     return dict(state["summary"])
+
+
+def _first_error(folder: Path) -> tuple[int, str] | None:
+    """(rank, first line) of the earliest error a worker noted in ``folder``, if any."""
+    noted = []
+    for path in folder.glob("error-*.txt"):
+        when, text = path.read_text(encoding="utf-8").split("\n", 1)
+        noted.append((float(when), int(path.stem.split("-")[1]), text.strip()))
+    return min(noted)[1:] if noted else None
 
 
 def _worker(rank: int, world: int, port: int, hyperparameters: dict[str, Any], start: Path, images: list[str],
@@ -76,5 +86,9 @@ def _worker(rank: int, world: int, port: int, hyperparameters: dict[str, Any], s
         summary = learner.learn(images, full_labels, train_labels)
         if distributed.is_main():
             torch.save({"checkpoint": learner.state_dict(), "summary": summary}, result)
+    except Exception as exc:  # noted with its time: the first failure is the cause, a peer's lost connection its echo
+        first = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}".splitlines()[0]
+        (result.parent / f"error-{rank}.txt").write_text(f"{time.time()}\n{first}\n", encoding="utf-8")
+        raise
     finally:
         distributed.shutdown()

@@ -65,6 +65,11 @@ def _finished_round(case_dir: str, r: int) -> dict[str, Any] | None:
         return None
 
 
+def eval_url(case_dir: str, r: int) -> str:
+    """``OUTPUT_URL`` while round ``r``'s model is evaluated (and, after the last round, tested)."""
+    return os.path.join(case_dir, "output", "eval", str(r))
+
+
 def report_url(case_dir: str, r: int) -> str:
     """``OUTPUT_URL`` while round ``r``'s model predicts the report samples."""
     return os.path.join(case_dir, "output", "report", str(r))
@@ -135,11 +140,7 @@ def run_no_inference(
             raise RuntimeError(f"estimator.save({model_url!r}) wrote no file; Sedna's knowledge base copies exactly that path")
         trained = time.perf_counter() - start
 
-        os.environ.update(
-            OUTPUT_URL=os.path.join(case_dir, "output", "eval", str(r)),
-            model_threshold=str(threshold),
-            operator=operator,
-        )
+        os.environ.update(OUTPUT_URL=eval_url(case_dir, r), model_threshold=str(threshold), operator=operator)
         rows: dict[str, list[Scores]] = {key: [] for key in matrix}
         for j in range(1, rounds + 1):
             overall, task = _evaluate(estimator, model_url, load_data(pairs[j][1], "eval"), metric, pairs[j][1])
@@ -154,7 +155,7 @@ def run_no_inference(
             if len(preds) != len(samples):
                 raise ValueError(f"estimator.predict returned {len(preds)} predictions for the {len(samples)} report samples")
             sample_res.append(preds)
-            os.environ["OUTPUT_URL"] = os.path.join(case_dir, "output", "eval", str(r))
+            os.environ["OUTPUT_URL"] = eval_url(case_dir, r)
         write_text(round_path(case_dir, r), json.dumps({"rows": rows, "samples": sample_res[-1] if r >= 1 and samples is not None
                                                         else None}) + "\n")
         scores = ", ".join(f"{s['accuracy']:.4f}" for s in rows["all"])
@@ -164,8 +165,7 @@ def run_no_inference(
         )
 
     # where the last round's evaluation left OUTPUT_URL (also when every round was kept by --resume)
-    os.environ.update(OUTPUT_URL=os.path.join(case_dir, "output", "eval", str(rounds)), model_threshold=str(threshold),
-                      operator=operator)
+    os.environ.update(OUTPUT_URL=eval_url(case_dir, rounds), model_threshold=str(threshold), operator=operator)
     test = load_data(test_index, "eval")
     _, task = _evaluate(estimator, model_url, test, metric, test_index)
     estimator.load(model_url=model_url)

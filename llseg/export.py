@@ -110,7 +110,7 @@ class TorchModel:
 
     def __init__(self, learner: ContinualLearner, size: tuple[int, int] | None = None) -> None:
         self.head = ScoreHead(learner).eval()
-        self.info = _info(learner, size or deploy_size(learner))
+        self.info = _info(learner, size or learner.config.eval_size)
 
     @torch.no_grad()
     def scores(self, batch: np.ndarray) -> np.ndarray:
@@ -201,12 +201,6 @@ def predict_image(model: EdgeModel, path: Path) -> tuple[np.ndarray, np.ndarray]
     return mask, scores
 
 
-def deploy_size(learner: ContinualLearner) -> tuple[int, int] | None:
-    """The input size a checkpoint predicts at: (S, S) with ``eval_crop`` S, else ``input_size``."""
-    crop = learner.config.eval_crop
-    return (crop, crop) if crop is not None else learner.config.input_size
-
-
 def export_checkpoint(checkpoint: Path, out: Path, fmt: str, size: tuple[int, int] | None = None) -> Path:
     """Write ``checkpoint`` as ``fmt`` (onnx/torchscript) at ``out`` for ``size`` = (H, W) inputs.
 
@@ -220,7 +214,7 @@ def export_checkpoint(checkpoint: Path, out: Path, fmt: str, size: tuple[int, in
     if crop is not None and size is not None and tuple(size) != (crop, crop):
         raise ConfigError(f"{checkpoint} evaluates with eval_crop {crop} (the centred square at {crop}x{crop}); "
                           f"export it with --size {crop}x{crop} or without --size")
-    size = size or deploy_size(learner)
+    size = size or learner.config.eval_size
     if size is None:
         raise ConfigError(f"{checkpoint} has no input_size: give the deploy resolution with --size HxW")
     model = TorchModel(learner, size)

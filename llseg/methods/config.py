@@ -205,6 +205,12 @@ class TrainConfig:
             check_available()
         recipe.check_config(self)
 
+    @property
+    def eval_size(self) -> tuple[int, int] | None:
+        """(H, W) the model sees when predicting: the ``eval_crop`` square (S, S), else ``input_size``
+        (None: the image's own size)."""
+        return (self.eval_crop, self.eval_crop) if self.eval_crop is not None else self.input_size
+
     def to_dict(self) -> dict[str, Any]:
         """Flat plain data (tuples as lists): the shared options, then the recipe's options. The
         form of checkpoints, reports and ``--print-config``; :func:`resolve_config` reads it back."""

@@ -497,7 +497,7 @@ class ContinualLearner:
             window = center_square(*rgb.shape[:2]) if crop is not None else (0, 0, *rgb.shape[:2])
             top, left, h, w = window
             image = torch.from_numpy(rgb[top:top + h, left:left + w]).permute(2, 0, 1).float().div_(255)
-            size = (crop, crop) if crop is not None else self.config.input_size
+            size = self.config.eval_size
             if size is not None:
                 image, _ = resize_pair(image, None, size)
             with self.engine.autocast():

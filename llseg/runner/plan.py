@@ -106,9 +106,7 @@ def _forward_flops(model: torch.nn.Module, image: torch.Tensor) -> float:
 def eval_input_size(config: TrainConfig, image: Path) -> tuple[int, int]:
     """(H, W) the model sees when evaluating ``image``: the ``eval_crop`` square, else ``input_size``,
     else the image's own size."""
-    if config.eval_crop is not None:
-        return config.eval_crop, config.eval_crop
-    return config.input_size or image_size(image)
+    return config.eval_size or image_size(image)
 
 
 def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) -> Calibration:

@@ -32,7 +32,7 @@ from llseg.data.predictions import load_prediction, save_prediction
 from llseg.data.transforms import TrainAugment
 from llseg.methods.config import TrainConfig, resolve_config
 from llseg.methods.engine import Engine
-from llseg.methods.learner import ContinualLearner
+from llseg.methods.learner import PRETRAINED_FILES, ContinualLearner
 from llseg.methods.registry import make_recipe
 from llseg.metrics.incremental import IncrementalScorer
 from llseg.models import create_model
@@ -117,8 +117,9 @@ def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) 
     augment = TrainAugment(base_size=config.input_size, crop_size=config.crop_size, scale=config.scale,
                            flip=config.flip, jitter=config.jitter)
     data = SegmentationPairs([Path(row[0])], [Path(row[2])], lut=channel_lut(range(num_classes)), augment=augment)
-    model = create_model(config.model, num_classes=num_classes, **{k: v for k, v in config.model_kwargs.items()
-                                                                    if not k.endswith("weights")}).to(engine.device)
+    learner = ContinualLearner(config)  # its model_kwargs: the recipe's (e.g. SSUL's unknown channel)
+    model = create_model(config.model, num_classes=num_classes, **{k: v for k, v in learner.model_kwargs.items()
+                                                                    if k not in PRETRAINED_FILES}).to(engine.device)
     model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
     batch = max(2, config.batch_size)
@@ -138,9 +139,8 @@ def calibrate(config: TrainConfig, row: tuple[str, str, str], num_classes: int) 
             torch.cuda.synchronize(engine.device)
         if step:  # the first step warms up allocators and kernels
             loads, steps = loads + loaded - start, steps + time.perf_counter() - loaded
+    model.eval()  # one image: BatchNorm after global pooling (DeepLabV3's ASPP) needs eval mode; same FLOPs
     train_flops = _forward_flops(model, image[:1])
-    model.eval()
-    learner = ContinualLearner(config)
     learner.model, learner.groups = model, [list(range(num_classes))]
     eval_seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="llseg-plan-") as tmp:

@@ -108,3 +108,18 @@ def test_plan_counts_evaluation_at_the_eval_crop(make_rows, one_thread: None) ->
     assert eval_input_size(plain, Path(row[0])) == (32, 64) and eval_input_size(cropped, Path(row[0])) == (16, 16)
     full, crop = calibrate(plain, row, 19), calibrate(cropped, row, 19)
     assert crop.eval_flops == pytest.approx(full.eval_flops / 8, rel=1e-3) and crop.train_flops == full.train_flops
+
+
+@pytest.mark.parametrize("recipe", [{"recipe": "finetune"}, {"recipe": "ssul", "unknown": True, "loss_type": "bce"}])
+def test_plan_calibrates_deeplabv3(recipe: dict[str, object], make_rows, one_thread: None) -> None:
+    """DeepLabV3's ASPP pools to 1x1 before a BatchNorm: the one-image FLOP count runs in eval mode; the
+    model has the recipe's channels (SSUL's unknown channel, merged away at prediction)."""
+    from llseg.methods.config import TrainConfig
+    from llseg.runner.plan import calibrate
+
+    rows = make_rows("a", 1, [0, 10], keep={0, 10})
+    row = (str(rows.x[0, 0]), str(rows.x[0, 1]), str(rows.y[0]))
+    config = TrainConfig.from_hyperparameters(dict(recipe, model="deeplabv3_mobilenet_v3_large", batch_size=2,
+                                                   device="cpu", input_size="32x32", dataset="voc"))
+    cal = calibrate(config, row, 19)
+    assert cal.train_flops > 0 and cal.train_seconds > 0 and cal.eval_flops == cal.train_flops  # both at input_size

@@ -92,6 +92,7 @@ class TrainConfig:
         data_ratio: steps ≥ 1 train on round(δ · N) of their N images (LAG's data-limited protocol,
             docs/methods.md §4.1), a subset fixed by ``seed``; step 0 uses every image.
         grad_clip: maximum global L2 norm of the trainable gradients; None = off.
+        grad_clip_incremental: ``grad_clip`` instead in steps ≥ 1 (None: ``grad_clip`` in every step).
         precision: ``auto`` (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), ``fp32``,
             ``bf16`` or ``fp16``. device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         num_workers: DataLoader workers; ``auto``: none on CPU, min(4, cores − 1) with CUDA.
@@ -142,6 +143,7 @@ class TrainConfig:
     jitter: float = 0.2
     data_ratio: float = 1.0
     grad_clip: float | None = None
+    grad_clip_incremental: float | None = None
     precision: str = "auto"
     device: str = "auto"
     num_workers: int | str = "auto"
@@ -197,8 +199,10 @@ class TrainConfig:
             raise ConfigError(f"data_ratio must be in (0, 1], got {self.data_ratio}")
         if self.lr_incremental is not None and self.lr_incremental <= 0:
             raise ConfigError(f"lr_incremental must be > 0, got {self.lr_incremental}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip (a gradient norm) must be > 0, got {self.grad_clip}")
+        for name in ("grad_clip", "grad_clip_incremental"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} (a gradient norm) must be > 0, got {value}")
         if "unknown" in self.model_kwargs:
             raise ConfigError("model_kwargs: unknown is set by the recipe; use the hyperparameter unknown instead")
         if self.tensorboard is not None:

@@ -179,6 +179,7 @@ class Engine:
         schedule = make_schedule(optimizer, cfg.lr_policy, cfg.epochs * len(steps), power=cfg.lr_power, step_size=cfg.step_size)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         trainable = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        clip = recipe.gradient_clip()
         epoch_losses: list[float] = []
         replayed = 0
         best: dict[str, Any] | None = None  # epoch, score and CPU weights of the best validated epoch
@@ -233,9 +234,9 @@ class Engine:
                     step_loss += float(loss.detach()) * weight
                 if global_size is not None:  # sum the weighted gradients and losses of every rank
                     step_loss = float(distributed.sum_gradients(trainable, torch.tensor([step_loss]))[0])
-                if cfg.grad_clip is not None:  # clip the true gradients: unscale fp16 first (else a no-op)
+                if clip is not None:  # clip the true gradients: unscale fp16 first (else a no-op)
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(trainable, clip)
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()

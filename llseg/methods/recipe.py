@@ -233,6 +233,11 @@ class Recipe:
         cfg = self.config
         return cfg.lr_incremental if self.stage.step >= 1 and cfg.lr_incremental is not None else cfg.lr
 
+    def gradient_clip(self) -> float | None:
+        """``grad_clip`` in step 0, ``grad_clip_incremental`` (when set) in later steps; None = no clipping."""
+        cfg = self.config
+        return cfg.grad_clip_incremental if self.stage.step >= 1 and cfg.grad_clip_incremental is not None else cfg.grad_clip
+
     def param_groups(self, student: nn.Module) -> list[dict[str, Any]]:
         """Every parameter trains; ``model.backbone`` at ``backbone_lr`` when set, scaled in steps ≥ 1
         by ``lr_incremental / lr`` like the rest."""

@@ -26,6 +26,7 @@ def test_parses_yaml_style_values():
         ({"scale": [2, 1]}, "0 < low <= high"),
         ({"grad_clip": 0}, "grad_clip .* must be > 0"),
         ({"grad_clip": "-1"}, "grad_clip .* must be > 0"),
+        ({"grad_clip_incremental": -0.5}, "grad_clip_incremental .* must be > 0"),
         ({"grad_clip": "big"}, "grad_clip: expected a number"),
         ({"num_workers": -1}, "num_workers must be 'auto' or an integer >= 0"),
         ({"num_workers": "many"}, "num_workers: expected a number"),

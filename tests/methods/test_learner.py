@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from llseg.methods.config import TrainConfig
@@ -129,6 +130,19 @@ def test_without_grad_clip_nothing_is_clipped(make_rows, monkeypatch):
         make_rows("a", 2, [0, 1], keep={0, 1}),
     )
     assert calls == []
+
+
+@pytest.mark.parametrize(("step0", "later"), [(None, 0.1), (0.5, 0.1)])
+def test_grad_clip_incremental_replaces_grad_clip_from_step_one(make_rows, monkeypatch, step0, later):
+    clips: list[tuple[int, float]] = []
+    learner = ContinualLearner(TrainConfig.from_hyperparameters(
+        dict(recipe="finetune", grad_clip=step0, grad_clip_incremental=later, **FAST)))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clips.append((len(learner.groups), a[1])))
+    _learn(learner, make_rows("a", 2, [0, 1], keep={0, 1}))
+    _learn(learner, make_rows("b", 2, [0, 3], keep={3}))
+    first, second = [c for g, c in clips if g == 1], [c for g, c in clips if g == 2]
+    assert first == ([] if step0 is None else [step0] * len(first)) and (step0 is None or first)
+    assert second and set(second) == {later}
 
 
 def test_eval_upsample_nearest_predicts_at_input_size_then_repeats(make_rows):

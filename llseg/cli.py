@@ -52,6 +52,16 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}")
+    return value
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from llseg.atomic import check_output_dir
 
@@ -264,11 +274,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         print(format_plan(plan_job(str(args.file))))
         return 0
-    if args.rank_only and (args.resume or args.case):
+    if args.rank_only and (args.resume or args.case or args.jobs > 1):
         from llseg.errors import ConfigError
 
-        raise ConfigError("--rank-only runs nothing; drop --resume and --case")
-    return 1 if run_job(str(args.file), resume=args.resume, cases=args.case, rank_only=args.rank_only).failed else 0
+        raise ConfigError("--rank-only runs nothing; drop --resume, --case and --jobs")
+    return 1 if run_job(str(args.file), resume=args.resume, cases=args.case, rank_only=args.rank_only,
+                        jobs=args.jobs).failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,10 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="generator seed of the pretraining data (default 1; the jobs' data: 0)")
     p.add_argument("--size", type=_size, default=None,
                    help="objects: image size HxW; aerial: square patch size NxN (default: the synthetic jobs' sizes, "
-                        "64x64 for objects, 96x96 for aerial)")
+                        "128x128 for objects, 96x96 for aerial)")
     p.add_argument("--images", type=int, default=None, help="objects only: train images to generate (default 400)")
     p.add_argument("--class-tint", type=float, default=None, help="objects only: class colour cue 0..1 (default 0.7)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 30 for objects, 20 for aerial)")
     p.add_argument("--work", type=Path, default=Path("data/pretrain"),
                    help="folder for the generated and prepared pretraining data (default data/pretrain)")
     p.set_defaults(func=_cmd_pretrain)
@@ -404,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "other cases against the same workspace (one lock per case)")
     p.add_argument("--rank-only", action="store_true",
                    help="run nothing: build rank/*.csv and the report from the finished test cases in the workspace")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="run the algorithms in N worker processes at once (longest first, each with 1/N of the threads, "
+                        "logs in <workspace>/<job>/logs/); default 1. fp32 numbers depend on the thread count: compare "
+                        "runs with the same N")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("make-jobs", help="write examples/*/lifelong_learning_bench/splits/<split>/: a ready Ianvs job for every "

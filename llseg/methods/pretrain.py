@@ -42,7 +42,8 @@ FORMAT = 1  # bump when the training below changes: earlier records then no long
 # Per kind: the split whose train rows are used, the estimator dataset, default image (objects) or patch (aerial) size.
 SPLIT = {"objects": "voc-15-5", "aerial": "isprs-2-2-1"}
 DATASET = {"objects": "voc", "aerial": "isprs"}
-DEFAULT_SIZE = {"objects": (64, 64), "aerial": (96, 96)}
+DEFAULT_SIZE = {"objects": (128, 128), "aerial": (96, 96)}
+DEFAULT_EPOCHS = {"objects": 30, "aerial": 20}
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class PretrainSettings:
     size: tuple[int, int] | None = None
     images: int = 400
     class_tint: float = 0.7
-    epochs: int = 20
+    epochs: int | None = None  # None: DEFAULT_EPOCHS of the kind
     model: str = "deeplabv3_mobilenet_v3_large"
     hyperparameters: dict[str, Any] = field(default_factory=lambda: {
         # From scratch: BN momentum 0.1 and every parameter at lr 0.05 (benchmarks/accuracy.py's CPU settings).
@@ -70,9 +71,11 @@ class PretrainSettings:
             raise ConfigError(f"pretrain kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         if self.size is None:
             object.__setattr__(self, "size", DEFAULT_SIZE[self.kind])
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[self.kind])
         if self.kind == "aerial" and self.size is not None and self.size[0] != self.size[1]:
             raise ConfigError(f"aerial pretraining cuts square patches; give --size NxN, not {self.size[0]}x{self.size[1]}")
-        if self.epochs < 1:
+        if self.epochs < 1:  # type: ignore[operator]  # set above
             raise ConfigError(f"pretrain epochs must be >= 1; got {self.epochs}")
 
     def key(self) -> str:

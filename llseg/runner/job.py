@@ -327,7 +327,8 @@ def _report(job_dir: str) -> tuple[str, ...]:
     return tuple(map(str, paths))
 
 
-def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_only: bool = False) -> JobResult:
+def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_only: bool = False,
+            jobs: int = 1) -> JobResult:
     """Run the benchmarkingjob at ``path`` from the repository root (the CWD); print the leaderboard.
 
     Args:
@@ -336,6 +337,7 @@ def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_
         cases: run only the test cases of these algorithms (``--case``; other processes or machines
             may run the others against the same workspace, one writer per case).
         rank_only: run nothing; build the rank files and the report from the finished cases.
+        jobs: run the algorithms in this many worker processes at once (``llseg.runner.parallel``).
     """
     job = load_job(path)
     check_output_dir(job.output_dir, f"{job.file}: workspace")
@@ -351,6 +353,9 @@ def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_
     plan = _plan(job, selected, train_lines, resume)
     log.info("benchmark %s: %d test case(s), %d rounds each, output in %s",
              job.name, len(selected), job.testenv.incremental_rounds, job.output_dir)
+    pending = list(dict.fromkeys(c.algorithm.name for c, f in zip(selected, plan) if f is None or read_row(f) is None))
+    if jobs > 1 and len(pending) > 1:
+        return _run_parallel(job, selected, train_lines, pending, jobs=jobs, resume=resume)
     outcomes, rows = [], []
     for i, (case, folder) in enumerate(zip(selected, plan), 1):
         label = f"[{i}/{len(selected)}]"
@@ -368,6 +373,11 @@ def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_
         outcomes.append(outcome)
         if row is not None:
             rows.append(row)
+    return _conclude(job, outcomes, rows)
+
+
+def _conclude(job: Job, outcomes: Sequence[CaseOutcome], rows: Sequence[RankRow]) -> JobResult:
+    """Merge ``rows`` into the rank files, print the leaderboard, write the report, log the failures."""
     files: tuple[str, ...] = ()
     if rows:
         header, selected_rows, written = _write_rank(job, rows)
@@ -381,8 +391,21 @@ def run_job(path: str, *, resume: bool = False, cases: Sequence[str] = (), rank_
     return result
 
 
-def _rank_only(job: Job, cases: Sequence[Case], train_lines: list[str]) -> JobResult:
-    """Rank files and report from the finished cases in the workspace (``--rank-only``)."""
+def _run_parallel(job: Job, cases: Sequence[Case], train_lines: list[str], algorithms: Sequence[str], *,
+                  jobs: int, resume: bool) -> JobResult:
+    """``algorithms`` in ``jobs`` worker processes (``llseg bench --case``), then the rank of ``cases``."""
+    from llseg.runner.parallel import longest_first, run_workers
+
+    results = run_workers(job, longest_first(str(job.file), algorithms), jobs=jobs, resume=resume)
+    outcomes, rows, missing = _finished(job, cases, train_lines)
+    outcomes += [CaseOutcome(r.algorithm, str(r.log), None, f"worker exit code {r.returncode}; its log: {r.log}", r.seconds)
+                 for r in results if r.returncode != 0 or r.algorithm in missing]
+    return _conclude(job, outcomes, rows)
+
+
+def _finished(job: Job, cases: Sequence[Case], train_lines: list[str]) -> tuple[list[CaseOutcome], list[RankRow], list[str]]:
+    """Outcomes and rank rows of the finished ``cases`` in the workspace (the newest run of the current
+    data and settings), and the algorithms of those not finished."""
     outcomes, rows, missing = [], [], []
     for case in cases:
         current = case_fingerprint(job, case, train_lines)
@@ -394,6 +417,12 @@ def _rank_only(job: Job, cases: Sequence[Case], train_lines: list[str]) -> JobRe
         folder, row = finished[-1]
         outcomes.append(CaseOutcome(case.algorithm.name, str(folder), row.metrics, None, 0.0))
         rows.append(row)
+    return outcomes, rows, missing
+
+
+def _rank_only(job: Job, cases: Sequence[Case], train_lines: list[str]) -> JobResult:
+    """Rank files and report from the finished cases in the workspace (``--rank-only``)."""
+    outcomes, rows, missing = _finished(job, cases, train_lines)
     if not rows:
         raise ConfigError(f"--rank-only: {job.output_dir} holds no finished test case of {job.file}; run "
                           f"'llseg bench -f {job.file}' (or with --case NAME) first")

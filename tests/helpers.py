@@ -1,6 +1,7 @@
 """Builders that several test modules share: a tiny two-stage checkpoint and a tiny copy of the default job."""
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from collections.abc import Callable, Iterable
@@ -18,6 +19,9 @@ from tests.conftest import Rows
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "benchmarkingjob.yaml"
 CITY_FAST = {"epochs": 1, "batch_size": 4, "input_size": [32, 64], "device": "cpu"}
+JOB_NAME = "erfnet_cil-3_synthetic-city"
+RANK_METRICS = ["mIoU_task1", "mIoU_task2", "mIoU_task1+2", "mIoU_task3", "mIoU_task1+2+3", "BWT", "FWT", "task_avg_acc",
+                "MATRIX"]
 CHECKPOINT_FAST = {"epochs": 1, "batch_size": 2, "seed": 3, "jitter": 0.0, "device": "cpu", "precision": "fp32"}
 
 
@@ -59,3 +63,16 @@ def tiny_city_repo(root: Path) -> None:
     finally:
         os.chdir(cwd)
     set_hyperparameters((root / "testalgorithms").glob("*.yaml"), CITY_FAST)
+
+
+def rank_rows(root: Path) -> dict[str, dict[str, str]]:
+    """The default job's ``all_rank.csv`` under ``root``: algorithm -> its :data:`RANK_METRICS` cells."""
+    with open(root / "workspace" / JOB_NAME / "rank" / "all_rank.csv", newline="") as handle:
+        return {row["algorithm"]: {m: row[m] for m in RANK_METRICS} for row in csv.DictReader(handle)}
+
+
+def copy_repo(repo: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of ``repo`` at ``tmp_path/name`` without its workspace."""
+    root = tmp_path / name
+    shutil.copytree(repo, root, ignore=shutil.ignore_patterns("workspace"))
+    return root

@@ -2,8 +2,6 @@
 equals the one-process run's (one thread per process in both, CPU fp32)."""
 from __future__ import annotations
 
-import csv
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +10,8 @@ import pytest
 import yaml
 
 from llseg.runner import parallel
-from tests.helpers import JOB, tiny_city_repo
+from tests.helpers import JOB, JOB_NAME, copy_repo, rank_rows, tiny_city_repo
 from tests.interrupt import env, llseg
-
-NAME = "erfnet_cil-3_synthetic-city"
-METRICS = ["mIoU_task1", "mIoU_task2", "mIoU_task1+2", "mIoU_task3", "mIoU_task1+2+3", "BWT", "FWT", "task_avg_acc", "MATRIX"]
-
-
-def _rank(root: Path) -> dict[str, dict[str, str]]:
-    with open(root / "workspace" / NAME / "rank" / "all_rank.csv", newline="") as handle:
-        return {row["algorithm"]: {m: row[m] for m in METRICS} for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +32,27 @@ def _bench(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**env(), "LLSEG_LOGLEVEL": "INFO"}, capture_output=True, text=True, timeout=600)
 
 
-def _copy(repo: Path, tmp_path: Path, name: str) -> Path:
-    root = tmp_path / name
-    shutil.copytree(repo, root, ignore=shutil.ignore_patterns("workspace"))
-    return root
-
-
 def test_parallel_run_gives_the_sequential_leaderboard(repo: Path, tmp_path: Path) -> None:
-    sequential = _copy(repo, tmp_path, "sequential")
+    sequential = copy_repo(repo, tmp_path, "sequential")
     assert llseg(["bench", "-f", JOB], sequential).returncode == 0
 
-    root = _copy(repo, tmp_path, "parallel")
+    root = copy_repo(repo, tmp_path, "parallel")
     done = _bench(root, "--jobs", "2")
     assert done.returncode == 0, done.stderr
-    assert _rank(root) == _rank(sequential)
+    assert rank_rows(root) == rank_rows(sequential)
     # joint (fresh model on all data so far at every round) has the most work: it starts first
     assert "started erfnet_joint" in done.stderr.split("started erfnet_klingner")[0]
-    logs = root / "workspace" / NAME / "logs"
+    logs = root / "workspace" / JOB_NAME / "logs"
     assert sorted(p.name for p in logs.iterdir()) == [f"erfnet_{a}.log" for a in ("finetune", "joint", "klingner")]
     assert "rank written" in (logs / "erfnet_joint.log").read_text()
-    assert (root / "workspace" / NAME / "rank" / "report.html").is_file()
+    assert (root / "workspace" / JOB_NAME / "rank" / "report.html").is_file()
     # a rerun with --resume keeps every finished case and starts no worker
     again = _bench(root, "--jobs", "2", "--resume")
-    assert again.returncode == 0 and "started" not in again.stderr and _rank(root) == _rank(sequential)
+    assert again.returncode == 0 and "started" not in again.stderr and rank_rows(root) == rank_rows(sequential)
 
 
-def test_a_failing_worker_is_reported_and_the_others_rank(repo: Path, tmp_path: Path) -> None:
-    root = _copy(repo, tmp_path, "failing")
+def test_a_failing_worker_is_reported_and_the_othersrank_rows(repo: Path, tmp_path: Path) -> None:
+    root = copy_repo(repo, tmp_path, "failing")
     bad = root / "testalgorithms" / "erfnet_finetune_cil-3_synthetic-city.yaml"
     data = yaml.safe_load(bad.read_text())
     # valid settings, but the encoder file is missing: the case fails when its round 0 builds the model
@@ -80,7 +64,7 @@ def test_a_failing_worker_is_reported_and_the_others_rank(repo: Path, tmp_path: 
     done = _bench(root, "--jobs", "2")
     assert done.returncode == 1
     assert "FAILED erfnet_finetune" in done.stderr and "worker exit code" in done.stderr
-    assert list(_rank(root)) == ["erfnet_klingner"]
+    assert list(rank_rows(root)) == ["erfnet_klingner"]
 
 
 def test_worker_threads_share_this_process_threads(monkeypatch: pytest.MonkeyPatch) -> None:

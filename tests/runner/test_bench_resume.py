@@ -3,8 +3,6 @@ coordinates processes on one workspace (one lock per case, ``--case``, ``--rank-
 to resume on changed data."""
 from __future__ import annotations
 
-import csv
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,16 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import JOB, tiny_city_repo
+from tests.helpers import JOB, JOB_NAME, copy_repo, rank_rows, tiny_city_repo
 from tests.interrupt import env, llseg, stop_when
-
-NAME = "erfnet_cil-3_synthetic-city"
-METRICS = ["mIoU_task1", "mIoU_task2", "mIoU_task1+2", "mIoU_task3", "mIoU_task1+2+3", "BWT", "FWT", "task_avg_acc", "MATRIX"]
-
-
-def _rank(root: Path) -> dict[str, dict[str, str]]:
-    with open(root / "workspace" / NAME / "rank" / "all_rank.csv", newline="") as handle:
-        return {row["algorithm"]: {m: row[m] for m in METRICS} for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +32,20 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _copy(repo: Path, tmp_path: Path, name: str) -> Path:
-    root = tmp_path / name
-    shutil.copytree(repo, root, ignore=shutil.ignore_patterns("workspace"))
-    return root
-
-
 def test_killed_bench_resumes_to_the_uninterrupted_numbers(repo: Path, tmp_path: Path) -> None:
-    reference = _copy(repo, tmp_path, "straight")
+    reference = copy_repo(repo, tmp_path, "straight")
     assert llseg(["bench", "-f", JOB], reference).returncode == 0
 
-    root = _copy(repo, tmp_path, "killed")
-    job_dir = root / "workspace" / NAME
+    root = copy_repo(repo, tmp_path, "killed")
+    job_dir = root / "workspace" / JOB_NAME
     # SIGKILL while klingner trains round 2 (after an epoch checkpoint), then while finetune trains round 1
     stop_when(["bench", "-f", JOB], root, lambda: any(job_dir.glob("erfnet_klingner/*/output/train/2/resume.pt")))
     assert not (job_dir / "rank").exists()
     stop_when(["bench", "-f", JOB, "--resume"], root, lambda: any(job_dir.glob("erfnet_finetune/*/output/train/1/resume.pt")))
-    assert list(_rank(root)) == ["erfnet_klingner"]  # written when that case finished, before the kill
+    assert list(rank_rows(root)) == ["erfnet_klingner"]  # written when that case finished, before the kill
     finished = llseg(["bench", "-f", JOB, "--resume"], root)
     assert finished.returncode == 0, finished.stderr
-    assert _rank(root) == _rank(reference)
+    assert rank_rows(root) == rank_rows(reference)
     assert [len(list(job_dir.glob(f"{alg}/*/case.json"))) for alg in ("erfnet_klingner", "erfnet_finetune")] == [1, 1]
     assert not list(job_dir.glob("*/*/output/train/*/resume.pt"))
 
@@ -72,7 +56,7 @@ def test_killed_bench_resumes_to_the_uninterrupted_numbers(repo: Path, tmp_path:
     models = {p: p.stat().st_mtime_ns for p in job_dir.glob("erfnet_klingner/*/output/train/*/seen_task/*.model")}
     again = llseg(["bench", "-f", JOB, "--resume"], root)
     assert again.returncode == 0, again.stderr
-    assert _rank(root) == _rank(reference)
+    assert rank_rows(root) == rank_rows(reference)
     assert len(models) == 4 and all(p.stat().st_mtime_ns == t for p, t in models.items())  # no round retrained
 
     # the index changed: resuming would mix data, so it is refused before any work
@@ -84,8 +68,8 @@ def test_killed_bench_resumes_to_the_uninterrupted_numbers(repo: Path, tmp_path:
 
 
 def test_one_writer_per_case_and_rank_only(repo: Path, tmp_path: Path) -> None:
-    root = _copy(repo, tmp_path, "shared")
-    job_dir = root / "workspace" / NAME
+    root = copy_repo(repo, tmp_path, "shared")
+    job_dir = root / "workspace" / JOB_NAME
     lock = job_dir / ".locks"
     first = ["bench", "-f", JOB, "--case", "erfnet_klingner"]
     held = lambda: any(lock.glob("erfnet_klingner-*.lock")) and any(job_dir.glob("erfnet_klingner/*/output/train/1"))  # noqa: E731
@@ -105,7 +89,7 @@ def test_one_writer_per_case_and_rank_only(repo: Path, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert list(_rank(root)) == ["erfnet_finetune"]
+    assert list(rank_rows(root)) == ["erfnet_finetune"]
     # the killed holder's lock is stale: a resume takes it over and finishes the case
     assert any(lock.glob("erfnet_klingner-*.lock"))
     resumed = llseg([*first, "--resume"], root)
@@ -116,5 +100,5 @@ def test_one_writer_per_case_and_rank_only(repo: Path, tmp_path: Path) -> None:
     (job_dir / "rank" / "all_rank.csv").unlink()
     rank_only = llseg(["bench", "-f", JOB, "--rank-only"], root)
     assert rank_only.returncode == 0, rank_only.stderr
-    assert sorted(_rank(root)) == ["erfnet_finetune", "erfnet_klingner"]
+    assert sorted(rank_rows(root)) == ["erfnet_finetune", "erfnet_klingner"]
     assert (job_dir / "rank" / "report.html").is_file()

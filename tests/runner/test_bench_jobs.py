@@ -2,6 +2,7 @@
 equals the one-process run's (one thread per process in both, CPU fp32)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 
 from llseg.runner import parallel
 from tests.helpers import JOB, JOB_NAME, copy_repo, rank_rows, tiny_city_repo
-from tests.interrupt import env, llseg
+from tests.interrupt import env, llseg, stop_when
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +33,20 @@ def _bench(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**env(), "LLSEG_LOGLEVEL": "INFO"}, capture_output=True, text=True, timeout=600)
 
 
-def test_parallel_run_gives_the_sequential_leaderboard(repo: Path, tmp_path: Path) -> None:
-    sequential = copy_repo(repo, tmp_path, "sequential")
-    assert llseg(["bench", "-f", JOB], sequential).returncode == 0
+@pytest.fixture(scope="module")
+def sequential(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """The leaderboard of the one-process run (one thread)."""
+    root = copy_repo(repo, tmp_path_factory.mktemp("bench-jobs-sequential"), "sequential")
+    assert llseg(["bench", "-f", JOB], root).returncode == 0
+    return rank_rows(root)
 
+
+def test_parallel_run_gives_the_sequential_leaderboard(repo: Path, sequential: dict[str, dict[str, str]],
+                                                       tmp_path: Path) -> None:
     root = copy_repo(repo, tmp_path, "parallel")
     done = _bench(root, "--jobs", "2")
     assert done.returncode == 0, done.stderr
-    assert rank_rows(root) == rank_rows(sequential)
+    assert rank_rows(root) == sequential
     # joint (fresh model on all data so far at every round) has the most work: it starts first
     assert "started erfnet_joint" in done.stderr.split("started erfnet_klingner")[0]
     logs = root / "workspace" / JOB_NAME / "logs"
@@ -48,10 +55,24 @@ def test_parallel_run_gives_the_sequential_leaderboard(repo: Path, tmp_path: Pat
     assert (root / "workspace" / JOB_NAME / "rank" / "report.html").is_file()
     # a rerun with --resume keeps every finished case and starts no worker
     again = _bench(root, "--jobs", "2", "--resume")
-    assert again.returncode == 0 and "started" not in again.stderr and rank_rows(root) == rank_rows(sequential)
+    assert again.returncode == 0 and "started" not in again.stderr and rank_rows(root) == sequential
 
 
-def test_a_failing_worker_is_reported_and_the_othersrank_rows(repo: Path, tmp_path: Path) -> None:
+def test_sigterm_stops_the_workers_and_resume_finishes(repo: Path, sequential: dict[str, dict[str, str]],
+                                                      tmp_path: Path) -> None:
+    root = copy_repo(repo, tmp_path, "stopped")
+    job_dir = root / "workspace" / JOB_NAME
+    code, err = stop_when(["bench", "-f", JOB, "--jobs", "2"], root,
+                          lambda: any(job_dir.glob("erfnet_joint/*/output/train/1")), sig=signal.SIGTERM)
+    assert code == 143 and "stopped erfnet_joint" in err
+    assert not any((job_dir / ".locks").glob("*.lock"))  # every worker ended and released its case
+    assert not (job_dir / "rank" / "all_rank.csv").exists() or "erfnet_joint" not in rank_rows(root)
+    done = _bench(root, "--jobs", "2", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert rank_rows(root) == sequential
+
+
+def test_a_failing_worker_is_reported_and_the_others_rank(repo: Path, tmp_path: Path) -> None:
     root = copy_repo(repo, tmp_path, "failing")
     bad = root / "testalgorithms" / "erfnet_finetune_cil-3_synthetic-city.yaml"
     data = yaml.safe_load(bad.read_text())

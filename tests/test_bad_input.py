@@ -97,7 +97,8 @@ BATTERY: list[tuple[list[str], list[str], list[str]]] = [
                                                         "erfnet_klingner, erfnet_finetune, erfnet_joint"], []),
     (["bench", "-f", JOB, "--rank-only"], ["--rank-only: ./workspace/erfnet_cil-3_synthetic-city holds no finished test case"],
      []),
-    (["bench", "-f", JOB, "--rank-only", "--resume"], ["--rank-only runs nothing; drop --resume and --case"], []),
+    (["bench", "-f", JOB, "--rank-only", "--resume"], ["--rank-only runs nothing; drop --resume, --case and --jobs"], []),
+    (["bench", "-f", JOB, "--rank-only", "--jobs", "2"], ["--rank-only runs nothing; drop --resume, --case and --jobs"], []),
 ]
 
 
